@@ -1,0 +1,131 @@
+//! What differs per database: the health probe, the dialect, and which errors mean "this node
+//! is unavailable".
+//!
+//! [`Backend`] is implemented for each sqlx database partypool supports (behind the
+//! `postgres`, `mysql` and `sqlite` features) and is sealed: the set of databases is
+//! partypool's to maintain.
+
+use std::future::Future;
+
+use sqlx::{Database, Pool};
+
+use crate::route::Dialect;
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// What one successful health probe learned about a node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Probe {
+    /// Whether the node is a standby replaying the primary's log (`None` if the backend
+    /// cannot tell, e.g. SQLite).
+    pub in_recovery: Option<bool>,
+}
+
+/// A database partypool can route for. Implemented for sqlx's `Postgres`, `MySql` and
+/// `Sqlite`; sealed.
+pub trait Backend: Database + sealed::Sealed {
+    /// The SQL dialect the router uses for this database.
+    const DIALECT: Dialect;
+
+    /// The primary's default connection limit when [`Config::primary_max_connections`] is
+    /// unset (`None`: the same as every node).
+    ///
+    /// [`Config::primary_max_connections`]: crate::Config::primary_max_connections
+    const PRIMARY_MAX_CONNECTIONS: Option<u32> = None;
+
+    /// One light query that proves the node answers and tells its role.
+    fn probe(pool: &Pool<Self>) -> impl Future<Output = Result<Probe, sqlx::Error>> + Send;
+
+    /// Whether `e` says the node (or the way to it) is unavailable, rather than that the
+    /// statement was wrong.
+    fn is_unavailable(e: &sqlx::Error) -> bool {
+        is_transport_error(e)
+    }
+}
+
+/// Errors of the transport and the pool, the same for every database.
+fn is_transport_error(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::WorkerCrashed
+    )
+}
+
+#[cfg(feature = "postgres")]
+impl sealed::Sealed for sqlx::Postgres {}
+
+#[cfg(feature = "postgres")]
+impl Backend for sqlx::Postgres {
+    const DIALECT: Dialect = Dialect::Postgres;
+
+    async fn probe(pool: &Pool<Self>) -> Result<Probe, sqlx::Error> {
+        let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+            .fetch_one(pool)
+            .await?;
+        Ok(Probe {
+            in_recovery: Some(in_recovery),
+        })
+    }
+
+    /// Transport errors, plus SQLSTATE class 08 (connection exception) and 57P
+    /// (admin/crash shutdown, "the database system is starting up").
+    fn is_unavailable(e: &sqlx::Error) -> bool {
+        if let Some(code) = e.as_database_error().and_then(|d| d.code()) {
+            return code.starts_with("08") || code.starts_with("57P");
+        }
+        is_transport_error(e)
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl sealed::Sealed for sqlx::MySql {}
+
+#[cfg(feature = "mysql")]
+impl Backend for sqlx::MySql {
+    const DIALECT: Dialect = Dialect::MySql;
+
+    async fn probe(pool: &Pool<Self>) -> Result<Probe, sqlx::Error> {
+        // A replica is a node replicating from another: `@@read_only` is the closest cheap
+        // signal both MySQL and MariaDB give.
+        let read_only: i64 = sqlx::query_scalar("SELECT @@global.read_only")
+            .fetch_one(pool)
+            .await?;
+        Ok(Probe {
+            in_recovery: Some(read_only != 0),
+        })
+    }
+
+    /// Transport errors, plus server shutdown (1053) and "too many connections" (1040).
+    fn is_unavailable(e: &sqlx::Error) -> bool {
+        match e
+            .as_database_error()
+            .and_then(|d| d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
+        {
+            Some(m) => matches!(m.number(), 1040 | 1053),
+            None => is_transport_error(e),
+        }
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl sealed::Sealed for sqlx::Sqlite {}
+
+#[cfg(feature = "sqlite")]
+impl Backend for sqlx::Sqlite {
+    const DIALECT: Dialect = Dialect::Sqlite;
+
+    /// SQLite allows one writer at a time: more writer connections only wait on each other's
+    /// lock (`SQLITE_BUSY`), so the primary gets one connection unless configured otherwise.
+    const PRIMARY_MAX_CONNECTIONS: Option<u32> = Some(1);
+
+    async fn probe(pool: &Pool<Self>) -> Result<Probe, sqlx::Error> {
+        sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(pool).await?;
+        Ok(Probe { in_recovery: None })
+    }
+}

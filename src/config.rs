@@ -1,0 +1,100 @@
+//! [`Config`]: every tunable, with its default, in one place.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::balance::Balance;
+
+/// Settings for a [`ReplicaPool`](crate::ReplicaPool). `Config::default()` is the original
+/// package's `DefaultConfig()`.
+///
+/// Every field has a default, so a config file (or `serde` source) needs to name only what it
+/// changes; durations are written the human way (`"500ms"`, `"5s"`).
+///
+/// ```
+/// use std::time::Duration;
+/// use partypool::{Balance, Config};
+///
+/// let config = Config {
+///     health_check_interval: Duration::from_secs(2),
+///     balance: Balance::Random,
+///     ..Config::default()
+/// };
+/// assert_eq!(config.max_connections, 10);
+///
+/// // The same from JSON (or TOML, YAML… through serde):
+/// let from_file: Config = serde_json::from_str(r#"{ "health_check_interval": "2s", "balance": "random" }"#)?;
+/// assert_eq!(from_file, config);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+///
+/// | field | default | meaning |
+/// |---|---|---|
+/// | `health_check_interval` | 5 s | how often the background task probes every node |
+/// | `health_check_timeout` | 1 s | how long one probe may take before the node counts as down |
+/// | `balance` | `round_robin` | how reads are spread over healthy replicas |
+/// | `max_connections` | 10 | connections per node (each replica and the primary) |
+/// | `min_connections` | 0 | idle connections each node keeps open |
+/// | `primary_max_connections` | same as `max_connections` (1 for SQLite) | connections to the primary |
+/// | `acquire_timeout` | 5 s | longest wait for a connection from one node's pool |
+/// | `idle_timeout` | 10 min | idle connections older than this are closed |
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// How often the background task probes every node. Default: 5 s.
+    #[serde(with = "humantime_serde")]
+    pub health_check_interval: Duration,
+    /// How long one probe may take before the node is marked unhealthy. Default: 1 s.
+    #[serde(with = "humantime_serde")]
+    pub health_check_timeout: Duration,
+    /// How reads are spread across healthy replicas. Default: [`Balance::RoundRobin`].
+    pub balance: Balance,
+    /// Maximum connections per node. Default: 10 (sqlx's own default).
+    pub max_connections: u32,
+    /// Connections each node keeps open even when idle. Default: 0.
+    pub min_connections: u32,
+    /// Maximum connections to the primary, when it should differ from `max_connections`.
+    /// Default: `None` (the same), except for SQLite, whose single writer gets 1.
+    pub primary_max_connections: Option<u32>,
+    /// Longest wait for a connection from one node's pool. Default: 5 s.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    /// Idle connections are closed after this long. Default: 10 min. `None` keeps them.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            health_check_interval: Duration::from_secs(5),
+            health_check_timeout: Duration::from_secs(1),
+            balance: Balance::RoundRobin,
+            max_connections: 10,
+            min_connections: 0,
+            primary_max_connections: None,
+            acquire_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(600)),
+        }
+    }
+}
+
+impl Config {
+    /// Checks the settings make sense together.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.health_check_interval.is_zero() {
+            return Err("health_check_interval must be greater than zero".into());
+        }
+        if self.health_check_timeout.is_zero() {
+            return Err("health_check_timeout must be greater than zero".into());
+        }
+        if self.max_connections == 0 || self.primary_max_connections == Some(0) {
+            return Err("max_connections must be at least 1".into());
+        }
+        if self.min_connections > self.max_connections {
+            return Err("min_connections must not exceed max_connections".into());
+        }
+        Ok(())
+    }
+}

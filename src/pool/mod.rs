@@ -1,0 +1,234 @@
+//! [`ReplicaPool`]: one handle over a write primary and its read replicas.
+//!
+//! `&ReplicaPool` is a [`sqlx::Executor`], so everything that takes `&PgPool` takes
+//! `&ReplicaPool<Postgres>`: `sqlx::query(..).fetch_all(&pool)`, `query_as`, `query_scalar`,
+//! the `query!` macros. Each statement is classified by [`route`](crate::route()): reads go to
+//! the next healthy replica, everything else to the primary.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use partypool::PgReplicaPool;
+//!
+//! let pool = PgReplicaPool::builder()
+//!     .primary("postgres://app@db-primary/app")
+//!     .replica("postgres://app@db-replica-1/app")
+//!     .replica("postgres://app@db-replica-2/app")
+//!     .connect()
+//!     .await?;
+//!
+//! // A replica:
+//! let names: Vec<String> = sqlx::query_scalar("SELECT name FROM users").fetch_all(&pool).await?;
+//! // The primary:
+//! sqlx::query("UPDATE users SET status = $1 WHERE id = $2")
+//!     .bind("active")
+//!     .bind(1_i64)
+//!     .execute(&pool)
+//!     .await?;
+//! // A transaction: always the primary, every statement in it too.
+//! let mut tx = pool.begin().await?;
+//! sqlx::query("SELECT 1").execute(&mut *tx).await?;
+//! tx.commit().await?;
+//!
+//! println!("{}", pool.status());
+//! pool.close().await;
+//! # Ok(()) }
+//! ```
+
+mod builder;
+mod executor;
+mod inner;
+
+use std::fmt;
+use std::sync::Arc;
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Acquire, Pool, SqlSafeStr, Transaction};
+
+pub use builder::Builder;
+
+use crate::backend::Backend;
+use crate::status::Status;
+use crate::{Config, Error};
+use inner::Shared;
+
+/// A primary and its read replicas behind one [`sqlx::Executor`].
+///
+/// Cloning is cheap (one `Arc`) and every clone shares the same nodes, counters and health
+/// task. The health task stops when [`close`](Self::close) is called or the last clone is
+/// dropped.
+///
+/// See the [module docs](crate::pool) for a tour.
+pub struct ReplicaPool<DB: Backend> {
+    shared: Arc<Shared<DB>>,
+}
+
+impl<DB: Backend> Clone for ReplicaPool<DB> {
+    fn clone(&self) -> Self {
+        ReplicaPool {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<DB: Backend> ReplicaPool<DB> {
+    /// Connects to a primary and its replicas (the original package's `NewReplicaManager`).
+    ///
+    /// Fails when a URL is invalid or the primary does not answer within
+    /// `config.acquire_timeout`. A replica that does not answer does not fail the call: it
+    /// starts unhealthy, reads skip it, and the health task keeps probing it.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), partypool::Error> {
+    /// use partypool::{Config, PgReplicaPool};
+    /// let pool = PgReplicaPool::connect(
+    ///     "postgres://app@db-primary/app",
+    ///     &["postgres://app@db-replica-1/app", "postgres://app@db-replica-2/app"],
+    ///     Config::default(),
+    /// )
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(
+        primary_url: &str,
+        replica_urls: &[&str],
+        config: Config,
+    ) -> Result<Self, Error> {
+        let shared = Shared::connect(primary_url, replica_urls, config).await?;
+        Ok(ReplicaPool {
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// A builder: `.primary(url)`, `.replica(url)` (repeatable), `.config(..)`, `.connect()`.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), partypool::Error> {
+    /// let pool = partypool::PgReplicaPool::builder()
+    ///     .primary("postgres://app@db-primary/app")
+    ///     .replica("postgres://app@db-replica-1/app")
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder() -> Builder<DB> {
+        Builder::new()
+    }
+
+    /// The primary's pool (the original package's `GetWriteDB`). Use it for work that must
+    /// run on the primary whatever it looks like.
+    pub fn primary(&self) -> &Pool<DB> {
+        &self.shared.primary().pool
+    }
+
+    /// The next healthy replica's pool by the balancing policy, or the primary's when no
+    /// replica is healthy (the original package's `GetReadDB`).
+    pub fn replica(&self) -> &Pool<DB> {
+        let node = self.shared.pick_replica();
+        node.served();
+        &node.pool
+    }
+
+    /// Begins a transaction on the primary. Every statement run through it stays on its
+    /// connection.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: partypool::PgReplicaPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = pool.begin().await?;
+    /// sqlx::query("INSERT INTO audit (event) VALUES ('login')").execute(&mut *tx).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn begin(&self) -> Result<Transaction<'static, DB>, Error> {
+        let primary = self.shared.primary();
+        primary.served();
+        primary.pool.begin().await.map_err(|e| self.node_error(e))
+    }
+
+    /// Begins a transaction on the primary with a custom statement, e.g.
+    /// `BEGIN ISOLATION LEVEL SERIALIZABLE`.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: partypool::PgReplicaPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let tx = pool.begin_with("BEGIN ISOLATION LEVEL SERIALIZABLE").await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn begin_with(
+        &self,
+        statement: impl SqlSafeStr,
+    ) -> Result<Transaction<'static, DB>, Error> {
+        let primary = self.shared.primary();
+        primary.served();
+        primary
+            .pool
+            .begin_with(statement)
+            .await
+            .map_err(|e| self.node_error(e))
+    }
+
+    /// A snapshot of every node: role, health, counters, last error. Its `Display` is a table.
+    pub fn status(&self) -> Status {
+        Status {
+            nodes: self.shared.nodes.iter().map(|n| n.status()).collect(),
+            closed: self.shared.is_closed(),
+        }
+    }
+
+    /// Stops the health task and closes every node's pool, waiting for checked-out
+    /// connections to come back (as [`sqlx::Pool::close`] does). Later statements fail with
+    /// [`sqlx::Error::PoolClosed`]; partypool's own methods with [`Error::Closed`].
+    pub async fn close(&self) {
+        self.shared.close().await;
+    }
+
+    /// Whether [`close`](Self::close) has been called.
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
+    }
+
+    fn node_error(&self, source: sqlx::Error) -> Error {
+        let primary = self.shared.primary();
+        if matches!(source, sqlx::Error::PoolClosed) {
+            return Error::Closed {
+                url: primary.url.clone(),
+            };
+        }
+        primary.record_error(&source);
+        Error::Node {
+            node: primary.name.clone(),
+            url: primary.url.clone(),
+            reason: primary.scrub(&source.to_string()),
+            source,
+        }
+    }
+}
+
+impl<DB: Backend> fmt::Debug for ReplicaPool<DB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplicaPool")
+            .field("primary", self.shared.primary())
+            .field("replicas", &self.shared.replicas())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+/// Connections and transactions from `&ReplicaPool` come from the primary.
+impl<'a, DB: Backend> Acquire<'a> for &'_ ReplicaPool<DB> {
+    type Database = DB;
+    type Connection = PoolConnection<DB>;
+
+    fn acquire(self) -> futures_core::future::BoxFuture<'static, Result<Self::Connection, sqlx::Error>> {
+        let primary = self.shared.primary();
+        primary.served();
+        Box::pin(primary.pool.acquire())
+    }
+
+    fn begin(
+        self,
+    ) -> futures_core::future::BoxFuture<'a, Result<Transaction<'a, DB>, sqlx::Error>> {
+        let primary = Arc::clone(self.shared.primary());
+        primary.served();
+        Box::pin(async move { primary.pool.begin().await })
+    }
+}

@@ -1,0 +1,411 @@
+//! A dialect-aware SQL token scanner.
+//!
+//! The scanner knows just enough lexical structure to never mistake the inside of a string,
+//! a quoted identifier or a comment for code: `--` and `/* */` comments (nested in
+//! PostgreSQL), `'…'` with `''`, `E'…'` with backslash escapes, `$tag$…$tag$` dollar quotes,
+//! `"…"` identifiers, and for MySQL/MariaDB backticks, `#` comments and backslash escapes in
+//! strings. It works on bytes, runs in linear time, never allocates and never panics: input
+//! it cannot make sense of (an unterminated quote or comment) becomes a [`Token::Invalid`].
+//!
+//! It is hand-written rather than taken from `sqlparser` because routing needs only the
+//! lexical layer, must accept every statement a server accepts (a full parser rejects what it
+//! does not know and would send it to the primary), and runs on every query: the benchmark
+//! in `benches/` compares the two.
+
+use super::Dialect;
+
+/// One lexical token. Words keep their original case; compare with
+/// [`eq_ignore_ascii_case`](str::eq_ignore_ascii_case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Token<'a> {
+    /// An unquoted identifier or keyword.
+    Word(&'a str),
+    /// A quoted identifier (`"x"`, or `` `x` `` in MySQL).
+    QuotedIdent,
+    /// A string literal of any kind (including dollar-quoted bodies).
+    Str,
+    /// A number or a positional parameter (`$1`, `?`).
+    Literal,
+    /// `;` outside any quote or comment.
+    Semicolon,
+    /// `(`.
+    Open,
+    /// `)`.
+    Close,
+    /// `.`.
+    Dot,
+    /// Any other punctuation or operator character.
+    Punct(u8),
+    /// Input the scanner cannot make sense of: an unterminated quote or comment, or (MySQL)
+    /// an executable `/*! … */` comment whose content would run as code.
+    Invalid,
+}
+
+/// Iterator over the tokens of a SQL text. Whitespace and comments are skipped.
+pub(crate) struct Scanner<'a> {
+    src: &'a str,
+    pos: usize,
+    dialect: Dialect,
+    done: bool,
+}
+
+impl<'a> Scanner<'a> {
+    pub(crate) fn new(src: &'a str, dialect: Dialect) -> Self {
+        Scanner {
+            src,
+            pos: 0,
+            dialect,
+            done: false,
+        }
+    }
+
+    fn bytes(&self) -> &'a [u8] {
+        self.src.as_bytes()
+    }
+
+    fn peek(&self, off: usize) -> Option<u8> {
+        self.bytes().get(self.pos + off).copied()
+    }
+
+    /// Skips whitespace and comments. Returns `false` on an unterminated block comment or an
+    /// executable MySQL comment.
+    fn skip_trivia(&mut self) -> bool {
+        let b = self.bytes();
+        loop {
+            while self.pos < b.len() && b[self.pos].is_ascii_whitespace() {
+                self.pos += 1;
+            }
+            match (self.peek(0), self.peek(1)) {
+                (Some(b'-'), Some(b'-')) => self.skip_line(),
+                (Some(b'#'), _) if self.dialect == Dialect::MySql => self.skip_line(),
+                (Some(b'/'), Some(b'*')) => {
+                    if self.dialect == Dialect::MySql && self.peek(2) == Some(b'!') {
+                        return false;
+                    }
+                    if !self.skip_block_comment() {
+                        return false;
+                    }
+                }
+                _ => return true,
+            }
+        }
+    }
+
+    fn skip_line(&mut self) {
+        let b = self.bytes();
+        while self.pos < b.len() && b[self.pos] != b'\n' {
+            self.pos += 1;
+        }
+    }
+
+    /// Skips a `/* … */` comment starting at `pos`; nested comments count in PostgreSQL.
+    fn skip_block_comment(&mut self) -> bool {
+        let b = self.bytes();
+        let nests = self.dialect == Dialect::Postgres;
+        let mut depth = 0usize;
+        while self.pos + 1 < b.len() {
+            match (b[self.pos], b[self.pos + 1]) {
+                (b'/', b'*') if depth == 0 || nests => {
+                    depth += 1;
+                    self.pos += 2;
+                }
+                (b'*', b'/') => {
+                    depth -= 1;
+                    self.pos += 2;
+                    if depth == 0 {
+                        return true;
+                    }
+                }
+                _ => self.pos += 1,
+            }
+        }
+        self.pos = b.len();
+        false
+    }
+
+    /// Skips a quoted run opened by `quote` at `pos`. A doubled quote is an escaped quote;
+    /// with `backslash`, a backslash escapes the next byte.
+    fn skip_quoted(&mut self, quote: u8, backslash: bool) -> bool {
+        let b = self.bytes();
+        self.pos += 1;
+        while self.pos < b.len() {
+            let c = b[self.pos];
+            if backslash && c == b'\\' {
+                self.pos += 2;
+            } else if c == quote {
+                if b.get(self.pos + 1) == Some(&quote) {
+                    self.pos += 2;
+                } else {
+                    self.pos += 1;
+                    return true;
+                }
+            } else {
+                self.pos += 1;
+            }
+        }
+        self.pos = b.len();
+        false
+    }
+
+    /// At a `$`: a dollar-quoted string (`$$…$$`, `$tag$…$tag$`), a parameter (`$1`), or
+    /// punctuation.
+    fn dollar(&mut self) -> Token<'a> {
+        let b = self.bytes();
+        let start = self.pos;
+        let mut i = start + 1;
+        if b.get(i).is_some_and(u8::is_ascii_digit) {
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            self.pos = i;
+            return Token::Literal;
+        }
+        if self.dialect != Dialect::Postgres {
+            self.pos += 1;
+            return Token::Punct(b'$');
+        }
+        while b
+            .get(i)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c >= 0x80)
+        {
+            i += 1;
+        }
+        if b.get(i) != Some(&b'$') {
+            self.pos += 1;
+            return Token::Punct(b'$');
+        }
+        let tag = &b[start..=i];
+        let body = i + 1;
+        match find(&b[body..], tag) {
+            Some(end) => {
+                self.pos = body + end + tag.len();
+                Token::Str
+            }
+            None => {
+                self.pos = b.len();
+                Token::Invalid
+            }
+        }
+    }
+
+    fn word(&mut self) -> Token<'a> {
+        let b = self.bytes();
+        let start = self.pos;
+        while self.pos < b.len() && is_ident_byte(b[self.pos], self.dialect) {
+            self.pos += 1;
+        }
+        // A one-letter prefix glued to a quote is a string: E'…' (PostgreSQL escape string,
+        // backslashes escape), B'…', X'…', N'…'.
+        let word = &self.src[start..self.pos];
+        if word.len() == 1 && self.peek(0) == Some(b'\'') {
+            let escapes = self.dialect == Dialect::MySql
+                || (self.dialect == Dialect::Postgres && word.eq_ignore_ascii_case("e"));
+            return self.string(escapes);
+        }
+        Token::Word(word)
+    }
+
+    fn string(&mut self, backslash: bool) -> Token<'a> {
+        if self.skip_quoted(b'\'', backslash) {
+            Token::Str
+        } else {
+            Token::Invalid
+        }
+    }
+
+    fn number(&mut self) -> Token<'a> {
+        let b = self.bytes();
+        while self.pos < b.len() && (b[self.pos].is_ascii_alphanumeric() || b[self.pos] == b'.') {
+            self.pos += 1;
+        }
+        Token::Literal
+    }
+}
+
+impl<'a> Iterator for Scanner<'a> {
+    type Item = Token<'a>;
+
+    fn next(&mut self) -> Option<Token<'a>> {
+        if self.done {
+            return None;
+        }
+        if !self.skip_trivia() {
+            self.done = true;
+            return Some(Token::Invalid);
+        }
+        let c = self.peek(0)?;
+        let tok = match c {
+            b';' => {
+                self.pos += 1;
+                Token::Semicolon
+            }
+            b'(' => {
+                self.pos += 1;
+                Token::Open
+            }
+            b')' => {
+                self.pos += 1;
+                Token::Close
+            }
+            b'.' if !self.peek(1).is_some_and(|d| d.is_ascii_digit()) => {
+                self.pos += 1;
+                Token::Dot
+            }
+            b'\'' => self.string(self.dialect == Dialect::MySql),
+            b'"' => {
+                let mysql = self.dialect == Dialect::MySql;
+                match (self.skip_quoted(b'"', mysql), mysql) {
+                    (false, _) => Token::Invalid,
+                    (true, true) => Token::Str,
+                    (true, false) => Token::QuotedIdent,
+                }
+            }
+            b'`' if self.dialect != Dialect::Postgres => {
+                if self.skip_quoted(b'`', false) {
+                    Token::QuotedIdent
+                } else {
+                    Token::Invalid
+                }
+            }
+            b'[' if self.dialect == Dialect::Sqlite => {
+                let b = self.bytes();
+                match find(&b[self.pos..], b"]") {
+                    Some(end) => {
+                        self.pos += end + 1;
+                        Token::QuotedIdent
+                    }
+                    None => {
+                        self.pos = b.len();
+                        Token::Invalid
+                    }
+                }
+            }
+            b'$' => self.dollar(),
+            b'?' => {
+                self.pos += 1;
+                Token::Literal
+            }
+            b'0'..=b'9' | b'.' => self.number(),
+            c if is_ident_start(c) => self.word(),
+            c => {
+                self.pos += 1;
+                Token::Punct(c)
+            }
+        };
+        if tok == Token::Invalid {
+            self.done = true;
+        }
+        Some(tok)
+    }
+}
+
+fn is_ident_start(c: u8) -> bool {
+    c.is_ascii_alphabetic() || c == b'_' || c >= 0x80
+}
+
+fn is_ident_byte(c: u8, dialect: Dialect) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80 || (c == b'$' && dialect != Dialect::Sqlite)
+}
+
+/// Position of `needle` in `hay` (naive search; dollar-quote tags are a few bytes long, and
+/// the first byte is `$`, so mismatches are found at once and the scan stays linear in practice).
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return None;
+    }
+    let first = needle[0];
+    let mut i = 0;
+    while i + needle.len() <= hay.len() {
+        if hay[i] == first && &hay[i..i + needle.len()] == needle {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toks(sql: &str, d: Dialect) -> Vec<Token<'_>> {
+        Scanner::new(sql, d).collect()
+    }
+
+    #[test]
+    fn skips_comments_and_strings() {
+        let t = toks(
+            "/* a /* nested */ ; */ SELECT 'x;''y' -- ; \n , \"a;b\" ; $$ ; $$ $q$ $$ $q$",
+            Dialect::Postgres,
+        );
+        assert_eq!(
+            t,
+            vec![
+                Token::Word("SELECT"),
+                Token::Str,
+                Token::Punct(b','),
+                Token::QuotedIdent,
+                Token::Semicolon,
+                Token::Str,
+                Token::Str,
+            ]
+        );
+    }
+
+    #[test]
+    fn escape_strings() {
+        assert_eq!(
+            toks(r"SELECT E'\';' ;", Dialect::Postgres),
+            vec![Token::Word("SELECT"), Token::Str, Token::Semicolon]
+        );
+        // Standard strings: a backslash is an ordinary character.
+        assert_eq!(
+            toks(r"SELECT '\' ;", Dialect::Postgres),
+            vec![Token::Word("SELECT"), Token::Str, Token::Semicolon]
+        );
+        assert_eq!(
+            toks(r"SELECT '\';' ;", Dialect::MySql),
+            vec![Token::Word("SELECT"), Token::Str, Token::Semicolon]
+        );
+    }
+
+    #[test]
+    fn parameters_and_dollar_identifiers() {
+        assert_eq!(
+            toks("a$b $1 ?", Dialect::Postgres),
+            vec![Token::Word("a$b"), Token::Literal, Token::Literal]
+        );
+    }
+
+    #[test]
+    fn unterminated_is_invalid() {
+        for sql in ["SELECT 'abc", "SELECT \"abc", "SELECT /* abc", "SELECT $$ abc", "/* /* */"] {
+            assert_eq!(toks(sql, Dialect::Postgres).last(), Some(&Token::Invalid), "{sql}");
+        }
+        // In MySQL block comments do not nest.
+        assert_eq!(toks("/* /* */ SELECT", Dialect::MySql), vec![Token::Word("SELECT")]);
+        assert_eq!(toks("/*!40101 SET x=1 */", Dialect::MySql), vec![Token::Invalid]);
+    }
+
+    #[test]
+    fn mysql_comments_and_backticks() {
+        assert_eq!(
+            toks("# c ;\nSELECT `a;b` FROM t", Dialect::MySql),
+            vec![
+                Token::Word("SELECT"),
+                Token::QuotedIdent,
+                Token::Word("FROM"),
+                Token::Word("t")
+            ]
+        );
+    }
+
+    #[test]
+    fn never_panics_on_odd_bytes() {
+        for sql in ["$", "$a", "E'", "'\\", "\u{e9}'", "--", "/*", "/", "[", "`", "\"", "1.2.3e"] {
+            for d in [Dialect::Postgres, Dialect::MySql, Dialect::Sqlite] {
+                let _ = toks(sql, d);
+            }
+        }
+    }
+}

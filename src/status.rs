@@ -1,0 +1,123 @@
+//! [`Status`]: a snapshot of every node, printable as a table.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::node::Role;
+
+/// A snapshot of the pool, from [`ReplicaPool::status`](crate::ReplicaPool::status).
+///
+/// Its `Display` is a table; it also serializes (e.g. to JSON for a health endpoint). URLs
+/// have their passwords replaced by `***`.
+///
+/// ```text
+/// NODE       ROLE     HEALTHY  RECOVERY  QUERIES  ERRORS  CONNS  URL                               LAST ERROR
+/// primary    primary  yes      no             12       0  1/1    postgres://app:***@db-1:5432/app  -
+/// replica-1  replica  yes      yes            40       0  2/2    postgres://app:***@db-2:5432/app  -
+/// replica-2  replica  no       ?               3       1  0/0    postgres://app:***@db-3:5432/app  connection refused
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Status {
+    /// The primary first, then the replicas in configuration order.
+    pub nodes: Vec<NodeStatus>,
+    /// Whether the pool has been closed.
+    pub closed: bool,
+}
+
+/// One node in a [`Status`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct NodeStatus {
+    /// `primary`, `replica-1`, `replica-2`, …
+    pub name: String,
+    /// The URL with its password redacted.
+    pub url: String,
+    /// The role it was configured with.
+    pub role: Role,
+    /// Whether it is in the rotation.
+    pub healthy: bool,
+    /// What the last successful probe said: `Some(true)` for a standby, `None` if unknown.
+    pub in_recovery: Option<bool>,
+    /// Statements (and transactions) dispatched to it.
+    pub queries: u64,
+    /// Statements that failed on it.
+    pub errors: u64,
+    /// Open connections (idle and in use).
+    pub connections: u32,
+    /// Idle connections.
+    pub idle: usize,
+    /// The last reason it was marked unhealthy (kept after it recovers), password scrubbed.
+    pub last_error: Option<String>,
+}
+
+impl Status {
+    /// The node with this name, if any.
+    ///
+    /// ```no_run
+    /// # fn demo(pool: partypool::PgReplicaPool) {
+    /// let served = pool.status().node("replica-1").map(|n| n.queries);
+    /// # }
+    /// ```
+    pub fn node(&self, name: &str) -> Option<&NodeStatus> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rows: Vec<[String; 9]> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                [
+                    n.name.clone(),
+                    n.role.to_string(),
+                    if n.healthy { "yes" } else { "no" }.into(),
+                    match n.in_recovery {
+                        Some(true) => "yes",
+                        Some(false) => "no",
+                        None => "?",
+                    }
+                    .into(),
+                    n.queries.to_string(),
+                    n.errors.to_string(),
+                    format!("{}/{}", n.connections.saturating_sub(n.idle as u32), n.connections),
+                    n.url.clone(),
+                    n.last_error.clone().unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        let header = [
+            "NODE", "ROLE", "HEALTHY", "RECOVERY", "QUERIES", "ERRORS", "BUSY", "URL",
+            "LAST ERROR",
+        ];
+        let mut widths = header.map(str::len);
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |f: &mut fmt::Formatter<'_>, cells: &[&str]| -> fmt::Result {
+            for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+                let right = matches!(i, 4 | 5);
+                match (i + 1 == cells.len(), right) {
+                    (true, _) => write!(f, "{cell}")?,
+                    (false, true) => write!(f, "{cell:>w$}  ")?,
+                    (false, false) => write!(f, "{cell:<w$}  ")?,
+                }
+            }
+            writeln!(f)
+        };
+        line(f, &header)?;
+        for row in &rows {
+            let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+            line(f, &cells)?;
+        }
+        if self.closed {
+            writeln!(f, "(closed)")?;
+        }
+        Ok(())
+    }
+}
