@@ -35,6 +35,9 @@ pub trait Backend: Database + sealed::Sealed {
     /// [`Config::primary_max_connections`]: crate::Config::primary_max_connections
     const PRIMARY_MAX_CONNECTIONS: Option<u32> = None;
 
+    /// URL schemes this backend accepts (sqlx itself does not check them).
+    const SCHEMES: &'static [&'static str];
+
     /// One light query that proves the node answers and tells its role.
     fn probe(pool: &Pool<Self>) -> impl Future<Output = Result<Probe, sqlx::Error>> + Send;
 
@@ -63,6 +66,7 @@ impl sealed::Sealed for sqlx::Postgres {}
 #[cfg(feature = "postgres")]
 impl Backend for sqlx::Postgres {
     const DIALECT: Dialect = Dialect::Postgres;
+    const SCHEMES: &'static [&'static str] = &["postgres", "postgresql"];
 
     async fn probe(pool: &Pool<Self>) -> Result<Probe, sqlx::Error> {
         let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
@@ -89,6 +93,7 @@ impl sealed::Sealed for sqlx::MySql {}
 #[cfg(feature = "mysql")]
 impl Backend for sqlx::MySql {
     const DIALECT: Dialect = Dialect::MySql;
+    const SCHEMES: &'static [&'static str] = &["mysql", "mariadb"];
 
     async fn probe(pool: &Pool<Self>) -> Result<Probe, sqlx::Error> {
         // A replica is a node replicating from another: `@@read_only` is the closest cheap
@@ -119,6 +124,7 @@ impl sealed::Sealed for sqlx::Sqlite {}
 #[cfg(feature = "sqlite")]
 impl Backend for sqlx::Sqlite {
     const DIALECT: Dialect = Dialect::Sqlite;
+    const SCHEMES: &'static [&'static str] = &["sqlite"];
 
     /// SQLite allows one writer at a time: more writer connections only wait on each other's
     /// lock (`SQLITE_BUSY`), so the primary gets one connection unless configured otherwise.

@@ -150,11 +150,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn node<DB: Backend>(name: String, role: Role, raw: &str, config: &Config) -> Result<Node<DB>, Error> {
     let url = redact::redact_url(raw);
     let secret = redact::password_of(raw);
-    let options: Options<DB> = raw.parse().map_err(|e: sqlx::Error| Error::InvalidUrl {
+    let invalid = |reason: String| Error::InvalidUrl {
         node: name.clone(),
         url: url.clone(),
-        reason: redact::scrub(&e.to_string(), secret.as_deref()),
-    })?;
+        reason,
+    };
+    let scheme = raw.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+    if !scheme.is_some_and(|s| DB::SCHEMES.contains(&s.as_str())) {
+        let expected: Vec<String> = DB::SCHEMES.iter().map(|s| format!("{s}://")).collect();
+        return Err(invalid(format!("expected a URL starting with {}", expected.join(" or "))));
+    }
+    let options: Options<DB> = raw
+        .parse()
+        .map_err(|e: sqlx::Error| invalid(redact::scrub(&e.to_string(), secret.as_deref())))?;
     let max = match role {
         Role::Primary => config
             .primary_max_connections

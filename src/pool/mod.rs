@@ -166,6 +166,29 @@ impl<DB: Backend> ReplicaPool<DB> {
             .map_err(|e| self.node_error(e))
     }
 
+    /// Prepares a statement (the original package's `Prepare`): its parameter and column
+    /// types, described by the node the SQL routes to.
+    ///
+    /// A prepared statement is not tied to a connection or a node: sqlx prepares it again
+    /// (once, then cached) on whichever connection runs it, and running it through the pool
+    /// routes it like any other statement. Errors are the driver's, like every statement's.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: partypool::PgReplicaPool) -> Result<(), sqlx::Error> {
+    /// use sqlx::Statement;
+    /// let stmt = pool.prepare("SELECT name FROM users WHERE id = $1").await?;
+    /// for id in 1..=3_i64 {
+    ///     let name: (String,) = stmt.query_as().bind(id).fetch_one(&pool).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn prepare(&self, sql: impl SqlSafeStr) -> Result<DB::Statement, sqlx::Error>
+    where
+        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    {
+        sqlx::Executor::prepare(self, sql.into_sql_str()).await
+    }
+
     /// A snapshot of every node: role, health, counters, last error. Its `Display` is a table.
     pub fn status(&self) -> Status {
         Status {

@@ -1,0 +1,436 @@
+//! ReplicaPool against a real PostgreSQL primary with two streaming replicas (one cluster
+//! shared by the tests of this file). Where a statement ran is proven by asking the server:
+//! `pg_is_in_recovery()` and `inet_server_port()`.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use partypool::{Config, Error, PgReplicaPool, Target};
+use sqlx::{Executor, Row, SqlSafeStr, Statement};
+use support::{PgCluster, SECRET, shared};
+
+fn fast_config() -> Config {
+    Config {
+        health_check_interval: Duration::from_millis(200),
+        health_check_timeout: Duration::from_millis(500),
+        acquire_timeout: Duration::from_secs(5),
+        ..Config::default()
+    }
+}
+
+async fn pool(c: &PgCluster) -> PgReplicaPool {
+    let replicas = c.replica_urls();
+    let replicas: Vec<&str> = replicas.iter().map(String::as_str).collect();
+    PgReplicaPool::connect(&c.primary_url(), &replicas, fast_config())
+        .await
+        .expect("connect to the test cluster")
+}
+
+/// (port, in_recovery) of the server that ran the statement.
+async fn who(pool: &PgReplicaPool) -> (u16, bool) {
+    let row = sqlx::query("SELECT inet_server_port(), pg_is_in_recovery()")
+        .fetch_one(pool)
+        .await
+        .expect("who answered");
+    (row.get::<i32, _>(0) as u16, row.get(1))
+}
+
+#[tokio::test]
+async fn reads_go_to_replicas_and_writes_to_the_primary() {
+    let c = shared();
+    let pool = pool(c).await;
+    c.psql(0, "CREATE TABLE IF NOT EXISTS rw_items (id bigint PRIMARY KEY, name text)");
+
+    let replica_ports = [c.replica(1).port, c.replica(2).port];
+    for _ in 0..10 {
+        let (port, in_recovery) = who(&pool).await;
+        assert!(in_recovery, "a read ran on a server that is not a standby");
+        assert!(replica_ports.contains(&port), "read ran on port {port}");
+    }
+
+    // The write reports where it ran, from inside the statement itself.
+    let id: i64 = rand_id();
+    let port: i32 = sqlx::query_scalar(
+        "INSERT INTO rw_items (id, name) VALUES ($1, 'x') RETURNING inet_server_port()",
+    )
+    .bind(id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(port as u16, c.primary().port);
+    let r = sqlx::query("UPDATE rw_items SET name = 'y' WHERE id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(r.rows_affected(), 1);
+
+    // The write becomes visible on the replicas, read through the pool.
+    let mut seen = 0;
+    for _ in 0..500 {
+        let row = sqlx::query("SELECT name, pg_is_in_recovery() FROM rw_items WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            assert!(row.get::<bool, _>(1));
+            if row.get::<String, _>(0) == "y" {
+                seen += 1;
+                if seen == 4 {
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen, 4, "the write never became visible on the replicas");
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn routing_rules_hold_on_the_server() {
+    let c = shared();
+    let pool = pool(c).await;
+    c.psql(
+        0,
+        "CREATE SEQUENCE IF NOT EXISTS rules_seq; CREATE TABLE IF NOT EXISTS rules_t (id int); \
+         INSERT INTO rules_t VALUES (1)",
+    );
+    c.wait_replayed();
+    // Each of these would fail on a standby; through the pool they succeed on the primary.
+    for sql in [
+        "SELECT nextval('rules_seq'), pg_is_in_recovery()",
+        "SELECT id, pg_is_in_recovery() FROM rules_t LIMIT 1 FOR UPDATE",
+        "WITH d AS (DELETE FROM rules_t WHERE id < 0 RETURNING *) SELECT count(*), pg_is_in_recovery() FROM d",
+        "SELECT pg_advisory_lock(42), pg_advisory_unlock(42), pg_is_in_recovery()",
+    ] {
+        assert_eq!(partypool::route(sql).target, Target::Primary, "{sql}");
+        let row = sqlx::query(sql).fetch_one(&pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let last = row.len() - 1;
+        assert!(!row.get::<bool, _>(last), "{sql} ran on a standby");
+    }
+    // Raw (unprepared) multi-statement text: all reads go to a replica, one write to the primary.
+    let rows = sqlx::raw_sql("SELECT pg_is_in_recovery(); SELECT pg_is_in_recovery()")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(rows.iter().all(|r| r.get::<bool, _>(0)));
+    let rows = sqlx::raw_sql("INSERT INTO rules_t VALUES (-1); SELECT pg_is_in_recovery()")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(!rows[0].get::<bool, _>(0));
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn round_robin_spreads_reads_evenly() {
+    let c = shared();
+    let pool = pool(c).await;
+    let mut counts: HashMap<u16, usize> = HashMap::new();
+    for _ in 0..300 {
+        *counts.entry(who(&pool).await.0).or_default() += 1;
+    }
+    assert_eq!(counts.len(), 2, "{counts:?}");
+    for port in [c.replica(1).port, c.replica(2).port] {
+        let n = counts[&port];
+        assert!((142..=158).contains(&n), "replica on {port} served {n} of 300: {counts:?}");
+    }
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn transactions_stay_on_the_primary() {
+    let c = shared();
+    let pool = pool(c).await;
+    c.psql(0, "CREATE TABLE IF NOT EXISTS tx_items (id bigint PRIMARY KEY)");
+
+    let (committed, rolled_back) = (rand_id(), rand_id());
+    let mut tx = pool.begin().await.unwrap();
+    for _ in 0..5 {
+        // Reads inside the transaction run on its connection: the primary.
+        let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert!(!in_recovery);
+    }
+    sqlx::query("INSERT INTO tx_items VALUES ($1)").bind(committed).execute(&mut *tx).await.unwrap();
+    // Our own uncommitted write is visible inside the transaction.
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tx_items WHERE id = $1")
+        .bind(committed)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    tx.commit().await.unwrap();
+
+    let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ").await.unwrap();
+    sqlx::query("INSERT INTO tx_items VALUES ($1)").bind(rolled_back).execute(&mut *tx).await.unwrap();
+    tx.rollback().await.unwrap();
+
+    // Through sqlx's Acquire trait too.
+    let mut tx = sqlx::Acquire::begin(&pool).await.unwrap();
+    let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert!(!in_recovery);
+    tx.rollback().await.unwrap();
+
+    let on_primary = c.psql(0, &format!("SELECT count(*) FROM tx_items WHERE id IN ({committed}, {rolled_back})"));
+    assert_eq!(on_primary, "1");
+    c.wait_replayed();
+    assert_eq!(c.psql(1, &format!("SELECT count(*) FROM tx_items WHERE id = {committed}")), "1");
+    pool.close().await;
+}
+
+#[derive(sqlx::FromRow, Debug, PartialEq)]
+struct Item {
+    id: i64,
+    name: String,
+}
+
+#[tokio::test]
+async fn query_as_with_from_row_and_the_query_macros() {
+    let c = shared();
+    let pool = pool(c).await;
+    // The schema the committed offline macro data (.sqlx/) was prepared against: see
+    // tests/schema.sql and the README.
+    c.psql(0, include_str!("schema.sql"));
+    let id = rand_id();
+    sqlx::query!("INSERT INTO macro_items (id, name) VALUES ($1, $2)", id, "widget")
+        .execute(&pool)
+        .await
+        .unwrap();
+    c.wait_replayed();
+
+    let item: Item = sqlx::query_as("SELECT id, name FROM macro_items WHERE id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(item, Item { id, name: "widget".into() });
+
+    let row = sqlx::query!(
+        r#"SELECT id, name, pg_is_in_recovery() AS "standby!" FROM macro_items WHERE id = $1"#,
+        id
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((row.id, row.name.as_str(), row.standby), (id, "widget", true));
+
+    let item = sqlx::query_as!(Item, "SELECT id, name FROM macro_items WHERE id = $1", id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(item.name, "widget");
+
+    let n = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM macro_items WHERE id = $1"#, id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+
+    // describe (what the macros call at build time) answers through the pool.
+    let d = (&pool)
+        .describe("SELECT id, name FROM macro_items".into_sql_str())
+        .await
+        .unwrap();
+    assert_eq!(d.columns().len(), 2);
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn a_prepared_statement_runs_a_hundred_times() {
+    let c = shared();
+    let pool = pool(c).await;
+    let stmt = pool.prepare("SELECT $1::int8 * 2, pg_is_in_recovery()").await.unwrap();
+    for i in 0..100_i64 {
+        let row = stmt.query().bind(i).fetch_one(&pool).await.unwrap();
+        assert_eq!(row.get::<i64, _>(0), i * 2);
+        assert!(row.get::<bool, _>(1), "a prepared read ran on the primary");
+    }
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn explicit_handles_and_the_status_table() {
+    let c = shared();
+    let pool = pool(c).await;
+    let on_primary: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(pool.primary())
+        .await
+        .unwrap();
+    assert!(!on_primary);
+    for _ in 0..4 {
+        let on_replica: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+            .fetch_one(pool.replica())
+            .await
+            .unwrap();
+        assert!(on_replica);
+    }
+    who(&pool).await;
+    let status = pool.status();
+    assert_eq!(status.nodes.len(), 3);
+    assert!(status.nodes.iter().all(|n| n.healthy));
+    assert_eq!(status.node("primary").unwrap().in_recovery, Some(false));
+    assert_eq!(status.node("replica-1").unwrap().in_recovery, Some(true));
+    let served: u64 = status.nodes[1..].iter().map(|n| n.queries).sum();
+    assert_eq!(served, 5);
+    let table = status.to_string();
+    assert!(table.starts_with("NODE"), "{table}");
+    assert!(table.contains("replica-2"), "{table}");
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_replica_does_not_fail_connect() {
+    let c = shared();
+    let dead = format!("postgres://postgres:{SECRET}@127.0.0.1:{}/postgres", support::free_port());
+    let live = c.url(1);
+    let pool = PgReplicaPool::connect(&c.primary_url(), &[&dead, &live], fast_config())
+        .await
+        .expect("an unreachable replica must not fail connect");
+    let status = pool.status();
+    let r1 = status.node("replica-1").unwrap();
+    assert!(!r1.healthy);
+    assert!(r1.last_error.is_some());
+    assert!(status.node("replica-2").unwrap().healthy);
+    for _ in 0..20 {
+        assert_eq!(who(&pool).await, (c.replica(1).port, true));
+    }
+    assert!(!status.to_string().contains(SECRET));
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn bad_urls_and_an_unreachable_primary_give_clear_errors() {
+    let c = shared();
+    let err = PgReplicaPool::connect(
+        &c.primary_url(),
+        &[&format!("postgres://postgres:{SECRET}@127.0.0.1:notaport/db")],
+        fast_config(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::InvalidUrl { ref node, .. } if node == "replica-1"), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("replica-1") && msg.contains("postgres:***@"), "{msg}");
+
+    let err = PgReplicaPool::connect("mysql://x:y@z/w", &[], fast_config()).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidUrl { ref node, .. } if node == "primary"), "{err}");
+
+    let down = format!("postgres://postgres:{SECRET}@127.0.0.1:{}/postgres", support::free_port());
+    let err = PgReplicaPool::connect(&down, &[&c.url(1)], fast_config()).await.unwrap_err();
+    assert!(matches!(err, Error::PrimaryUnreachable { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.starts_with("primary primary (postgres://postgres:***@127.0.0.1:"), "{msg}");
+
+    let err = PgReplicaPool::builder().replica(c.url(1)).connect().await.unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err}");
+
+    for e in [format!("{err}"), format!("{err:?}")] {
+        assert!(!e.contains(SECRET), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn passwords_never_show() {
+    let c = shared();
+    let replicas = c.replica_urls();
+    let dead = format!("postgres://postgres:{SECRET}@127.0.0.1:{}/postgres", support::free_port());
+    let builder = PgReplicaPool::builder()
+        .primary(c.primary_url())
+        .replica(&replicas[0])
+        .replica(dead.clone())
+        .config(fast_config());
+    let shown = format!("{builder:?}");
+    let pool = builder.connect().await.unwrap();
+    let status = pool.status();
+    let mut texts = vec![
+        shown,
+        format!("{pool:?}"),
+        format!("{status}"),
+        format!("{status:?}"),
+        serde_json::to_string(&status).unwrap(),
+        format!("{:?}", fast_config()),
+    ];
+    for bad in [
+        format!("postgres://postgres:{SECRET}@127.0.0.1:notaport/db"),
+        format!("postgres://postgres:{SECRET}@[::1/db"),
+        dead,
+    ] {
+        let err = PgReplicaPool::connect(&bad, &[], fast_config()).await.unwrap_err();
+        texts.push(format!("{err}"));
+        texts.push(format!("{err:?}"));
+        texts.push(sqlx::Error::from(err).to_string());
+    }
+    for t in texts {
+        assert!(!t.contains(SECRET), "password shown in: {t}");
+    }
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn close_stops_every_task_and_later_use_fails_clearly() {
+    let c = shared();
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let pool = pool(c).await;
+    who(&pool).await;
+    sqlx::query("SELECT 1").execute(&pool).await.unwrap();
+    assert!(metrics.num_alive_tasks() > before, "the health task should be running");
+    pool.close().await;
+    assert!(pool.is_closed());
+    // sqlx's own pool tasks wind down right after close; give them a moment.
+    let mut alive = metrics.num_alive_tasks();
+    for _ in 0..100 {
+        if alive == before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        alive = metrics.num_alive_tasks();
+    }
+    assert_eq!(alive, before, "tasks left running after close()");
+
+    let err = sqlx::query("SELECT 1").execute(&pool).await.unwrap_err();
+    assert!(matches!(err, sqlx::Error::PoolClosed), "{err}");
+    let err = pool.begin().await.unwrap_err();
+    assert!(matches!(err, Error::Closed { .. }), "{err}");
+    assert!(err.to_string().contains("closed") && !err.to_string().contains(SECRET));
+    assert!(pool.status().closed);
+}
+
+#[tokio::test]
+async fn dropping_the_pool_stops_the_health_task() {
+    let c = shared();
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let pool = pool(c).await;
+    who(&pool).await;
+    drop(pool);
+    let mut alive = metrics.num_alive_tasks();
+    for _ in 0..200 {
+        if alive == before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        alive = metrics.num_alive_tasks();
+    }
+    assert_eq!(alive, before, "tasks left running after drop");
+}
+
+fn rand_id() -> i64 {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static NEXT: AtomicI64 = AtomicI64::new(0);
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    base + NEXT.fetch_add(1, Ordering::Relaxed)
+}

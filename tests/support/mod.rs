@@ -1,0 +1,372 @@
+//! Test support: real PostgreSQL clusters (a primary and N streaming replicas) started from
+//! the system's server binaries on free loopback ports, in a temp dir under `/dev/shm`.
+//!
+//! - Binaries: `$PARTYPOOL_PG_BIN`, `pg_config --bindir`, `$PATH`, or the newest
+//!   `/usr/lib/postgresql/*/bin`. Missing binaries panic with a message saying how to install
+//!   them: a test never passes without a database.
+//! - As root, the servers run as the `postgres` OS user (`runuser`), since postgres refuses
+//!   root.
+//! - Teardown: `Drop` stops every server (`-m immediate`) and removes the folder; a watchdog
+//!   process does the same when the test process dies without unwinding (a shared cluster in
+//!   a `static`, an abort), because it waits on a pipe that only our process holds open.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A running primary + replicas.
+pub struct PgCluster {
+    bin: PathBuf,
+    base: PathBuf,
+    as_postgres: bool,
+    pub nodes: Vec<PgNode>,
+    watchdog: Option<(Child, ChildStdin)>,
+}
+
+/// One server of a cluster. `nodes[0]` is the primary.
+#[derive(Debug, Clone)]
+pub struct PgNode {
+    pub name: String,
+    pub port: u16,
+    pub data: PathBuf,
+}
+
+static SHARED: OnceLock<PgCluster> = OnceLock::new();
+
+/// One cluster (primary + 2 replicas) shared by all tests of a test binary that do not stop,
+/// pause or promote nodes.
+pub fn shared() -> &'static PgCluster {
+    SHARED.get_or_init(|| PgCluster::start(2))
+}
+
+impl PgCluster {
+    /// Starts a primary and `replicas` streaming replicas and waits until all of them stream.
+    pub fn start(replicas: usize) -> PgCluster {
+        let bin = pg_bin();
+        let as_postgres = is_root();
+        let shm = Path::new("/dev/shm");
+        let root = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+        let base = tempfile::Builder::new()
+            .prefix("partypool-")
+            .tempdir_in(&root)
+            .expect("create a temp dir for the cluster")
+            .keep();
+        let mut cluster = PgCluster {
+            bin,
+            base,
+            as_postgres,
+            nodes: Vec::new(),
+            watchdog: None,
+        };
+        cluster.spawn_watchdog();
+        if as_postgres {
+            run(Command::new("chown").arg("-R").arg("postgres:").arg(&cluster.base));
+        }
+
+        // Primary.
+        let primary = PgNode {
+            name: "primary".into(),
+            port: 0,
+            data: cluster.base.join("primary"),
+        };
+        let out = cluster.pg_cmd("initdb", |c| {
+            c.arg("-D").arg(&primary.data).args([
+                "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "-N",
+            ]);
+        });
+        check(&out, "initdb");
+        let conf = "\n# partypool test cluster\n\
+            listen_addresses = '127.0.0.1'\n\
+            unix_socket_directories = ''\n\
+            fsync = off\n\
+            full_page_writes = off\n\
+            wal_level = replica\n\
+            max_wal_senders = 16\n\
+            hot_standby = on\n\
+            max_connections = 300\n\
+            shared_buffers = 32MB\n\
+            wal_keep_size = 512MB\n\
+            wal_receiver_status_interval = 1s\n\
+            log_min_messages = warning\n";
+        append(&primary.data.join("postgresql.conf"), conf);
+        cluster.nodes.push(primary);
+        cluster.start_node(0);
+
+        // Replicas: base backups of the primary, streaming from it.
+        for i in 1..=replicas {
+            let node = PgNode {
+                name: format!("replica{i}"),
+                port: 0,
+                data: cluster.base.join(format!("replica{i}")),
+            };
+            let conninfo = format!(
+                "host=127.0.0.1 port={} user=postgres application_name={}",
+                cluster.nodes[0].port, node.name
+            );
+            let out = cluster.pg_cmd("pg_basebackup", |c| {
+                c.arg("-D")
+                    .arg(&node.data)
+                    .args(["-R", "-X", "stream", "-c", "fast", "-d", &conninfo]);
+            });
+            check(&out, "pg_basebackup");
+            cluster.nodes.push(node);
+            cluster.start_node(i);
+        }
+        cluster.wait_streaming(replicas);
+        cluster
+    }
+
+    pub fn primary(&self) -> &PgNode {
+        &self.nodes[0]
+    }
+
+    /// The replica `i` (1-based, as in partypool's `replica-1`).
+    pub fn replica(&self, i: usize) -> &PgNode {
+        &self.nodes[i]
+    }
+
+    /// A URL for a node, with a password in it (trust auth ignores it) so tests can check it
+    /// never shows up anywhere.
+    pub fn url(&self, node: usize) -> String {
+        format!(
+            "postgres://postgres:{SECRET}@127.0.0.1:{}/postgres",
+            self.nodes[node].port
+        )
+    }
+
+    pub fn primary_url(&self) -> String {
+        self.url(0)
+    }
+
+    pub fn replica_urls(&self) -> Vec<String> {
+        (1..self.nodes.len()).map(|i| self.url(i)).collect()
+    }
+
+    /// Starts node `i` (on its old port, or a free one the first time).
+    pub fn start_node(&mut self, i: usize) {
+        for attempt in 0..5 {
+            if self.nodes[i].port == 0 || attempt > 0 {
+                self.nodes[i].port = free_port();
+            }
+            if self.try_start(i) {
+                return;
+            }
+        }
+        panic!("could not start {}: see {}", self.nodes[i].name, self.log(i).display());
+    }
+
+    /// Starts a stopped node again on its port.
+    pub fn restart(&self, i: usize) {
+        assert!(self.try_start(i), "restart {}: see {}", self.nodes[i].name, self.log(i).display());
+    }
+
+    fn try_start(&self, i: usize) -> bool {
+        let node = &self.nodes[i];
+        let opts = format!("-p {}", node.port);
+        let log = self.log(i);
+        let out = self.pg_cmd("pg_ctl", |c| {
+            c.arg("-D").arg(&node.data).arg("-l").arg(&log).args([
+                "-w", "-t", "60", "-o", &opts, "start",
+            ]);
+        });
+        out.status.success()
+    }
+
+    fn log(&self, i: usize) -> PathBuf {
+        self.base.join(format!("{}.log", self.nodes[i].name))
+    }
+
+    /// Stops node `i` at once, like a crash (`pg_ctl stop -m immediate`).
+    pub fn stop(&self, i: usize) {
+        let out = self.pg_cmd("pg_ctl", |c| {
+            c.arg("-D").arg(&self.nodes[i].data).args(["-w", "-m", "immediate", "stop"]);
+        });
+        check(&out, "pg_ctl stop");
+    }
+
+    /// Runs SQL on node `i` with psql and returns its unaligned output.
+    pub fn psql(&self, i: usize, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres"])
+            .arg("-p")
+            .arg(self.nodes[i].port.to_string())
+            .arg("-d")
+            .arg("postgres")
+            .arg("-c")
+            .arg(sql)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run psql");
+        check(&out, &format!("psql on {}: {sql}", self.nodes[i].name));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Waits until `n` replicas stream from the primary.
+    pub fn wait_streaming(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let streaming: usize = self
+                .psql(0, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+                .parse()
+                .unwrap_or(0);
+            if streaming >= n {
+                return;
+            }
+            assert!(Instant::now() < deadline, "only {streaming} of {n} replicas stream after 60 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until every replica has replayed everything the primary has written so far.
+    pub fn wait_replayed(&self) {
+        let lsn = self.psql(0, "SELECT pg_current_wal_lsn()");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for i in 1..self.nodes.len() {
+            loop {
+                let done = self.psql(
+                    i,
+                    &format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn"),
+                );
+                if done == "t" {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{} did not replay {lsn}", self.nodes[i].name);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    fn pg_cmd(&self, tool: &str, args: impl FnOnce(&mut Command)) -> Output {
+        let exe = self.bin.join(tool);
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        // runuser keeps the working folder, and postgres cannot enter /root.
+        cmd.current_dir(&self.base).stdin(Stdio::null());
+        args(&mut cmd);
+        cmd.output().unwrap_or_else(|e| panic!("run {}: {e}", exe.display()))
+    }
+
+    /// A child that waits for our end of a pipe to close (which happens however this
+    /// process ends) and then stops every server and removes the folder.
+    fn spawn_watchdog(&mut self) {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let prefix = if self.as_postgres { "runuser -u postgres -- " } else { "" };
+        let script = format!(
+            "cat >/dev/null; cd /; for d in '{base}'/*/; do [ -f \"$d/postmaster.pid\" ] && {prefix}'{pg_ctl}' -D \"$d\" -m immediate stop >/dev/null 2>&1; done; rm -rf '{base}'",
+            base = self.base.display(),
+            pg_ctl = pg_ctl.display(),
+        );
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the cluster watchdog");
+        let stdin = child.stdin.take().expect("watchdog stdin");
+        self.watchdog = Some((child, stdin));
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        if let Some((mut child, stdin)) = self.watchdog.take() {
+            drop(stdin);
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The password every test URL carries; it must never appear in any output.
+pub const SECRET: &str = "s3cr3t-pw";
+
+fn append(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    f.write_all(text.as_bytes()).expect("append to postgresql.conf");
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("run command");
+    check(&out, &format!("{cmd:?}"));
+}
+
+fn check(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("find a free port")
+}
+
+const TOOLS: [&str; 5] = ["initdb", "pg_ctl", "pg_basebackup", "postgres", "psql"];
+
+fn has_tools(dir: &Path) -> bool {
+    TOOLS.iter().all(|t| dir.join(t).is_file())
+}
+
+/// Finds the PostgreSQL server binaries, or panics saying how to get them.
+pub fn pg_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        if let Some(dir) = std::env::var_os("PARTYPOOL_PG_BIN") {
+            candidates.push(dir.into());
+        }
+        if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+            candidates.push(String::from_utf8_lossy(&out.stdout).trim().into());
+        }
+        if let Some(path) = std::env::var_os("PATH") {
+            candidates.extend(std::env::split_paths(&path));
+        }
+        if let Ok(dirs) = std::fs::read_dir("/usr/lib/postgresql") {
+            let mut versions: Vec<(u32, PathBuf)> = dirs
+                .flatten()
+                .filter_map(|d| {
+                    let v = d.file_name().to_string_lossy().parse().ok()?;
+                    Some((v, d.path().join("bin")))
+                })
+                .collect();
+            versions.sort();
+            candidates.extend(versions.into_iter().rev().map(|(_, p)| p));
+        }
+        candidates.into_iter().find(|d| has_tools(d)).unwrap_or_else(|| {
+            panic!(
+                "PostgreSQL server binaries not found: the tests need {TOOLS:?} in one folder. \
+                 Install them (Debian: `apt-get install postgresql`) or set PARTYPOOL_PG_BIN \
+                 to their folder. `bash .ci/run` installs them."
+            )
+        })
+    })
+    .clone()
+}
