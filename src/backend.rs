@@ -7,7 +7,7 @@
 
 use std::future::Future;
 
-use sqlx::{Database, Pool};
+use sqlx::Database;
 
 use crate::route::Dialect;
 
@@ -38,8 +38,8 @@ pub trait Backend: Database + sealed::Sealed {
     /// URL schemes this backend accepts (sqlx itself does not check them).
     const SCHEMES: &'static [&'static str];
 
-    /// One light query that proves the node answers and tells its role.
-    fn probe(pool: &Pool<Self>) -> impl Future<Output = Result<Probe, sqlx::Error>> + Send;
+    /// One light query, on one connection, that proves the node answers and tells its role.
+    fn probe(conn: &mut Self::Connection) -> impl Future<Output = Result<Probe, sqlx::Error>> + Send;
 
     /// Whether `e` says the node (or the way to it) is unavailable, rather than that the
     /// statement was wrong.
@@ -68,9 +68,9 @@ impl Backend for sqlx::Postgres {
     const DIALECT: Dialect = Dialect::Postgres;
     const SCHEMES: &'static [&'static str] = &["postgres", "postgresql"];
 
-    async fn probe(pool: &Pool<Self>) -> Result<Probe, sqlx::Error> {
+    async fn probe(conn: &mut Self::Connection) -> Result<Probe, sqlx::Error> {
         let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
-            .fetch_one(pool)
+            .fetch_one(&mut *conn)
             .await?;
         Ok(Probe {
             in_recovery: Some(in_recovery),
@@ -95,11 +95,11 @@ impl Backend for sqlx::MySql {
     const DIALECT: Dialect = Dialect::MySql;
     const SCHEMES: &'static [&'static str] = &["mysql", "mariadb"];
 
-    async fn probe(pool: &Pool<Self>) -> Result<Probe, sqlx::Error> {
+    async fn probe(conn: &mut Self::Connection) -> Result<Probe, sqlx::Error> {
         // A replica is a node replicating from another: `@@read_only` is the closest cheap
         // signal both MySQL and MariaDB give.
         let read_only: i64 = sqlx::query_scalar("SELECT @@global.read_only")
-            .fetch_one(pool)
+            .fetch_one(&mut *conn)
             .await?;
         Ok(Probe {
             in_recovery: Some(read_only != 0),
@@ -130,8 +130,8 @@ impl Backend for sqlx::Sqlite {
     /// lock (`SQLITE_BUSY`), so the primary gets one connection unless configured otherwise.
     const PRIMARY_MAX_CONNECTIONS: Option<u32> = Some(1);
 
-    async fn probe(pool: &Pool<Self>) -> Result<Probe, sqlx::Error> {
-        sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(pool).await?;
+    async fn probe(conn: &mut Self::Connection) -> Result<Probe, sqlx::Error> {
+        sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(&mut *conn).await?;
         Ok(Probe { in_recovery: None })
     }
 }

@@ -16,12 +16,36 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use crate::backend::Backend;
+use sqlx::{ConnectOptions, Connection};
+
+use crate::backend::{Backend, Probe};
 use crate::node::Node;
 
-/// Probes one node, bounded by `timeout`, and records the outcome. Returns whether it is up.
+/// Runs the backend's probe on an idle pooled connection if there is one, else on a fresh
+/// connection.
+///
+/// Not `pool.acquire()`: sqlx retries a refused connection until the acquire timeout
+/// (sensible while a server starts up, wrong for telling whether it is up). A direct
+/// connection fails at once on a refused port, so a stopped node is noticed within one
+/// interval. An idle connection that fails may just be stale (the server restarted), so a
+/// fresh connection gets the last word.
+pub(crate) async fn probe<DB: Backend>(node: &Node<DB>) -> Result<Probe, sqlx::Error> {
+    if let Some(mut conn) = node.pool.try_acquire() {
+        match DB::probe(&mut conn).await {
+            Ok(p) => return Ok(p),
+            Err(_) => conn.close_on_drop(),
+        }
+    }
+    let mut conn = node.pool.connect_options().connect().await?;
+    let probe = DB::probe(&mut conn).await;
+    // The pool cannot adopt a connection made outside it; close this one.
+    let _ = conn.close().await;
+    probe
+}
+
+/// Probes one node, bounded by `timeout`, and records the outcome.
 pub(crate) async fn check<DB: Backend>(node: &Node<DB>, timeout: Duration) -> Result<(), String> {
-    let outcome = match tokio::time::timeout(timeout, DB::probe(&node.pool)).await {
+    let outcome = match tokio::time::timeout(timeout, probe(node)).await {
         Ok(Ok(probe)) => Ok(probe),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("health check timed out after {timeout:?}")),

@@ -5,7 +5,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
+use sqlx::pool::PoolConnection;
 use sqlx::{Database, Pool};
+use tokio::sync::Notify;
 
 use crate::backend::Backend;
 use crate::redact;
@@ -49,6 +51,8 @@ pub(crate) struct Node<DB: Database> {
     served: AtomicU64,
     errors: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// Woken when the node leaves the rotation, so waits on its pool can give up at once.
+    down: Notify,
 }
 
 impl<DB: Backend> Node<DB> {
@@ -70,6 +74,7 @@ impl<DB: Backend> Node<DB> {
             served: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            down: Notify::new(),
         }
     }
 
@@ -107,8 +112,28 @@ impl<DB: Backend> Node<DB> {
         let why = self.scrub(why);
         if self.healthy.swap(false, Ordering::AcqRel) {
             tracing::warn!(node = %self.name, error = %why, "node is unhealthy, leaving the rotation");
+            self.down.notify_waiters();
         }
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+    }
+
+    /// Acquires a connection from this node's pool, giving up as soon as the node leaves the
+    /// rotation (sqlx keeps retrying a refused connection until its acquire timeout, which
+    /// would make every caller wait that long on a dead node). `None` means it left.
+    pub(crate) async fn acquire_while_healthy(
+        &self,
+    ) -> Option<Result<PoolConnection<DB>, sqlx::Error>> {
+        let down = self.down.notified();
+        tokio::pin!(down);
+        down.as_mut().enable();
+        if !self.is_healthy() {
+            return None;
+        }
+        tokio::select! {
+            biased;
+            conn = self.pool.acquire() => Some(conn),
+            _ = down => None,
+        }
     }
 
     /// Records an error a statement returned on this node.

@@ -1,19 +1,18 @@
-//! `impl sqlx::Executor for &ReplicaPool`: every statement is routed, then run on the chosen
-//! node's pool.
+//! `impl sqlx::Executor for &ReplicaPool`: every statement is routed, then run on a
+//! connection from the chosen node.
 
 use std::sync::Arc;
 
 use either::Either;
 use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
-use futures_util::{FutureExt, StreamExt, TryFutureExt};
+use futures_util::{FutureExt, StreamExt};
 use sqlx::error::BoxDynError;
 use sqlx::{Database, Describe, Execute, Executor, SqlStr};
 
 use super::ReplicaPool;
 use crate::backend::Backend;
-use crate::node::Node;
-use crate::route::route_in;
+use crate::route::{Route, Target, route_in};
 
 /// A query taken apart and put back together, so it can be classified before it runs.
 ///
@@ -61,13 +60,10 @@ impl<'q, DB: Database> Execute<'q, DB> for Routed<DB> {
 }
 
 impl<DB: Backend> ReplicaPool<DB> {
-    /// Classifies `sql` and picks the node that runs it.
-    fn dispatch(&self, sql: &str) -> Arc<Node<DB>> {
+    fn route(&self, sql: &str) -> Route {
         let route = route_in(DB::DIALECT, sql);
-        let node = self.shared.pick(route);
-        node.served();
-        tracing::trace!(node = %node.name, target = %route.target, reason = route.reason, "routed");
-        Arc::clone(node)
+        tracing::trace!(target = %route.target, reason = route.reason, "routed");
+        route
     }
 }
 
@@ -86,15 +82,22 @@ where
         E: 'q + Execute<'q, DB>,
     {
         let query = Routed::new(query);
-        let node = self.dispatch(query.sql.as_str());
-        let stream = node.pool.fetch_many(query);
-        stream
-            .inspect(move |r| {
-                if let Err(e) = r {
-                    node.record_error(e);
+        let route = self.route(query.sql.as_str());
+        let shared = Arc::clone(&self.shared);
+        async_stream::try_stream! {
+            let (node, mut conn) = shared.acquire(route).await?;
+            let mut results = conn.fetch_many(query);
+            while let Some(item) = results.next().await {
+                match item {
+                    Ok(item) => yield item,
+                    Err(e) => {
+                        node.record_error(&e);
+                        Err(e)?;
+                    }
                 }
-            })
-            .boxed()
+            }
+        }
+        .boxed()
     }
 
     fn fetch_optional<'e, 'q: 'e, E>(
@@ -106,9 +109,13 @@ where
         E: 'q + Execute<'q, DB>,
     {
         let query = Routed::new(query);
-        let node = self.dispatch(query.sql.as_str());
-        let fut = node.pool.fetch_optional(query);
-        fut.inspect_err(move |e| node.record_error(e)).boxed()
+        let route = self.route(query.sql.as_str());
+        let shared = Arc::clone(&self.shared);
+        async move {
+            let (node, mut conn) = shared.acquire(route).await?;
+            conn.fetch_optional(query).await.inspect_err(|e| node.record_error(e))
+        }
+        .boxed()
     }
 
     fn prepare_with<'e>(
@@ -121,9 +128,13 @@ where
     {
         // A prepared statement is metadata plus SQL; sqlx prepares it again on whichever
         // connection later runs it, so it is routed again at that point.
-        let node = self.dispatch(sql.as_str());
-        let fut = node.pool.prepare_with(sql, parameters);
-        fut.inspect_err(move |e| node.record_error(e)).boxed()
+        let route = self.route(sql.as_str());
+        let shared = Arc::clone(&self.shared);
+        async move {
+            let (node, mut conn) = shared.acquire(route).await?;
+            conn.prepare_with(sql, parameters).await.inspect_err(|e| node.record_error(e))
+        }
+        .boxed()
     }
 
     /// Used by the `query!` macros at compile time: always the primary, whose schema is
@@ -132,8 +143,12 @@ where
     where
         'p: 'e,
     {
-        let node = Arc::clone(self.shared.primary());
-        let fut = node.pool.describe(sql);
-        fut.inspect_err(move |e| node.record_error(e)).boxed()
+        let shared = Arc::clone(&self.shared);
+        async move {
+            let primary = Route { target: Target::Primary, reason: "describe" };
+            let (node, mut conn) = shared.acquire(primary).await?;
+            conn.describe(sql).await.inspect_err(|e| node.record_error(e))
+        }
+        .boxed()
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::future::join_all;
 use sqlx::Connection;
-use sqlx::pool::PoolOptions;
+use sqlx::pool::{PoolConnection, PoolOptions};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -50,7 +50,7 @@ impl<DB: Backend> Shared<DB> {
         let primary = &nodes[0];
         let primary_wait = config.acquire_timeout.max(config.health_check_timeout);
         let (first, _) = tokio::join!(
-            tokio::time::timeout(primary_wait, DB::probe(&primary.pool)),
+            tokio::time::timeout(primary_wait, health::probe(&**primary)),
             health::check_all(&nodes[1..], config.health_check_timeout),
         );
         let first = match first {
@@ -116,11 +116,44 @@ impl<DB: Backend> Shared<DB> {
             .unwrap_or_else(|| self.primary())
     }
 
-    /// The node that runs a statement with this route.
-    pub(crate) fn pick(&self, route: Route) -> &Arc<Node<DB>> {
-        match route.target {
-            Target::Primary => self.primary(),
-            Target::Replica => self.pick_replica(),
+    /// A connection for a statement with this route, and the node it comes from.
+    ///
+    /// Reads try the next healthy replica; when its pool cannot give a connection because
+    /// the node is unavailable (refused, timed out, or marked down while waiting), the node
+    /// leaves the rotation and the next healthy replica is tried, then the primary. Nothing
+    /// has been sent to a server at this point, so moving on is always safe.
+    pub(crate) async fn acquire(
+        &self,
+        route: Route,
+    ) -> Result<(Arc<Node<DB>>, PoolConnection<DB>), sqlx::Error> {
+        if route.target == Target::Replica {
+            for _ in 0..self.replicas().len() {
+                let node = self.pick_replica();
+                if node.role == Role::Primary {
+                    break;
+                }
+                match node.acquire_while_healthy().await {
+                    Some(Ok(conn)) => {
+                        node.served();
+                        return Ok((Arc::clone(node), conn));
+                    }
+                    Some(Err(e)) if DB::is_unavailable(&e) => node.record_error(&e),
+                    Some(Err(e)) => return Err(e),
+                    None => {}
+                }
+                tracing::debug!(node = %node.name, "replica unavailable, trying the next node");
+            }
+        }
+        let primary = self.primary();
+        match primary.pool.acquire().await {
+            Ok(conn) => {
+                primary.served();
+                Ok((Arc::clone(primary), conn))
+            }
+            Err(e) => {
+                primary.record_error(&e);
+                Err(e)
+            }
         }
     }
 
