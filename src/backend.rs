@@ -39,7 +39,9 @@ pub trait Backend: Database + sealed::Sealed {
     const SCHEMES: &'static [&'static str];
 
     /// One light query, on one connection, that proves the node answers and tells its role.
-    fn probe(conn: &mut Self::Connection) -> impl Future<Output = Result<Probe, sqlx::Error>> + Send;
+    fn probe(
+        conn: &mut Self::Connection,
+    ) -> impl Future<Output = Result<Probe, sqlx::Error>> + Send;
 
     /// Whether `e` says the node (or the way to it) is unavailable, rather than that the
     /// statement was wrong.
@@ -131,7 +133,9 @@ impl Backend for sqlx::Sqlite {
     const PRIMARY_MAX_CONNECTIONS: Option<u32> = Some(1);
 
     async fn probe(conn: &mut Self::Connection) -> Result<Probe, sqlx::Error> {
-        sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(&mut *conn).await?;
+        sqlx::query_scalar::<_, i64>("SELECT 1")
+            .fetch_one(&mut *conn)
+            .await?;
         Ok(Probe { in_recovery: None })
     }
 }

@@ -19,7 +19,14 @@ pub(crate) fn redact_url(raw: &str) -> String {
             .query_pairs()
             .map(|(k, v)| {
                 let secret = is_secret_key(&k);
-                (k.into_owned(), if secret { MASK.to_owned() } else { v.into_owned() })
+                (
+                    k.into_owned(),
+                    if secret {
+                        MASK.to_owned()
+                    } else {
+                        v.into_owned()
+                    },
+                )
             })
             .collect();
         if pairs.iter().any(|(k, _)| is_secret_key(k)) {
@@ -33,9 +40,11 @@ pub(crate) fn redact_url(raw: &str) -> String {
 /// The password part of a URL, if it has one (percent-decoded).
 pub(crate) fn password_of(raw: &str) -> Option<String> {
     let url = url::Url::parse(raw).ok()?;
-    let userinfo = url
-        .password()
-        .map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned());
+    let userinfo = url.password().map(|p| {
+        percent_encoding::percent_decode_str(p)
+            .decode_utf8_lossy()
+            .into_owned()
+    });
     let query = url
         .query_pairs()
         .find(|(k, _)| is_secret_key(k))
@@ -118,8 +127,14 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://app@db/app"), "postgres://app@db/app");
         let r = redact_url("postgres://db/app?user=a&password=s3cret&sslmode=require");
-        assert!(!r.contains("s3cret") && r.contains("sslmode=require"), "{r}");
-        assert_eq!(redact_url("sqlite://./a.db?mode=ro"), "sqlite://./a.db?mode=ro");
+        assert!(
+            !r.contains("s3cret") && r.contains("sslmode=require"),
+            "{r}"
+        );
+        assert_eq!(
+            redact_url("sqlite://./a.db?mode=ro"),
+            "sqlite://./a.db?mode=ro"
+        );
     }
 
     #[test]
@@ -137,9 +152,18 @@ mod tests {
 
     #[test]
     fn password_extraction_and_scrub() {
-        assert_eq!(password_of("postgres://a:p%40ss@h/d").as_deref(), Some("p@ss"));
-        assert_eq!(password_of("postgres://a@h/d?password=x").as_deref(), Some("x"));
+        assert_eq!(
+            password_of("postgres://a:p%40ss@h/d").as_deref(),
+            Some("p@ss")
+        );
+        assert_eq!(
+            password_of("postgres://a@h/d?password=x").as_deref(),
+            Some("x")
+        );
         assert_eq!(password_of("postgres://a@h/d"), None);
-        assert_eq!(scrub("auth failed for p@ss", Some("p@ss")), "auth failed for ***");
+        assert_eq!(
+            scrub("auth failed for p@ss", Some("p@ss")),
+            "auth failed for ***"
+        );
     }
 }

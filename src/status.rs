@@ -83,14 +83,25 @@ impl fmt::Display for Status {
                     .into(),
                     n.queries.to_string(),
                     n.errors.to_string(),
-                    format!("{}/{}", n.connections.saturating_sub(n.idle as u32), n.connections),
+                    format!(
+                        "{}/{}",
+                        n.connections.saturating_sub(n.idle as u32),
+                        n.connections
+                    ),
                     n.url.clone(),
                     n.last_error.clone().unwrap_or_else(|| "-".into()),
                 ]
             })
             .collect();
         let header = [
-            "NODE", "ROLE", "HEALTHY", "RECOVERY", "QUERIES", "ERRORS", "BUSY", "URL",
+            "NODE",
+            "ROLE",
+            "HEALTHY",
+            "RECOVERY",
+            "QUERIES",
+            "ERRORS",
+            "BUSY",
+            "URL",
             "LAST ERROR",
         ];
         let mut widths = header.map(str::len);

@@ -21,7 +21,11 @@ async fn who(pool: &PgReplicaPool) -> Result<(u16, bool), sqlx::Error> {
 async fn wait_healthy(pool: &PgReplicaPool, name: &str, healthy: bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while pool.status().node(name).unwrap().healthy != healthy {
-        assert!(Instant::now() < deadline, "{name} never became healthy={healthy}:\n{}", pool.status());
+        assert!(
+            Instant::now() < deadline,
+            "{name} never became healthy={healthy}:\n{}",
+            pool.status()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -61,10 +65,19 @@ async fn a_stopped_replica_leaves_the_rotation_and_rejoins() {
     let mut stops = vec![Instant::now()];
     blocking(|| c.stop(1));
     tokio::time::sleep(INTERVAL + Duration::from_millis(150)).await;
-    assert!(!pool.status().node("replica-1").unwrap().healthy, "{}", pool.status());
+    assert!(
+        !pool.status().node("replica-1").unwrap().healthy,
+        "{}",
+        pool.status()
+    );
     // From one health interval on, no read fails and all go to replica-2.
     for _ in 0..100 {
-        assert_eq!(who(&pool).await.expect("a read failed after the health interval"), (r2, true));
+        assert_eq!(
+            who(&pool)
+                .await
+                .expect("a read failed after the health interval"),
+            (r2, true)
+        );
     }
 
     // Restarted, it rejoins.
@@ -84,7 +97,10 @@ async fn a_stopped_replica_leaves_the_rotation_and_rejoins() {
     });
     tokio::time::sleep(INTERVAL + Duration::from_millis(150)).await;
     for _ in 0..50 {
-        assert_eq!(who(&pool).await.expect("read with all replicas down"), (c.primary().port, false));
+        assert_eq!(
+            who(&pool).await.expect("read with all replicas down"),
+            (c.primary().port, false)
+        );
     }
 
     // And back on the replicas when they return.
@@ -107,7 +123,10 @@ async fn a_stopped_replica_leaves_the_rotation_and_rejoins() {
             "a background read failed outside the detection window: {e}"
         );
     }
-    eprintln!("background reads that failed while a stop was being noticed: {}", failures.len());
+    eprintln!(
+        "background reads that failed while a stop was being noticed: {}",
+        failures.len()
+    );
 }
 
 fn blocking(f: impl FnOnce()) {

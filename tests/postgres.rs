@@ -41,7 +41,10 @@ async fn who(pool: &PgReplicaPool) -> (u16, bool) {
 async fn reads_go_to_replicas_and_writes_to_the_primary() {
     let c = shared();
     let pool = pool(c).await;
-    c.psql(0, "CREATE TABLE IF NOT EXISTS rw_items (id bigint PRIMARY KEY, name text)");
+    c.psql(
+        0,
+        "CREATE TABLE IF NOT EXISTS rw_items (id bigint PRIMARY KEY, name text)",
+    );
 
     let replica_ports = [c.replica(1).port, c.replica(2).port];
     for _ in 0..10 {
@@ -108,7 +111,10 @@ async fn routing_rules_hold_on_the_server() {
         "SELECT pg_advisory_lock(42), pg_advisory_unlock(42), pg_is_in_recovery()",
     ] {
         assert_eq!(partypool::route(sql).target, Target::Primary, "{sql}");
-        let row = sqlx::query(sql).fetch_one(&pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let row = sqlx::query(sql)
+            .fetch_one(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
         let last = row.len() - 1;
         assert!(!row.get::<bool, _>(last), "{sql} ran on a standby");
     }
@@ -137,7 +143,10 @@ async fn round_robin_spreads_reads_evenly() {
     assert_eq!(counts.len(), 2, "{counts:?}");
     for port in [c.replica(1).port, c.replica(2).port] {
         let n = counts[&port];
-        assert!((142..=158).contains(&n), "replica on {port} served {n} of 300: {counts:?}");
+        assert!(
+            (142..=158).contains(&n),
+            "replica on {port} served {n} of 300: {counts:?}"
+        );
     }
     pool.close().await;
 }
@@ -146,7 +155,10 @@ async fn round_robin_spreads_reads_evenly() {
 async fn transactions_stay_on_the_primary() {
     let c = shared();
     let pool = pool(c).await;
-    c.psql(0, "CREATE TABLE IF NOT EXISTS tx_items (id bigint PRIMARY KEY)");
+    c.psql(
+        0,
+        "CREATE TABLE IF NOT EXISTS tx_items (id bigint PRIMARY KEY)",
+    );
 
     let (committed, rolled_back) = (rand_id(), rand_id());
     let mut tx = pool.begin().await.unwrap();
@@ -158,7 +170,11 @@ async fn transactions_stay_on_the_primary() {
             .unwrap();
         assert!(!in_recovery);
     }
-    sqlx::query("INSERT INTO tx_items VALUES ($1)").bind(committed).execute(&mut *tx).await.unwrap();
+    sqlx::query("INSERT INTO tx_items VALUES ($1)")
+        .bind(committed)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     // Our own uncommitted write is visible inside the transaction.
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tx_items WHERE id = $1")
         .bind(committed)
@@ -168,8 +184,15 @@ async fn transactions_stay_on_the_primary() {
     assert_eq!(n, 1);
     tx.commit().await.unwrap();
 
-    let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ").await.unwrap();
-    sqlx::query("INSERT INTO tx_items VALUES ($1)").bind(rolled_back).execute(&mut *tx).await.unwrap();
+    let mut tx = pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO tx_items VALUES ($1)")
+        .bind(rolled_back)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     tx.rollback().await.unwrap();
 
     // Through sqlx's Acquire trait too.
@@ -181,10 +204,19 @@ async fn transactions_stay_on_the_primary() {
     assert!(!in_recovery);
     tx.rollback().await.unwrap();
 
-    let on_primary = c.psql(0, &format!("SELECT count(*) FROM tx_items WHERE id IN ({committed}, {rolled_back})"));
+    let on_primary = c.psql(
+        0,
+        &format!("SELECT count(*) FROM tx_items WHERE id IN ({committed}, {rolled_back})"),
+    );
     assert_eq!(on_primary, "1");
     c.wait_replayed();
-    assert_eq!(c.psql(1, &format!("SELECT count(*) FROM tx_items WHERE id = {committed}")), "1");
+    assert_eq!(
+        c.psql(
+            1,
+            &format!("SELECT count(*) FROM tx_items WHERE id = {committed}")
+        ),
+        "1"
+    );
     pool.close().await;
 }
 
@@ -202,10 +234,14 @@ async fn query_as_with_from_row_and_the_query_macros() {
     // tests/schema.sql and the README.
     c.psql(0, include_str!("schema.sql"));
     let id = rand_id();
-    sqlx::query!("INSERT INTO macro_items (id, name) VALUES ($1, $2)", id, "widget")
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query!(
+        "INSERT INTO macro_items (id, name) VALUES ($1, $2)",
+        id,
+        "widget"
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     c.wait_replayed();
 
     let item: Item = sqlx::query_as("SELECT id, name FROM macro_items WHERE id = $1")
@@ -213,7 +249,13 @@ async fn query_as_with_from_row_and_the_query_macros() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(item, Item { id, name: "widget".into() });
+    assert_eq!(
+        item,
+        Item {
+            id,
+            name: "widget".into()
+        }
+    );
 
     let row = sqlx::query!(
         r#"SELECT id, name, pg_is_in_recovery() AS "standby!" FROM macro_items WHERE id = $1"#,
@@ -222,7 +264,10 @@ async fn query_as_with_from_row_and_the_query_macros() {
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!((row.id, row.name.as_str(), row.standby), (id, "widget", true));
+    assert_eq!(
+        (row.id, row.name.as_str(), row.standby),
+        (id, "widget", true)
+    );
 
     let item = sqlx::query_as!(Item, "SELECT id, name FROM macro_items WHERE id = $1", id)
         .fetch_one(&pool)
@@ -230,10 +275,13 @@ async fn query_as_with_from_row_and_the_query_macros() {
         .unwrap();
     assert_eq!(item.name, "widget");
 
-    let n = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM macro_items WHERE id = $1"#, id)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let n = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM macro_items WHERE id = $1"#,
+        id
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(n, 1);
 
     // describe (what the macros call at build time) answers through the pool.
@@ -249,7 +297,10 @@ async fn query_as_with_from_row_and_the_query_macros() {
 async fn a_prepared_statement_runs_a_hundred_times() {
     let c = shared();
     let pool = pool(c).await;
-    let stmt = pool.prepare("SELECT $1::int8 * 2, pg_is_in_recovery()").await.unwrap();
+    let stmt = pool
+        .prepare("SELECT $1::int8 * 2, pg_is_in_recovery()")
+        .await
+        .unwrap();
     for i in 0..100_i64 {
         let row = stmt.query().bind(i).fetch_one(&pool).await.unwrap();
         assert_eq!(row.get::<i64, _>(0), i * 2);
@@ -291,7 +342,10 @@ async fn explicit_handles_and_the_status_table() {
 #[tokio::test]
 async fn an_unreachable_replica_does_not_fail_connect() {
     let c = shared();
-    let dead = format!("postgres://postgres:{SECRET}@127.0.0.1:{}/postgres", support::free_port());
+    let dead = format!(
+        "postgres://postgres:{SECRET}@127.0.0.1:{}/postgres",
+        support::free_port()
+    );
     let live = c.url(1);
     let pool = PgReplicaPool::connect(&c.primary_url(), &[&dead, &live], fast_config())
         .await
@@ -313,25 +367,50 @@ async fn bad_urls_and_an_unreachable_primary_give_clear_errors() {
     let c = shared();
     let err = PgReplicaPool::connect(
         &c.primary_url(),
-        &[&format!("postgres://postgres:{SECRET}@127.0.0.1:notaport/db")],
+        &[&format!(
+            "postgres://postgres:{SECRET}@127.0.0.1:notaport/db"
+        )],
         fast_config(),
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, Error::InvalidUrl { ref node, .. } if node == "replica-1"), "{err:?}");
+    assert!(
+        matches!(err, Error::InvalidUrl { ref node, .. } if node == "replica-1"),
+        "{err:?}"
+    );
     let msg = err.to_string();
-    assert!(msg.contains("replica-1") && msg.contains("postgres:***@"), "{msg}");
+    assert!(
+        msg.contains("replica-1") && msg.contains("postgres:***@"),
+        "{msg}"
+    );
 
-    let err = PgReplicaPool::connect("mysql://x:y@z/w", &[], fast_config()).await.unwrap_err();
-    assert!(matches!(err, Error::InvalidUrl { ref node, .. } if node == "primary"), "{err}");
+    let err = PgReplicaPool::connect("mysql://x:y@z/w", &[], fast_config())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidUrl { ref node, .. } if node == "primary"),
+        "{err}"
+    );
 
-    let down = format!("postgres://postgres:{SECRET}@127.0.0.1:{}/postgres", support::free_port());
-    let err = PgReplicaPool::connect(&down, &[&c.url(1)], fast_config()).await.unwrap_err();
+    let down = format!(
+        "postgres://postgres:{SECRET}@127.0.0.1:{}/postgres",
+        support::free_port()
+    );
+    let err = PgReplicaPool::connect(&down, &[&c.url(1)], fast_config())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::PrimaryUnreachable { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.starts_with("primary primary (postgres://postgres:***@127.0.0.1:"), "{msg}");
+    assert!(
+        msg.starts_with("primary primary (postgres://postgres:***@127.0.0.1:"),
+        "{msg}"
+    );
 
-    let err = PgReplicaPool::builder().replica(c.url(1)).connect().await.unwrap_err();
+    let err = PgReplicaPool::builder()
+        .replica(c.url(1))
+        .connect()
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err}");
 
     for e in [format!("{err}"), format!("{err:?}")] {
@@ -343,7 +422,10 @@ async fn bad_urls_and_an_unreachable_primary_give_clear_errors() {
 async fn passwords_never_show() {
     let c = shared();
     let replicas = c.replica_urls();
-    let dead = format!("postgres://postgres:{SECRET}@127.0.0.1:{}/postgres", support::free_port());
+    let dead = format!(
+        "postgres://postgres:{SECRET}@127.0.0.1:{}/postgres",
+        support::free_port()
+    );
     let builder = PgReplicaPool::builder()
         .primary(c.primary_url())
         .replica(&replicas[0])
@@ -365,7 +447,9 @@ async fn passwords_never_show() {
         format!("postgres://postgres:{SECRET}@[::1/db"),
         dead,
     ] {
-        let err = PgReplicaPool::connect(&bad, &[], fast_config()).await.unwrap_err();
+        let err = PgReplicaPool::connect(&bad, &[], fast_config())
+            .await
+            .unwrap_err();
         texts.push(format!("{err}"));
         texts.push(format!("{err:?}"));
         texts.push(sqlx::Error::from(err).to_string());
@@ -384,7 +468,10 @@ async fn close_stops_every_task_and_later_use_fails_clearly() {
     let pool = pool(c).await;
     who(&pool).await;
     sqlx::query("SELECT 1").execute(&pool).await.unwrap();
-    assert!(metrics.num_alive_tasks() > before, "the health task should be running");
+    assert!(
+        metrics.num_alive_tasks() > before,
+        "the health task should be running"
+    );
     pool.close().await;
     assert!(pool.is_closed());
     // sqlx's own pool tasks wind down right after close; give them a moment.

@@ -74,7 +74,11 @@ impl<DB: Backend> fmt::Debug for Builder<DB> {
             .field("primary", &self.primary.as_deref().map(redact::redact_url))
             .field(
                 "replicas",
-                &self.replicas.iter().map(|u| redact::redact_url(u)).collect::<Vec<_>>(),
+                &self
+                    .replicas
+                    .iter()
+                    .map(|u| redact::redact_url(u))
+                    .collect::<Vec<_>>(),
             )
             .field("config", &self.config)
             .finish()

@@ -113,7 +113,9 @@ where
         let shared = Arc::clone(&self.shared);
         async move {
             let (node, mut conn) = shared.acquire(route).await?;
-            conn.fetch_optional(query).await.inspect_err(|e| node.record_error(e))
+            conn.fetch_optional(query)
+                .await
+                .inspect_err(|e| node.record_error(e))
         }
         .boxed()
     }
@@ -132,7 +134,9 @@ where
         let shared = Arc::clone(&self.shared);
         async move {
             let (node, mut conn) = shared.acquire(route).await?;
-            conn.prepare_with(sql, parameters).await.inspect_err(|e| node.record_error(e))
+            conn.prepare_with(sql, parameters)
+                .await
+                .inspect_err(|e| node.record_error(e))
         }
         .boxed()
     }
@@ -145,9 +149,14 @@ where
     {
         let shared = Arc::clone(&self.shared);
         async move {
-            let primary = Route { target: Target::Primary, reason: "describe" };
+            let primary = Route {
+                target: Target::Primary,
+                reason: "describe",
+            };
             let (node, mut conn) = shared.acquire(primary).await?;
-            conn.describe(sql).await.inspect_err(|e| node.record_error(e))
+            conn.describe(sql)
+                .await
+                .inspect_err(|e| node.record_error(e))
         }
         .boxed()
     }

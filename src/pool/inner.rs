@@ -38,7 +38,12 @@ impl<DB: Backend> Shared<DB> {
         config.validate().map_err(Error::Config)?;
 
         let mut nodes = Vec::with_capacity(1 + replica_urls.len());
-        nodes.push(Arc::new(node::<DB>("primary".into(), Role::Primary, primary_url, &config)?));
+        nodes.push(Arc::new(node::<DB>(
+            "primary".into(),
+            Role::Primary,
+            primary_url,
+            &config,
+        )?));
         for (i, url) in replica_urls.iter().enumerate() {
             let name = format!("replica-{}", i + 1);
             nodes.push(Arc::new(node::<DB>(name, Role::Replica, url, &config)?));
@@ -180,7 +185,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Builds one node and its (lazy) pool from a URL.
-fn node<DB: Backend>(name: String, role: Role, raw: &str, config: &Config) -> Result<Node<DB>, Error> {
+fn node<DB: Backend>(
+    name: String,
+    role: Role,
+    raw: &str,
+    config: &Config,
+) -> Result<Node<DB>, Error> {
     let url = redact::redact_url(raw);
     let secret = redact::password_of(raw);
     let invalid = |reason: String| Error::InvalidUrl {
@@ -191,7 +201,10 @@ fn node<DB: Backend>(name: String, role: Role, raw: &str, config: &Config) -> Re
     let scheme = raw.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
     if !scheme.is_some_and(|s| DB::SCHEMES.contains(&s.as_str())) {
         let expected: Vec<String> = DB::SCHEMES.iter().map(|s| format!("{s}://")).collect();
-        return Err(invalid(format!("expected a URL starting with {}", expected.join(" or "))));
+        return Err(invalid(format!(
+            "expected a URL starting with {}",
+            expected.join(" or ")
+        )));
     }
     let options: Options<DB> = raw
         .parse()

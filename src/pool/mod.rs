@@ -241,7 +241,9 @@ impl<'a, DB: Backend> Acquire<'a> for &'_ ReplicaPool<DB> {
     type Database = DB;
     type Connection = PoolConnection<DB>;
 
-    fn acquire(self) -> futures_core::future::BoxFuture<'static, Result<Self::Connection, sqlx::Error>> {
+    fn acquire(
+        self,
+    ) -> futures_core::future::BoxFuture<'static, Result<Self::Connection, sqlx::Error>> {
         let primary = self.shared.primary();
         primary.served();
         Box::pin(primary.pool.acquire())

@@ -219,7 +219,9 @@ impl Statement {
             (_, Some(v)) => v,
             (Some(Lead::Read), None) => Route::READ,
             (Some(Lead::Explain), None) if explained => Route::READ,
-            (Some(Lead::Explain | Lead::Other), None) => Route::primary("not a read-only statement"),
+            (Some(Lead::Explain | Lead::Other), None) => {
+                Route::primary("not a read-only statement")
+            }
             // A statement of only punctuation, e.g. "(((": let the primary report it.
             (None, None) => Route::primary("unrecognised SQL"),
         }
@@ -234,7 +236,9 @@ fn lead_of(dialect: Dialect, w: &str) -> Lead {
     if w.eq_ignore_ascii_case("explain") {
         return Lead::Explain;
     }
-    if dialect == Dialect::MySql && (w.eq_ignore_ascii_case("describe") || w.eq_ignore_ascii_case("desc")) {
+    if dialect == Dialect::MySql
+        && (w.eq_ignore_ascii_case("describe") || w.eq_ignore_ascii_case("desc"))
+    {
         return Lead::Read;
     }
     Lead::Other
@@ -274,9 +278,25 @@ fn word_rule(dialect: Dialect, prev: Option<Token<'_>>, w: &str, with: bool) -> 
 
 fn is_explain_option(w: &str) -> bool {
     const OPTIONS: &[&str] = &[
-        "verbose", "costs", "settings", "buffers", "wal", "timing", "summary", "format",
-        "generic_plan", "true", "false", "on", "off", "text", "json", "xml", "yaml",
-        "extended", "partitions",
+        "verbose",
+        "costs",
+        "settings",
+        "buffers",
+        "wal",
+        "timing",
+        "summary",
+        "format",
+        "generic_plan",
+        "true",
+        "false",
+        "on",
+        "off",
+        "text",
+        "json",
+        "xml",
+        "yaml",
+        "extended",
+        "partitions",
     ];
     OPTIONS.iter().any(|o| w.eq_ignore_ascii_case(o))
 }
@@ -286,18 +306,45 @@ fn is_explain_option(w: &str) -> bool {
 /// the v1 core.
 fn is_write_function(dialect: Dialect, name: &str) -> bool {
     const POSTGRES: &[&str] = &[
-        "nextval", "setval", "currval", "lastval",
-        "pg_advisory_lock", "pg_advisory_lock_shared", "pg_advisory_xact_lock",
-        "pg_advisory_xact_lock_shared", "pg_try_advisory_lock", "pg_try_advisory_lock_shared",
-        "pg_try_advisory_xact_lock", "pg_try_advisory_xact_lock_shared", "pg_advisory_unlock",
-        "pg_advisory_unlock_shared", "pg_advisory_unlock_all",
-        "txid_current", "pg_current_xact_id", "pg_notify", "set_config",
-        "pg_switch_wal", "pg_create_restore_point", "pg_terminate_backend", "pg_cancel_backend",
-        "lo_create", "lo_creat", "lo_import", "lo_unlink", "lo_from_bytea", "lo_put",
-        "lowrite", "dblink_exec",
+        "nextval",
+        "setval",
+        "currval",
+        "lastval",
+        "pg_advisory_lock",
+        "pg_advisory_lock_shared",
+        "pg_advisory_xact_lock",
+        "pg_advisory_xact_lock_shared",
+        "pg_try_advisory_lock",
+        "pg_try_advisory_lock_shared",
+        "pg_try_advisory_xact_lock",
+        "pg_try_advisory_xact_lock_shared",
+        "pg_advisory_unlock",
+        "pg_advisory_unlock_shared",
+        "pg_advisory_unlock_all",
+        "txid_current",
+        "pg_current_xact_id",
+        "pg_notify",
+        "set_config",
+        "pg_switch_wal",
+        "pg_create_restore_point",
+        "pg_terminate_backend",
+        "pg_cancel_backend",
+        "lo_create",
+        "lo_creat",
+        "lo_import",
+        "lo_unlink",
+        "lo_from_bytea",
+        "lo_put",
+        "lowrite",
+        "dblink_exec",
     ];
     const MYSQL: &[&str] = &[
-        "get_lock", "release_lock", "release_all_locks", "last_insert_id", "nextval", "setval",
+        "get_lock",
+        "release_lock",
+        "release_all_locks",
+        "last_insert_id",
+        "nextval",
+        "setval",
         "lastval",
     ];
     const SQLITE: &[&str] = &["last_insert_rowid", "changes", "total_changes"];

@@ -379,12 +379,28 @@ mod tests {
 
     #[test]
     fn unterminated_is_invalid() {
-        for sql in ["SELECT 'abc", "SELECT \"abc", "SELECT /* abc", "SELECT $$ abc", "/* /* */"] {
-            assert_eq!(toks(sql, Dialect::Postgres).last(), Some(&Token::Invalid), "{sql}");
+        for sql in [
+            "SELECT 'abc",
+            "SELECT \"abc",
+            "SELECT /* abc",
+            "SELECT $$ abc",
+            "/* /* */",
+        ] {
+            assert_eq!(
+                toks(sql, Dialect::Postgres).last(),
+                Some(&Token::Invalid),
+                "{sql}"
+            );
         }
         // In MySQL block comments do not nest.
-        assert_eq!(toks("/* /* */ SELECT", Dialect::MySql), vec![Token::Word("SELECT")]);
-        assert_eq!(toks("/*!40101 SET x=1 */", Dialect::MySql), vec![Token::Invalid]);
+        assert_eq!(
+            toks("/* /* */ SELECT", Dialect::MySql),
+            vec![Token::Word("SELECT")]
+        );
+        assert_eq!(
+            toks("/*!40101 SET x=1 */", Dialect::MySql),
+            vec![Token::Invalid]
+        );
     }
 
     #[test]
@@ -402,7 +418,9 @@ mod tests {
 
     #[test]
     fn never_panics_on_odd_bytes() {
-        for sql in ["$", "$a", "E'", "'\\", "\u{e9}'", "--", "/*", "/", "[", "`", "\"", "1.2.3e"] {
+        for sql in [
+            "$", "$a", "E'", "'\\", "\u{e9}'", "--", "/*", "/", "[", "`", "\"", "1.2.3e",
+        ] {
             for d in [Dialect::Postgres, Dialect::MySql, Dialect::Sqlite] {
                 let _ = toks(sql, d);
             }

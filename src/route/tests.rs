@@ -59,7 +59,10 @@ fn quoting_hides_keywords() {
     primary("SELECT 'a", "unrecognised SQL");
     primary("SELECT $q$ never closed", "unrecognised SQL");
     // In a standard string a backslash is literal: the quote ends the string.
-    primary(r"SELECT '\'; DELETE FROM t; --'", "not a read-only statement");
+    primary(
+        r"SELECT '\'; DELETE FROM t; --'",
+        "not a read-only statement",
+    );
 }
 
 #[test]
@@ -117,7 +120,10 @@ fn data_modifying_ctes() {
         primary(sql, "data-modifying CTE");
     }
     // A WITH whose main statement writes is a write.
-    assert_eq!(pg("WITH s AS (SELECT 1) INSERT INTO t SELECT * FROM s").target, Target::Primary);
+    assert_eq!(
+        pg("WITH s AS (SELECT 1) INSERT INTO t SELECT * FROM s").target,
+        Target::Primary
+    );
 }
 
 #[test]
@@ -162,8 +168,14 @@ fn explain() {
     replica("EXPLAIN SELECT * FROM t");
     replica("EXPLAIN (FORMAT JSON, COSTS OFF) SELECT * FROM t");
     replica("EXPLAIN VERBOSE SELECT 1");
-    primary("EXPLAIN ANALYZE SELECT * FROM t", "EXPLAIN ANALYZE executes the statement");
-    primary("EXPLAIN (ANALYZE, BUFFERS) SELECT 1", "EXPLAIN ANALYZE executes the statement");
+    primary(
+        "EXPLAIN ANALYZE SELECT * FROM t",
+        "EXPLAIN ANALYZE executes the statement",
+    );
+    primary(
+        "EXPLAIN (ANALYZE, BUFFERS) SELECT 1",
+        "EXPLAIN ANALYZE executes the statement",
+    );
     primary("EXPLAIN DELETE FROM t", "not a read-only statement");
     primary("EXPLAIN", "not a read-only statement");
     primary("EXPLAIN SELECT * FROM t FOR UPDATE", "locking clause");
@@ -173,7 +185,10 @@ fn explain() {
 fn multi_statement_text() {
     replica("SELECT 1; SELECT 2");
     primary("SELECT 1; DELETE FROM t", "not a read-only statement");
-    primary("SELECT 1; SELECT nextval('s')", "write or volatile function");
+    primary(
+        "SELECT 1; SELECT nextval('s')",
+        "write or volatile function",
+    );
     replica(";;SELECT 1;;");
 }
 
@@ -189,8 +204,14 @@ fn empty_and_garbage() {
 
 #[test]
 fn dialects() {
-    assert_eq!(route_in(Dialect::MySql, "DESCRIBE t").target, Target::Replica);
-    assert_eq!(route_in(Dialect::Postgres, "DESCRIBE t").target, Target::Primary);
+    assert_eq!(
+        route_in(Dialect::MySql, "DESCRIBE t").target,
+        Target::Replica
+    );
+    assert_eq!(
+        route_in(Dialect::Postgres, "DESCRIBE t").target,
+        Target::Primary
+    );
     assert_eq!(
         route_in(Dialect::MySql, "SELECT `select` FROM `t;DELETE`").target,
         Target::Replica

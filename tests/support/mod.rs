@@ -49,7 +49,11 @@ impl PgCluster {
         let bin = pg_bin();
         let as_postgres = is_root();
         let shm = Path::new("/dev/shm");
-        let root = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+        let root = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
         let base = tempfile::Builder::new()
             .prefix("partypool-")
             .tempdir_in(&root)
@@ -64,7 +68,10 @@ impl PgCluster {
         };
         cluster.spawn_watchdog();
         if as_postgres {
-            run(Command::new("chown").arg("-R").arg("postgres:").arg(&cluster.base));
+            run(Command::new("chown")
+                .arg("-R")
+                .arg("postgres:")
+                .arg(&cluster.base));
         }
 
         // Primary.
@@ -75,7 +82,13 @@ impl PgCluster {
         };
         let out = cluster.pg_cmd("initdb", |c| {
             c.arg("-D").arg(&primary.data).args([
-                "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "-N",
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "-N",
             ]);
         });
         check(&out, "initdb");
@@ -156,12 +169,21 @@ impl PgCluster {
                 return;
             }
         }
-        panic!("could not start {}: see {}", self.nodes[i].name, self.log(i).display());
+        panic!(
+            "could not start {}: see {}",
+            self.nodes[i].name,
+            self.log(i).display()
+        );
     }
 
     /// Starts a stopped node again on its port.
     pub fn restart(&self, i: usize) {
-        assert!(self.try_start(i), "restart {}: see {}", self.nodes[i].name, self.log(i).display());
+        assert!(
+            self.try_start(i),
+            "restart {}: see {}",
+            self.nodes[i].name,
+            self.log(i).display()
+        );
     }
 
     fn try_start(&self, i: usize) -> bool {
@@ -169,9 +191,11 @@ impl PgCluster {
         let opts = format!("-p {}", node.port);
         let log = self.log(i);
         let out = self.pg_cmd("pg_ctl", |c| {
-            c.arg("-D").arg(&node.data).arg("-l").arg(&log).args([
-                "-w", "-t", "60", "-o", &opts, "start",
-            ]);
+            c.arg("-D")
+                .arg(&node.data)
+                .arg("-l")
+                .arg(&log)
+                .args(["-w", "-t", "60", "-o", &opts, "start"]);
         });
         out.status.success()
     }
@@ -183,7 +207,9 @@ impl PgCluster {
     /// Stops node `i` at once, like a crash (`pg_ctl stop -m immediate`).
     pub fn stop(&self, i: usize) {
         let out = self.pg_cmd("pg_ctl", |c| {
-            c.arg("-D").arg(&self.nodes[i].data).args(["-w", "-m", "immediate", "stop"]);
+            c.arg("-D")
+                .arg(&self.nodes[i].data)
+                .args(["-w", "-m", "immediate", "stop"]);
         });
         check(&out, "pg_ctl stop");
     }
@@ -191,7 +217,16 @@ impl PgCluster {
     /// Runs SQL on node `i` with psql and returns its unaligned output.
     pub fn psql(&self, i: usize, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres"])
+            .args([
+                "-X",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+            ])
             .arg("-p")
             .arg(self.nodes[i].port.to_string())
             .arg("-d")
@@ -210,13 +245,19 @@ impl PgCluster {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let streaming: usize = self
-                .psql(0, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+                .psql(
+                    0,
+                    "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
+                )
                 .parse()
                 .unwrap_or(0);
             if streaming >= n {
                 return;
             }
-            assert!(Instant::now() < deadline, "only {streaming} of {n} replicas stream after 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "only {streaming} of {n} replicas stream after 60 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -234,7 +275,11 @@ impl PgCluster {
                 if done == "t" {
                     break;
                 }
-                assert!(Instant::now() < deadline, "{} did not replay {lsn}", self.nodes[i].name);
+                assert!(
+                    Instant::now() < deadline,
+                    "{} did not replay {lsn}",
+                    self.nodes[i].name
+                );
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
@@ -252,14 +297,19 @@ impl PgCluster {
         // runuser keeps the working folder, and postgres cannot enter /root.
         cmd.current_dir(&self.base).stdin(Stdio::null());
         args(&mut cmd);
-        cmd.output().unwrap_or_else(|e| panic!("run {}: {e}", exe.display()))
+        cmd.output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", exe.display()))
     }
 
     /// A child that waits for our end of a pipe to close (which happens however this
     /// process ends) and then stops every server and removes the folder.
     fn spawn_watchdog(&mut self) {
         let pg_ctl = self.bin.join("pg_ctl");
-        let prefix = if self.as_postgres { "runuser -u postgres -- " } else { "" };
+        let prefix = if self.as_postgres {
+            "runuser -u postgres -- "
+        } else {
+            ""
+        };
         let script = format!(
             "cat >/dev/null; cd /; for d in '{base}'/*/; do [ -f \"$d/postmaster.pid\" ] && {prefix}'{pg_ctl}' -D \"$d\" -m immediate stop >/dev/null 2>&1; done; rm -rf '{base}'",
             base = self.base.display(),
@@ -295,7 +345,8 @@ fn append(path: &Path, text: &str) {
         .append(true)
         .open(path)
         .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    f.write_all(text.as_bytes()).expect("append to postgresql.conf");
+    f.write_all(text.as_bytes())
+        .expect("append to postgresql.conf");
 }
 
 fn run(cmd: &mut Command) {
@@ -360,13 +411,16 @@ pub fn pg_bin() -> PathBuf {
             versions.sort();
             candidates.extend(versions.into_iter().rev().map(|(_, p)| p));
         }
-        candidates.into_iter().find(|d| has_tools(d)).unwrap_or_else(|| {
-            panic!(
-                "PostgreSQL server binaries not found: the tests need {TOOLS:?} in one folder. \
+        candidates
+            .into_iter()
+            .find(|d| has_tools(d))
+            .unwrap_or_else(|| {
+                panic!(
+                    "PostgreSQL server binaries not found: the tests need {TOOLS:?} in one folder. \
                  Install them (Debian: `apt-get install postgresql`) or set PARTYPOOL_PG_BIN \
                  to their folder. `bash .ci/run` installs them."
-            )
-        })
+                )
+            })
     })
     .clone()
 }
