@@ -81,8 +81,10 @@ fn bench(c: &mut Criterion) {
                         let mut measured = Duration::ZERO;
                         for i in 0..iters as i64 {
                             let ids = (0..batch).map(move |k| (i * batch + k) * 97 % ROWS + 1);
-                            let run_plain = || join_all(ids.clone().map(|id| point_select(plain, id)));
-                            let run_routed = || join_all(ids.clone().map(|id| point_select(routed, id)));
+                            let run_plain =
+                                || join_all(ids.clone().map(|id| point_select(plain, id)));
+                            let run_routed =
+                                || join_all(ids.clone().map(|id| point_select(routed, id)));
                             if side == "sqlx_pool" {
                                 run_routed().await;
                                 let t = Instant::now();
@@ -114,7 +116,9 @@ fn bench(c: &mut Criterion) {
         ),
         ("insert", "INSERT INTO bench_kv (id, v) VALUES ($1, $2)"),
     ] {
-        g.bench_function(name, |b| b.iter(|| partypool::route(std::hint::black_box(sql))));
+        g.bench_function(name, |b| {
+            b.iter(|| partypool::route(std::hint::black_box(sql)))
+        });
     }
     g.finish();
 

@@ -17,6 +17,6 @@ trap cleanup EXIT
 "$bin/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -f tests/schema.sql
 rm -rf .sqlx && mkdir .sqlx
 touch tests/*.rs
-DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres" SQLX_OFFLINE_DIR="$PWD/.sqlx" \
+SQLX_OFFLINE=false DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres" SQLX_OFFLINE_DIR="$PWD/.sqlx" \
   cargo test --all-features --no-run
 echo "wrote $(ls .sqlx | wc -l) query files to .sqlx/"
