@@ -94,6 +94,42 @@ async fn reads_go_to_replicas_and_writes_to_the_primary() {
 }
 
 #[tokio::test]
+async fn streams_and_random_balancing() {
+    use futures_util::TryStreamExt;
+    let c = shared();
+    let replicas = c.replica_urls();
+    let config = Config {
+        balance: partypool::Balance::Random,
+        ..fast_config()
+    };
+    let pool = PgReplicaPool::connect(&c.primary_url(), &[&replicas[0], &replicas[1]], config)
+        .await
+        .unwrap();
+    // `fetch` streams rows from one replica.
+    let rows: Vec<(i32, bool)> = sqlx::query_as::<_, (i32, bool)>(
+        "SELECT g, pg_is_in_recovery() FROM generate_series(1, 1000) g",
+    )
+    .fetch(&pool)
+    .try_collect()
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 1000);
+    assert!(rows.iter().all(|r| r.1));
+    // Random balancing reaches both replicas and nothing else.
+    let mut ports = std::collections::HashSet::new();
+    for _ in 0..60 {
+        let (port, standby) = who(&pool).await;
+        assert!(standby);
+        ports.insert(port);
+    }
+    assert_eq!(
+        ports,
+        [c.replica(1).port, c.replica(2).port].into_iter().collect()
+    );
+    pool.close().await;
+}
+
+#[tokio::test]
 async fn routing_rules_hold_on_the_server() {
     let c = shared();
     let pool = pool(c).await;
