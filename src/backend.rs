@@ -25,7 +25,7 @@ pub struct Probe {
 
 /// A database partypool can route for. Implemented for sqlx's `Postgres`, `MySql` and
 /// `Sqlite`; sealed.
-pub trait Backend: Database + sealed::Sealed {
+pub trait Backend: Database<Arguments: Clone> + sealed::Sealed {
     /// The SQL dialect the router uses for this database.
     const DIALECT: Dialect;
 
@@ -48,6 +48,10 @@ pub trait Backend: Database + sealed::Sealed {
     fn is_unavailable(e: &sqlx::Error) -> bool {
         is_transport_error(e)
     }
+
+    /// Whether `e` is a read-only replica refusing to write. Such a statement did not run, so
+    /// it is safe to run it again on the primary.
+    fn is_standby_rejection(e: &sqlx::Error) -> bool;
 }
 
 /// Errors of the transport and the pool, the same for every database.
@@ -79,6 +83,24 @@ impl Backend for sqlx::Postgres {
         })
     }
 
+    /// SQLSTATE 25006 (read-only SQL transaction: "cannot execute … in a read-only
+    /// transaction", "… during recovery"), and 0A000 / 55000 / XX000 when the message says
+    /// it is because of recovery ("cannot use serializable mode in a hot standby", "cannot
+    /// assign OIDs during recovery"), as measured on a PostgreSQL 15 standby.
+    fn is_standby_rejection(e: &sqlx::Error) -> bool {
+        let Some(db) = e.as_database_error() else {
+            return false;
+        };
+        match db.code().as_deref() {
+            Some("25006") => true,
+            Some("0A000" | "55000" | "XX000") => {
+                let m = db.message();
+                m.contains("recovery") || m.contains("hot standby")
+            }
+            _ => false,
+        }
+    }
+
     /// Transport errors, plus SQLSTATE class 08 (connection exception) and 57P
     /// (admin/crash shutdown, "the database system is starting up").
     fn is_unavailable(e: &sqlx::Error) -> bool {
@@ -108,6 +130,14 @@ impl Backend for sqlx::MySql {
         })
     }
 
+    /// Errors 1290 (`--read-only` / `--super-read-only`), 1792 (read-only transaction) and
+    /// 1836 (read-only mode).
+    fn is_standby_rejection(e: &sqlx::Error) -> bool {
+        e.as_database_error()
+            .and_then(|d| d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
+            .is_some_and(|m| matches!(m.number(), 1290 | 1792 | 1836))
+    }
+
     /// Transport errors, plus server shutdown (1053) and "too many connections" (1040).
     fn is_unavailable(e: &sqlx::Error) -> bool {
         match e
@@ -131,6 +161,14 @@ impl Backend for sqlx::Sqlite {
     /// SQLite allows one writer at a time: more writer connections only wait on each other's
     /// lock (`SQLITE_BUSY`), so the primary gets one connection unless configured otherwise.
     const PRIMARY_MAX_CONNECTIONS: Option<u32> = Some(1);
+
+    /// `SQLITE_READONLY` (8) and its extended codes: a reader opened with `mode=ro`.
+    fn is_standby_rejection(e: &sqlx::Error) -> bool {
+        e.as_database_error()
+            .and_then(|d| d.code())
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| c & 0xff == 8)
+    }
 
     async fn probe(conn: &mut Self::Connection) -> Result<Probe, sqlx::Error> {
         sqlx::query_scalar::<_, i64>("SELECT 1")

@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::balance::Balance;
+use crate::route::{Dialect, Router};
 
 /// Settings for a [`ReplicaPool`](crate::ReplicaPool). `Config::default()` is the original
 /// package's `DefaultConfig()`.
@@ -39,6 +40,9 @@ use crate::balance::Balance;
 /// | `primary_max_connections` | same as `max_connections` (1 for SQLite) | connections to the primary |
 /// | `acquire_timeout` | 5 s | longest wait for a connection from one node's pool |
 /// | `idle_timeout` | 10 min | idle connections older than this are closed |
+/// | `write_functions` | none | your functions that write: calls go to the primary |
+/// | `strict_functions` | `false` | any function not known read-only sends a statement to the primary |
+/// | `read_only_functions` | none | your read-only functions, for strict mode |
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -63,6 +67,15 @@ pub struct Config {
     /// Idle connections are closed after this long. Default: 10 min. `None` keeps them.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
+    /// Functions of your own that write (e.g. `["app.bump_counter"]`): statements calling
+    /// them go to the primary. Default: none. A write function not listed is still safe: a
+    /// replica rejects it and partypool runs it again on the primary (a "misroute").
+    pub write_functions: Vec<String>,
+    /// Strict mode: a statement that calls any function not known to be read-only (the
+    /// built-in allow-list plus `read_only_functions`) goes to the primary. Default: off.
+    pub strict_functions: bool,
+    /// Your own read-only functions, for strict mode. Default: none.
+    pub read_only_functions: Vec<String>,
 }
 
 impl Default for Config {
@@ -76,11 +89,26 @@ impl Default for Config {
             primary_max_connections: None,
             acquire_timeout: Duration::from_secs(5),
             idle_timeout: Some(Duration::from_secs(600)),
+            write_functions: Vec::new(),
+            strict_functions: false,
+            read_only_functions: Vec::new(),
         }
     }
 }
 
 impl Config {
+    /// The statement classifier these settings describe.
+    pub(crate) fn router(&self, dialect: Dialect) -> Router {
+        let mut router = self
+            .write_functions
+            .iter()
+            .fold(Router::new(dialect), |r, f| r.write_function(f));
+        if self.strict_functions {
+            router = router.strict_functions(&self.read_only_functions);
+        }
+        router
+    }
+
     /// Checks the settings make sense together.
     pub(crate) fn validate(&self) -> Result<(), String> {
         if self.health_check_interval.is_zero() {

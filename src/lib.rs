@@ -46,8 +46,8 @@ pub use balance::Balance;
 pub use config::Config;
 pub use error::Error;
 pub use node::Role;
-pub use pool::{Builder, ReplicaPool};
-pub use route::{Dialect, Route, Target, route, route_in};
+pub use pool::{Builder, ReplicaPool, Targeted};
+pub use route::{Dialect, Route, Router, Target, route, route_in};
 pub use status::{NodeStatus, Status};
 
 /// A [`ReplicaPool`] over PostgreSQL.

@@ -50,6 +50,7 @@ pub(crate) struct Node<DB: Database> {
     in_recovery: AtomicU8,
     served: AtomicU64,
     errors: AtomicU64,
+    misroutes: AtomicU64,
     last_error: Mutex<Option<String>>,
     /// Woken when the node leaves the rotation, so waits on its pool can give up at once.
     down: Notify,
@@ -73,6 +74,7 @@ impl<DB: Backend> Node<DB> {
             in_recovery: AtomicU8::new(RECOVERY_UNKNOWN),
             served: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            misroutes: AtomicU64::new(0),
             last_error: Mutex::new(None),
             down: Notify::new(),
         }
@@ -136,6 +138,11 @@ impl<DB: Backend> Node<DB> {
         }
     }
 
+    /// Counts a statement this replica refused as a write (it then ran on the primary).
+    pub(crate) fn misrouted(&self) {
+        self.misroutes.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Records an error a statement returned on this node.
     pub(crate) fn record_error(&self, e: &sqlx::Error) {
         self.errors.fetch_add(1, Ordering::Relaxed);
@@ -157,6 +164,7 @@ impl<DB: Backend> Node<DB> {
             },
             queries: self.served.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
+            misroutes: self.misroutes.load(Ordering::Relaxed),
             connections: self.pool.size(),
             idle: self.pool.num_idle(),
             last_error: self

@@ -12,10 +12,10 @@ use crate::node::Role;
 /// have their passwords replaced by `***`.
 ///
 /// ```text
-/// NODE       ROLE     HEALTHY  RECOVERY  QUERIES  ERRORS  CONNS  URL                               LAST ERROR
-/// primary    primary  yes      no             12       0  1/1    postgres://app:***@db-1:5432/app  -
-/// replica-1  replica  yes      yes            40       0  2/2    postgres://app:***@db-2:5432/app  -
-/// replica-2  replica  no       ?               3       1  0/0    postgres://app:***@db-3:5432/app  connection refused
+/// NODE       ROLE     HEALTHY  RECOVERY  QUERIES  ERRORS  MISROUTES  BUSY  URL                               LAST ERROR
+/// primary    primary  yes      no             12       0          0  1/1   postgres://app:***@db-1:5432/app  -
+/// replica-1  replica  yes      yes            40       0          1  2/2   postgres://app:***@db-2:5432/app  -
+/// replica-2  replica  no       ?               3       1          0  0/0   postgres://app:***@db-3:5432/app  connection refused
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -44,6 +44,10 @@ pub struct NodeStatus {
     pub queries: u64,
     /// Statements that failed on it.
     pub errors: u64,
+    /// Statements it refused as writes although they were routed as reads; each then ran on
+    /// the primary. Non-zero means the router misjudged something: consider
+    /// `Config::write_functions`.
+    pub misroutes: u64,
     /// Open connections (idle and in use).
     pub connections: u32,
     /// Idle connections.
@@ -67,7 +71,8 @@ impl Status {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rows: Vec<[String; 9]> = self
+        const COLUMNS: usize = 10;
+        let rows: Vec<[String; COLUMNS]> = self
             .nodes
             .iter()
             .map(|n| {
@@ -83,6 +88,7 @@ impl fmt::Display for Status {
                     .into(),
                     n.queries.to_string(),
                     n.errors.to_string(),
+                    n.misroutes.to_string(),
                     format!(
                         "{}/{}",
                         n.connections.saturating_sub(n.idle as u32),
@@ -93,13 +99,14 @@ impl fmt::Display for Status {
                 ]
             })
             .collect();
-        let header = [
+        let header: [&str; COLUMNS] = [
             "NODE",
             "ROLE",
             "HEALTHY",
             "RECOVERY",
             "QUERIES",
             "ERRORS",
+            "MISROUTES",
             "BUSY",
             "URL",
             "LAST ERROR",
@@ -112,7 +119,7 @@ impl fmt::Display for Status {
         }
         let line = |f: &mut fmt::Formatter<'_>, cells: &[&str]| -> fmt::Result {
             for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-                let right = matches!(i, 4 | 5);
+                let right = matches!(i, 4..=6);
                 match (i + 1 == cells.len(), right) {
                     (true, _) => write!(f, "{cell}")?,
                     (false, true) => write!(f, "{cell:>w$}  ")?,

@@ -45,6 +45,7 @@ async fn reads_go_to_replicas_and_writes_to_the_primary() {
         0,
         "CREATE TABLE IF NOT EXISTS rw_items (id bigint PRIMARY KEY, name text)",
     );
+    c.wait_replayed();
 
     let replica_ports = [c.replica(1).port, c.replica(2).port];
     for _ in 0..10 {

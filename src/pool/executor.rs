@@ -1,5 +1,7 @@
-//! `impl sqlx::Executor for &ReplicaPool`: every statement is routed, then run on a
-//! connection from the chosen node.
+//! `impl sqlx::Executor` for `&ReplicaPool` (automatic routing) and for [`Targeted`]
+//! (`pool.on_primary()`, `pool.on_replica()`): every statement is classified, then run on a
+//! connection from the chosen node. A statement a replica refuses as a write runs again on
+//! the primary.
 
 use std::sync::Arc;
 
@@ -11,8 +13,10 @@ use sqlx::error::BoxDynError;
 use sqlx::{Database, Describe, Execute, Executor, SqlStr};
 
 use super::ReplicaPool;
+use super::inner::Shared;
 use crate::backend::Backend;
-use crate::route::{Route, Target, route_in};
+use crate::node::{Node, Role};
+use crate::route::{Route, Target, fingerprint};
 
 /// A query taken apart and put back together, so it can be classified before it runs.
 ///
@@ -27,7 +31,7 @@ struct Routed<DB: Database> {
     persistent: bool,
 }
 
-impl<DB: Database> Routed<DB> {
+impl<DB: Backend> Routed<DB> {
     fn new<'q>(mut query: impl Execute<'q, DB>) -> Self {
         let persistent = query.persistent();
         let statement = query.statement().cloned();
@@ -38,6 +42,22 @@ impl<DB: Database> Routed<DB> {
             arguments,
             persistent,
         }
+    }
+
+    /// A copy to run again on the primary if a replica refuses this one. `None` when the
+    /// arguments failed to encode (the driver reports that; there is nothing to re-run).
+    fn try_clone(&self) -> Option<Self> {
+        let arguments = match &self.arguments {
+            Some(Ok(args)) => Some(Ok(args.clone())),
+            Some(Err(_)) => return None,
+            None => None,
+        };
+        Some(Routed {
+            sql: self.sql.clone(),
+            statement: self.statement.clone(),
+            arguments,
+            persistent: self.persistent,
+        })
     }
 }
 
@@ -59,40 +79,93 @@ impl<'q, DB: Database> Execute<'q, DB> for Routed<DB> {
     }
 }
 
-impl<DB: Backend> ReplicaPool<DB> {
-    fn route(&self, sql: &str) -> Route {
-        let route = route_in(DB::DIALECT, sql);
-        tracing::trace!(target = %route.target, reason = route.reason, "routed");
-        route
-    }
-}
+/// The stream of results `Executor::fetch_many` returns.
+type ResultStream<'e, DB> = BoxStream<
+    'e,
+    Result<Either<<DB as Database>::QueryResult, <DB as Database>::Row>, sqlx::Error>,
+>;
 
-impl<'p, DB: Backend> Executor<'p> for &'_ ReplicaPool<DB>
+const PRIMARY: Route = Route {
+    target: Target::Primary,
+    reason: "misroute fallback",
+};
+
+impl<DB: Backend> Shared<DB>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
-    type Database = DB;
+    fn route(&self, sql: &str, force: Option<Target>) -> Route {
+        let route = self.router.decide(sql, force).route;
+        tracing::trace!(target = %route.target, reason = route.reason, "routed");
+        route
+    }
 
-    fn fetch_many<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, sqlx::Error>>
-    where
-        'p: 'e,
-        E: 'q + Execute<'q, DB>,
-    {
-        let query = Routed::new(query);
-        let route = self.route(query.sql.as_str());
-        let shared = Arc::clone(&self.shared);
+    /// Whether an error from `node` means: this replica refused a write; run it on the primary.
+    fn should_fall_back(node: &Node<DB>, e: &sqlx::Error) -> bool {
+        node.role == Role::Replica && DB::is_standby_rejection(e)
+    }
+
+    fn misrouted(&self, node: &Node<DB>, sql: &SqlStr, e: &sqlx::Error) {
+        node.misrouted();
+        let code = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .unwrap_or_default();
+        tracing::warn!(
+            node = %node.name,
+            statement = %fingerprint(DB::DIALECT, sql.as_str()),
+            code = %code,
+            "a replica refused a statement routed as a read; running it on the primary \
+             (consider Config::write_functions)"
+        );
+    }
+
+    fn fetch_many<'e>(
+        self: Arc<Self>,
+        query: Routed<DB>,
+        force: Option<Target>,
+    ) -> ResultStream<'e, DB> {
+        let route = self.route(query.sql.as_str(), force);
+        let retry = (route.target == Target::Replica)
+            .then(|| query.try_clone())
+            .flatten();
         async_stream::try_stream! {
-            let (node, mut conn) = shared.acquire(route).await?;
-            let mut results = conn.fetch_many(query);
-            while let Some(item) = results.next().await {
-                match item {
-                    Ok(item) => yield item,
-                    Err(e) => {
-                        node.record_error(&e);
-                        Err(e)?;
+            let (node, mut conn) = self.acquire(route).await?;
+            let mut refused = None;
+            {
+                let mut yielded = false;
+                let mut results = conn.fetch_many(query);
+                while let Some(item) = results.next().await {
+                    match item {
+                        Ok(item) => {
+                            yielded = true;
+                            yield item;
+                        }
+                        // Nothing was returned yet and the replica refused to write: nothing
+                        // ran, so the primary may run it.
+                        Err(e) if !yielded && retry.is_some() && Self::should_fall_back(&node, &e) => {
+                            refused = Some(e);
+                            break;
+                        }
+                        Err(e) => {
+                            node.record_error(&e);
+                            Err(e)?;
+                        }
+                    }
+                }
+            }
+            if let (Some(e), Some(query)) = (refused, retry) {
+                drop(conn);
+                self.misrouted(&node, &query.sql, &e);
+                let (primary, mut conn) = self.acquire(PRIMARY).await?;
+                let mut results = conn.fetch_many(query);
+                while let Some(item) = results.next().await {
+                    match item {
+                        Ok(item) => yield item,
+                        Err(e) => {
+                            primary.record_error(&e);
+                            Err(e)?;
+                        }
                     }
                 }
             }
@@ -100,40 +173,48 @@ where
         .boxed()
     }
 
-    fn fetch_optional<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
-    where
-        'p: 'e,
-        E: 'q + Execute<'q, DB>,
-    {
-        let query = Routed::new(query);
-        let route = self.route(query.sql.as_str());
-        let shared = Arc::clone(&self.shared);
+    fn fetch_optional<'e>(
+        self: Arc<Self>,
+        query: Routed<DB>,
+        force: Option<Target>,
+    ) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>> {
+        let route = self.route(query.sql.as_str(), force);
+        let retry = (route.target == Target::Replica)
+            .then(|| query.try_clone())
+            .flatten();
         async move {
-            let (node, mut conn) = shared.acquire(route).await?;
-            conn.fetch_optional(query)
-                .await
-                .inspect_err(|e| node.record_error(e))
+            let (node, mut conn) = self.acquire(route).await?;
+            match conn.fetch_optional(query).await {
+                Ok(row) => Ok(row),
+                Err(e) if retry.is_some() && Self::should_fall_back(&node, &e) => {
+                    drop(conn);
+                    let query = retry.expect("checked above");
+                    self.misrouted(&node, &query.sql, &e);
+                    let (primary, mut conn) = self.acquire(PRIMARY).await?;
+                    conn.fetch_optional(query)
+                        .await
+                        .inspect_err(|e| primary.record_error(e))
+                }
+                Err(e) => {
+                    node.record_error(&e);
+                    Err(e)
+                }
+            }
         }
         .boxed()
     }
 
     fn prepare_with<'e>(
-        self,
+        self: Arc<Self>,
         sql: SqlStr,
         parameters: &'e [DB::TypeInfo],
-    ) -> BoxFuture<'e, Result<DB::Statement, sqlx::Error>>
-    where
-        'p: 'e,
-    {
+        force: Option<Target>,
+    ) -> BoxFuture<'e, Result<DB::Statement, sqlx::Error>> {
         // A prepared statement is metadata plus SQL; sqlx prepares it again on whichever
         // connection later runs it, so it is routed again at that point.
-        let route = self.route(sql.as_str());
-        let shared = Arc::clone(&self.shared);
+        let route = self.route(sql.as_str(), force);
         async move {
-            let (node, mut conn) = shared.acquire(route).await?;
+            let (node, mut conn) = self.acquire(route).await?;
             conn.prepare_with(sql, parameters)
                 .await
                 .inspect_err(|e| node.record_error(e))
@@ -143,21 +224,139 @@ where
 
     /// Used by the `query!` macros at compile time: always the primary, whose schema is
     /// never behind.
-    fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<Describe<DB>, sqlx::Error>>
-    where
-        'p: 'e,
-    {
-        let shared = Arc::clone(&self.shared);
+    fn describe<'e>(
+        self: Arc<Self>,
+        sql: SqlStr,
+    ) -> BoxFuture<'e, Result<Describe<DB>, sqlx::Error>> {
         async move {
             let primary = Route {
                 target: Target::Primary,
                 reason: "describe",
             };
-            let (node, mut conn) = shared.acquire(primary).await?;
+            let (node, mut conn) = self.acquire(primary).await?;
             conn.describe(sql)
                 .await
                 .inspect_err(|e| node.record_error(e))
         }
         .boxed()
+    }
+}
+
+/// Implements `sqlx::Executor` for a handle type, given how to get the shared state and the
+/// forced target from `self`.
+macro_rules! routed_executor {
+    ($handle:ty, |$this:ident| ($shared:expr, $force:expr)) => {
+        impl<'p, DB: Backend> Executor<'p> for $handle
+        where
+            for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+        {
+            type Database = DB;
+
+            fn fetch_many<'e, 'q: 'e, E>(
+                self,
+                query: E,
+            ) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, sqlx::Error>>
+            where
+                'p: 'e,
+                E: 'q + Execute<'q, DB>,
+            {
+                let $this = self;
+                Shared::fetch_many($shared, Routed::new(query), $force)
+            }
+
+            fn fetch_optional<'e, 'q: 'e, E>(
+                self,
+                query: E,
+            ) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
+            where
+                'p: 'e,
+                E: 'q + Execute<'q, DB>,
+            {
+                let $this = self;
+                Shared::fetch_optional($shared, Routed::new(query), $force)
+            }
+
+            fn prepare_with<'e>(
+                self,
+                sql: SqlStr,
+                parameters: &'e [DB::TypeInfo],
+            ) -> BoxFuture<'e, Result<DB::Statement, sqlx::Error>>
+            where
+                'p: 'e,
+            {
+                let $this = self;
+                Shared::prepare_with($shared, sql, parameters, $force)
+            }
+
+            fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<Describe<DB>, sqlx::Error>>
+            where
+                'p: 'e,
+            {
+                let $this = self;
+                Shared::describe($shared, sql)
+            }
+        }
+    };
+}
+
+routed_executor!(&'_ ReplicaPool<DB>, |pool| (Arc::clone(&pool.shared), None));
+routed_executor!(Targeted<'_, DB>, |handle| (
+    Arc::clone(&handle.pool.shared),
+    Some(handle.target)
+));
+
+/// An executor that routes with an explicit target: [`ReplicaPool::on_primary`] and
+/// [`ReplicaPool::on_replica`]. `Copy`, so it can be passed by value wherever an executor
+/// goes.
+///
+/// ```no_run
+/// # async fn demo(pool: partypool::PgReplicaPool) -> Result<(), sqlx::Error> {
+/// // Read what we just wrote, whatever the replicas' lag:
+/// let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(pool.on_primary()).await?;
+/// // A read-only procedure the router cannot see into:
+/// sqlx::query("CALL refresh_report_cache()").execute(pool.on_replica()).await?;
+/// # let _ = n; Ok(()) }
+/// ```
+pub struct Targeted<'a, DB: Backend> {
+    pool: &'a ReplicaPool<DB>,
+    target: Target,
+}
+
+impl<DB: Backend> Clone for Targeted<'_, DB> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<DB: Backend> Copy for Targeted<'_, DB> {}
+
+impl<DB: Backend> std::fmt::Debug for Targeted<'_, DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Targeted")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<DB: Backend> ReplicaPool<DB> {
+    /// An executor that runs every statement on the primary, like a `/* partypool:primary */`
+    /// hint on each: for reads that must see the latest writes.
+    pub fn on_primary(&self) -> Targeted<'_, DB> {
+        Targeted {
+            pool: self,
+            target: Target::Primary,
+        }
+    }
+
+    /// An executor that sends statements to a replica when the router held them back only
+    /// out of caution (a `CALL` or `DO`, a function not known to be read-only in strict
+    /// mode), like a `/* partypool:replica */` hint on each. Detected writes, locks and
+    /// session state still go to the primary, and a statement a replica refuses as a write
+    /// runs again on the primary.
+    pub fn on_replica(&self) -> Targeted<'_, DB> {
+        Targeted {
+            pool: self,
+            target: Target::Replica,
+        }
     }
 }

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use crate::backend::Backend;
 use crate::balance::Policy;
 use crate::node::{Node, Role};
-use crate::route::{Route, Target};
+use crate::route::{Route, Router, Target};
 use crate::{Config, Error, health, redact};
 
 type Options<DB> = <<DB as sqlx::Database>::Connection as Connection>::Options;
@@ -23,6 +23,7 @@ type Options<DB> = <<DB as sqlx::Database>::Connection as Connection>::Options;
 pub(crate) struct Shared<DB: Backend> {
     /// `nodes[0]` is the primary, the rest are replicas in configuration order.
     pub(crate) nodes: Arc<[Arc<Node<DB>>]>,
+    pub(crate) router: Router,
     policy: Box<dyn Policy>,
     shutdown: Mutex<Option<oneshot::Sender<()>>>,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -90,6 +91,7 @@ impl<DB: Backend> Shared<DB> {
         );
         Ok(Shared {
             nodes,
+            router: config.router(DB::DIALECT),
             policy: config.balance.policy(),
             shutdown: Mutex::new(Some(tx)),
             task: Mutex::new(Some(task)),

@@ -45,6 +45,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Acquire, Pool, SqlSafeStr, Transaction};
 
 pub use builder::Builder;
+pub use executor::Targeted;
 
 use crate::backend::Backend;
 use crate::status::Status;

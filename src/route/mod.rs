@@ -32,9 +32,14 @@
 //!
 //! A multi-statement text goes to a replica only when every statement does.
 
+mod fingerprint;
+mod functions;
+mod rules;
 mod scan;
 
-use scan::{Scanner, Token};
+pub(crate) use fingerprint::fingerprint;
+
+use scan::Scanner;
 use serde::{Deserialize, Serialize};
 
 /// Where a statement must run.
@@ -72,17 +77,12 @@ pub struct Route {
 }
 
 impl Route {
-    const fn primary(reason: &'static str) -> Self {
+    pub(crate) const fn new_primary(reason: &'static str) -> Self {
         Route {
             target: Target::Primary,
             reason,
         }
     }
-
-    const READ: Route = Route {
-        target: Target::Replica,
-        reason: "read-only statement",
-    };
 }
 
 /// The SQL dialect the scanner follows (quoting and comment rules, built-in function lists).
@@ -105,8 +105,8 @@ pub enum Dialect {
     Sqlite,
 }
 
-/// Classifies `sql` with the PostgreSQL dialect. See the [module docs](crate::route) for the
-/// rules.
+/// Classifies `sql` with the PostgreSQL dialect and the default rules. See the
+/// [module docs](crate::route) for the rules.
 ///
 /// ```
 /// use partypool::{route, Target};
@@ -117,243 +117,167 @@ pub fn route(sql: &str) -> Route {
     route_in(Dialect::Postgres, sql)
 }
 
-/// Classifies `sql` in the given dialect. See the [module docs](crate::route) for the rules.
+/// Classifies `sql` in the given dialect with the default rules. See the
+/// [module docs](crate::route) for the rules.
 ///
 /// ```
 /// use partypool::{route_in, Dialect, Target};
 /// assert_eq!(route_in(Dialect::MySql, "SELECT * FROM t LOCK IN SHARE MODE").target, Target::Primary);
 /// ```
 pub fn route_in(dialect: Dialect, sql: &str) -> Route {
-    let mut tokens = Scanner::new(sql, dialect).peekable();
-    let mut any = false;
-    loop {
-        match tokens.peek() {
-            None => break,
-            Some(Token::Semicolon) => {
-                tokens.next();
-                continue;
-            }
-            Some(_) => {}
-        }
-        any = true;
-        let statement = Statement::classify(dialect, &mut tokens);
-        if statement.target == Target::Primary {
-            return statement;
-        }
-    }
-    if any {
-        Route::READ
-    } else {
-        Route::primary("empty statement")
-    }
+    Router::new(dialect).route(sql)
 }
 
-/// The first keyword of a statement, as far as routing cares.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Lead {
-    Read,
-    Explain,
-    Other,
+/// A configurable classifier: the dialect, extra write functions, and strict mode.
+///
+/// [`route`] and [`route_in`] use `Router::new(dialect)`. A [`ReplicaPool`] builds its router
+/// from [`Config::write_functions`], [`Config::strict_functions`] and
+/// [`Config::read_only_functions`].
+///
+/// ```
+/// use partypool::{Dialect, Router, Target};
+///
+/// let router = Router::new(Dialect::Postgres).write_function("refresh_totals");
+/// let r = router.route("SELECT refresh_totals(42)");
+/// assert_eq!((r.target, r.reason), (Target::Primary, "configured write function"));
+///
+/// // Strict mode: a function call that is not known to be read-only goes to the primary.
+/// let strict = Router::new(Dialect::Postgres).strict_functions(["order_total"]);
+/// assert_eq!(strict.route("SELECT order_total(1), lower(name) FROM users").target, Target::Replica);
+/// assert_eq!(strict.route("SELECT audit_and_return(1)").target, Target::Primary);
+/// ```
+///
+/// [`ReplicaPool`]: crate::ReplicaPool
+/// [`Config::write_functions`]: crate::Config::write_functions
+/// [`Config::strict_functions`]: crate::Config::strict_functions
+/// [`Config::read_only_functions`]: crate::Config::read_only_functions
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Router {
+    dialect: Dialect,
+    write_functions: Vec<String>,
+    strict: bool,
+    read_only_functions: Vec<String>,
 }
 
-struct Statement;
-
-impl Statement {
-    /// Consumes one statement (up to and including its semicolon) and classifies it.
-    fn classify<'a>(dialect: Dialect, tokens: &mut impl Iterator<Item = Token<'a>>) -> Route {
-        let mut lead: Option<Lead> = None;
-        // For EXPLAIN: whether the explained statement's first keyword has been seen.
-        let mut explained = false;
-        let mut depth = 0usize;
-        let mut with = false;
-        let mut verdict: Option<Route> = None;
-        let mut prev: Option<Token<'a>> = None;
-
-        for tok in tokens.by_ref() {
-            match tok {
-                Token::Semicolon => break,
-                Token::Invalid => return Route::primary("unrecognised SQL"),
-                Token::Open => depth += 1,
-                Token::Close => depth = depth.saturating_sub(1),
-                Token::Word(w) => match lead {
-                    None => {
-                        let l = lead_of(dialect, w);
-                        if l == Lead::Other {
-                            verdict = Some(Route::primary("not a read-only statement"));
-                        }
-                        lead = Some(l);
-                        with = w.eq_ignore_ascii_case("with");
-                    }
-                    Some(Lead::Explain) if !explained => {
-                        if w.eq_ignore_ascii_case("analyze") || w.eq_ignore_ascii_case("analyse") {
-                            verdict.get_or_insert(Route::primary(
-                                "EXPLAIN ANALYZE executes the statement",
-                            ));
-                        } else if depth == 0 && !is_explain_option(w) {
-                            explained = true;
-                            with = w.eq_ignore_ascii_case("with");
-                            if lead_of(dialect, w) != Lead::Read {
-                                verdict.get_or_insert(Route::primary("not a read-only statement"));
-                            }
-                        }
-                    }
-                    Some(_) => {
-                        if let Some(r) = word_rule(dialect, prev, w, with) {
-                            verdict.get_or_insert(r);
-                        }
-                    }
-                },
-                _ => {}
-            }
-            if tok == Token::Open
-                && let Some(Token::Word(f)) = prev
-                && lead.is_some()
-                && is_write_function(dialect, f)
-            {
-                verdict.get_or_insert(Route::primary("write or volatile function"));
-            }
-            prev = Some(tok);
-        }
-
-        match (lead, verdict) {
-            (_, Some(v)) => v,
-            (Some(Lead::Read), None) => Route::READ,
-            (Some(Lead::Explain), None) if explained => Route::READ,
-            (Some(Lead::Explain | Lead::Other), None) => {
-                Route::primary("not a read-only statement")
-            }
-            // A statement of only punctuation, e.g. "(((": let the primary report it.
-            (None, None) => Route::primary("unrecognised SQL"),
+impl Router {
+    /// The default rules for `dialect`.
+    pub fn new(dialect: Dialect) -> Self {
+        Router {
+            dialect,
+            ..Router::default()
         }
     }
-}
 
-fn lead_of(dialect: Dialect, w: &str) -> Lead {
-    const READ: &[&str] = &["select", "values", "table", "show", "with"];
-    if READ.iter().any(|k| w.eq_ignore_ascii_case(k)) {
-        return Lead::Read;
+    /// The dialect this router follows.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
     }
-    if w.eq_ignore_ascii_case("explain") {
-        return Lead::Explain;
+
+    /// Treats calls of `name` (case-insensitive, matched on the last component of a qualified
+    /// name) as writes: statements calling it go to the primary.
+    pub fn write_function(mut self, name: impl AsRef<str>) -> Self {
+        self.write_functions
+            .push(last_component(name.as_ref()).to_owned());
+        self
     }
-    if dialect == Dialect::MySql
-        && (w.eq_ignore_ascii_case("describe") || w.eq_ignore_ascii_case("desc"))
+
+    /// Turns on strict mode: a statement that calls any function that is neither a known
+    /// read-only built-in nor in `read_only` goes to the primary (reason `function not on
+    /// the read-only list`). A `partypool:replica` hint or
+    /// [`ReplicaPool::on_replica`](crate::ReplicaPool::on_replica) overrides that one reason.
+    pub fn strict_functions<I, S>(mut self, read_only: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
     {
-        return Lead::Read;
+        self.strict = true;
+        self.read_only_functions.extend(
+            read_only
+                .into_iter()
+                .map(|f| last_component(f.as_ref()).to_owned()),
+        );
+        self
     }
-    Lead::Other
+
+    /// Classifies `sql`, honouring hints in its leading comments.
+    pub fn route(&self, sql: &str) -> Route {
+        self.decide(sql, None).route
+    }
+
+    /// Classifies `sql`; `force` is an executor's explicit target (`on_primary`,
+    /// `on_replica`), which acts like a hint comment.
+    pub(crate) fn decide(&self, sql: &str, force: Option<Target>) -> Decision {
+        let mut tokens = Scanner::new(sql, self.dialect);
+        let mut first: Option<Decision> = None;
+        let mut first_read: Option<Decision> = None;
+        let mut all_overridable = true;
+        loop {
+            let mut peekable = (&mut tokens).peekable();
+            if peekable.peek().is_none() {
+                break;
+            }
+            let Some(d) = rules::statement(self, &mut peekable) else {
+                continue;
+            };
+            first_read.get_or_insert(d);
+            if d.route.target == Target::Primary {
+                all_overridable &= d.overridable;
+                first.get_or_insert(d);
+                if !all_overridable {
+                    break;
+                }
+            }
+        }
+        let hint = force.or(tokens.hint());
+        let decision = match (first, first_read) {
+            (Some(d), _) => Decision {
+                route: d.route,
+                overridable: all_overridable,
+            },
+            (None, Some(read)) => read,
+            (None, None) => Decision::primary("empty statement"),
+        };
+        match hint {
+            Some(Target::Primary) if decision.route.target == Target::Replica => {
+                Decision::primary("primary hint")
+            }
+            Some(Target::Replica) if decision.overridable => Decision::replica("replica hint"),
+            _ => decision,
+        }
+    }
 }
 
-/// Rules that look at a word inside a read statement, with the token before it.
-fn word_rule(dialect: Dialect, prev: Option<Token<'_>>, w: &str, with: bool) -> Option<Route> {
-    let prev_word = match prev {
-        Some(Token::Word(p)) => Some(p),
-        _ => None,
-    };
-    let is = |k: &str| w.eq_ignore_ascii_case(k);
-    // FOR UPDATE, FOR NO KEY UPDATE, FOR SHARE, FOR KEY SHARE; MySQL LOCK IN SHARE MODE.
-    if let Some(p) = prev_word {
-        if p.eq_ignore_ascii_case("for") && (is("update") || is("share") || is("no") || is("key")) {
-            return Some(Route::primary("locking clause"));
-        }
-        if dialect == Dialect::MySql && p.eq_ignore_ascii_case("in") && is("share") {
-            return Some(Route::primary("locking clause"));
-        }
-        // MariaDB sequences: NEXT VALUE FOR s, PREVIOUS VALUE FOR s.
-        if dialect == Dialect::MySql
-            && (p.eq_ignore_ascii_case("next") || p.eq_ignore_ascii_case("previous"))
-            && is("value")
-        {
-            return Some(Route::primary("write or volatile function"));
-        }
-    }
-    if is("into") {
-        return Some(Route::primary("SELECT INTO writes"));
-    }
-    if with && (is("insert") || is("update") || is("delete") || is("merge")) {
-        return Some(Route::primary("data-modifying CTE"));
-    }
-    None
+fn last_component(name: &str) -> &str {
+    name.rsplit('.').next().unwrap_or(name).trim_matches('"')
 }
 
-fn is_explain_option(w: &str) -> bool {
-    const OPTIONS: &[&str] = &[
-        "verbose",
-        "costs",
-        "settings",
-        "buffers",
-        "wal",
-        "timing",
-        "summary",
-        "format",
-        "generic_plan",
-        "true",
-        "false",
-        "on",
-        "off",
-        "text",
-        "json",
-        "xml",
-        "yaml",
-        "extended",
-        "partitions",
-    ];
-    OPTIONS.iter().any(|o| w.eq_ignore_ascii_case(o))
+/// A routing decision with what a replica hint may do to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Decision {
+    pub(crate) route: Route,
+    /// The statement goes to the primary only out of caution (an opaque procedure, a function
+    /// not known to be read-only): an explicit replica hint may send it to a replica, where a
+    /// standby's rejection would still bring it back to the primary.
+    pub(crate) overridable: bool,
 }
 
-/// Functions that write, take locks, or depend on the session or the primary's state.
-/// The full per-dialect lists and user extensions grow in the classifier issue; this is
-/// the v1 core.
-fn is_write_function(dialect: Dialect, name: &str) -> bool {
-    const POSTGRES: &[&str] = &[
-        "nextval",
-        "setval",
-        "currval",
-        "lastval",
-        "pg_advisory_lock",
-        "pg_advisory_lock_shared",
-        "pg_advisory_xact_lock",
-        "pg_advisory_xact_lock_shared",
-        "pg_try_advisory_lock",
-        "pg_try_advisory_lock_shared",
-        "pg_try_advisory_xact_lock",
-        "pg_try_advisory_xact_lock_shared",
-        "pg_advisory_unlock",
-        "pg_advisory_unlock_shared",
-        "pg_advisory_unlock_all",
-        "txid_current",
-        "pg_current_xact_id",
-        "pg_notify",
-        "set_config",
-        "pg_switch_wal",
-        "pg_create_restore_point",
-        "pg_terminate_backend",
-        "pg_cancel_backend",
-        "lo_create",
-        "lo_creat",
-        "lo_import",
-        "lo_unlink",
-        "lo_from_bytea",
-        "lo_put",
-        "lowrite",
-        "dblink_exec",
-    ];
-    const MYSQL: &[&str] = &[
-        "get_lock",
-        "release_lock",
-        "release_all_locks",
-        "last_insert_id",
-        "nextval",
-        "setval",
-        "lastval",
-    ];
-    const SQLITE: &[&str] = &["last_insert_rowid", "changes", "total_changes"];
-    let list = match dialect {
-        Dialect::Postgres => POSTGRES,
-        Dialect::MySql => MYSQL,
-        Dialect::Sqlite => SQLITE,
-    };
-    list.iter().any(|f| name.eq_ignore_ascii_case(f))
+impl Decision {
+    pub(crate) const fn primary(reason: &'static str) -> Self {
+        Decision {
+            route: Route::new_primary(reason),
+            overridable: false,
+        }
+    }
+
+    pub(crate) const fn replica(reason: &'static str) -> Self {
+        Decision {
+            route: Route {
+                target: Target::Replica,
+                reason,
+            },
+            overridable: false,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 //! does not know and would send it to the primary), and runs on every query: the benchmark
 //! in `benches/` compares the two.
 
-use super::Dialect;
+use super::{Dialect, Target};
 
 /// One lexical token. Words keep their original case; compare with
 /// [`eq_ignore_ascii_case`](str::eq_ignore_ascii_case).
@@ -20,8 +20,9 @@ use super::Dialect;
 pub(crate) enum Token<'a> {
     /// An unquoted identifier or keyword.
     Word(&'a str),
-    /// A quoted identifier (`"x"`, or `` `x` `` in MySQL).
-    QuotedIdent,
+    /// A quoted identifier (`"x"`, or `` `x` `` in MySQL), as the text between the quotes
+    /// (doubled quotes stay doubled).
+    QuotedIdent(&'a str),
     /// A string literal of any kind (including dollar-quoted bodies).
     Str,
     /// A number or a positional parameter (`$1`, `?`).
@@ -47,7 +48,14 @@ pub(crate) struct Scanner<'a> {
     pos: usize,
     dialect: Dialect,
     done: bool,
+    /// No token has been returned yet: comments seen now are "leading" and may carry hints.
+    leading: bool,
+    hint: Option<Target>,
 }
+
+/// The routing hints partypool reads in leading comments.
+const HINT_PRIMARY: &[u8] = b"partypool:primary";
+const HINT_REPLICA: &[u8] = b"partypool:replica";
 
 impl<'a> Scanner<'a> {
     pub(crate) fn new(src: &'a str, dialect: Dialect) -> Self {
@@ -56,6 +64,27 @@ impl<'a> Scanner<'a> {
             pos: 0,
             dialect,
             done: false,
+            leading: true,
+            hint: None,
+        }
+    }
+
+    /// A `partypool:primary` or `partypool:replica` hint found in the comments before the
+    /// first token (`primary` wins if both appear).
+    pub(crate) fn hint(&self) -> Option<Target> {
+        self.hint
+    }
+
+    /// Records a hint if the comment `self.src[start..self.pos]` is a leading one with a hint.
+    fn note_comment(&mut self, start: usize) {
+        if !self.leading || self.hint == Some(Target::Primary) {
+            return;
+        }
+        let text = &self.bytes()[start..self.pos];
+        if memchr::memmem::find(text, HINT_PRIMARY).is_some() {
+            self.hint = Some(Target::Primary);
+        } else if memchr::memmem::find(text, HINT_REPLICA).is_some() {
+            self.hint = Some(Target::Replica);
         }
     }
 
@@ -75,6 +104,7 @@ impl<'a> Scanner<'a> {
             while self.pos < b.len() && b[self.pos].is_ascii_whitespace() {
                 self.pos += 1;
             }
+            let start = self.pos;
             match (self.peek(0), self.peek(1)) {
                 (Some(b'-'), Some(b'-')) => self.skip_line(),
                 (Some(b'#'), _) if self.dialect == Dialect::MySql => self.skip_line(),
@@ -88,14 +118,13 @@ impl<'a> Scanner<'a> {
                 }
                 _ => return true,
             }
+            self.note_comment(start);
         }
     }
 
     fn skip_line(&mut self) {
         let b = self.bytes();
-        while self.pos < b.len() && b[self.pos] != b'\n' {
-            self.pos += 1;
-        }
+        self.pos = memchr::memchr(b'\n', &b[self.pos..]).map_or(b.len(), |i| self.pos + i);
     }
 
     /// Skips a `/* … */` comment starting at `pos`; nested comments count in PostgreSQL.
@@ -176,7 +205,7 @@ impl<'a> Scanner<'a> {
         }
         let tag = &b[start..=i];
         let body = i + 1;
-        match find(&b[body..], tag) {
+        match memchr::memmem::find(&b[body..], tag) {
             Some(end) => {
                 self.pos = body + end + tag.len();
                 Token::Str
@@ -254,25 +283,28 @@ impl<'a> Iterator for Scanner<'a> {
             b'\'' => self.string(self.dialect == Dialect::MySql),
             b'"' => {
                 let mysql = self.dialect == Dialect::MySql;
+                let start = self.pos;
                 match (self.skip_quoted(b'"', mysql), mysql) {
                     (false, _) => Token::Invalid,
                     (true, true) => Token::Str,
-                    (true, false) => Token::QuotedIdent,
+                    (true, false) => Token::QuotedIdent(&self.src[start + 1..self.pos - 1]),
                 }
             }
             b'`' if self.dialect != Dialect::Postgres => {
+                let start = self.pos;
                 if self.skip_quoted(b'`', false) {
-                    Token::QuotedIdent
+                    Token::QuotedIdent(&self.src[start + 1..self.pos - 1])
                 } else {
                     Token::Invalid
                 }
             }
             b'[' if self.dialect == Dialect::Sqlite => {
                 let b = self.bytes();
-                match find(&b[self.pos..], b"]") {
+                match memchr::memchr(b']', &b[self.pos..]) {
                     Some(end) => {
+                        let name = &self.src[self.pos + 1..self.pos + end];
                         self.pos += end + 1;
-                        Token::QuotedIdent
+                        Token::QuotedIdent(name)
                     }
                     None => {
                         self.pos = b.len();
@@ -295,6 +327,7 @@ impl<'a> Iterator for Scanner<'a> {
         if tok == Token::Invalid {
             self.done = true;
         }
+        self.leading = false;
         Some(tok)
     }
 }
@@ -305,23 +338,6 @@ fn is_ident_start(c: u8) -> bool {
 
 fn is_ident_byte(c: u8, dialect: Dialect) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80 || (c == b'$' && dialect != Dialect::Sqlite)
-}
-
-/// Position of `needle` in `hay` (naive search; dollar-quote tags are a few bytes long, and
-/// the first byte is `$`, so mismatches are found at once and the scan stays linear in practice).
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
-        return None;
-    }
-    let first = needle[0];
-    let mut i = 0;
-    while i + needle.len() <= hay.len() {
-        if hay[i] == first && &hay[i..i + needle.len()] == needle {
-            return Some(i);
-        }
-        i += 1;
-    }
-    None
 }
 
 #[cfg(test)]
@@ -344,7 +360,7 @@ mod tests {
                 Token::Word("SELECT"),
                 Token::Str,
                 Token::Punct(b','),
-                Token::QuotedIdent,
+                Token::QuotedIdent("a;b"),
                 Token::Semicolon,
                 Token::Str,
                 Token::Str,
@@ -409,11 +425,34 @@ mod tests {
             toks("# c ;\nSELECT `a;b` FROM t", Dialect::MySql),
             vec![
                 Token::Word("SELECT"),
-                Token::QuotedIdent,
+                Token::QuotedIdent("a;b"),
                 Token::Word("FROM"),
                 Token::Word("t")
             ]
         );
+    }
+
+    #[test]
+    fn hints_only_in_leading_comments() {
+        let hint = |sql: &str| {
+            let mut s = Scanner::new(sql, Dialect::Postgres);
+            s.by_ref().for_each(drop);
+            s.hint()
+        };
+        assert_eq!(
+            hint("/* partypool:replica */ SELECT 1"),
+            Some(Target::Replica)
+        );
+        assert_eq!(
+            hint("-- partypool:primary\nSELECT 1"),
+            Some(Target::Primary)
+        );
+        assert_eq!(
+            hint("/* a */ /* partypool:replica */ /* partypool:primary */ SELECT 1"),
+            Some(Target::Primary)
+        );
+        assert_eq!(hint("SELECT 1 /* partypool:replica */"), None);
+        assert_eq!(hint("SELECT '/* partypool:primary */'"), None);
     }
 
     #[test]

@@ -74,20 +74,178 @@ fn writes_and_ddl_go_to_primary() {
         "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE",
         "TRUNCATE t",
         "CREATE TABLE t (id int)",
+        "CREATE TABLE t (temp int, x int)",
+        "CREATE UNLOGGED TABLE t (id int)",
         "ALTER TABLE t ADD COLUMN x int",
         "DROP TABLE t",
-        "COPY t FROM STDIN",
-        "CALL p()",
-        "DO $$ BEGIN END $$",
-        "BEGIN",
-        "COMMIT",
-        "SET search_path = x",
         "VACUUM t",
-        "LOCK TABLE t",
         "GRANT SELECT ON t TO u",
+        "REFRESH MATERIALIZED VIEW mv",
+        "CREATE TABLE t AS SELECT 1",
     ] {
         primary(sql, "not a read-only statement");
     }
+}
+
+#[test]
+fn session_state() {
+    for sql in [
+        "SET search_path = x",
+        "set local statement_timeout = '1s'",
+        "RESET ALL",
+        "PREPARE q AS SELECT 1",
+        "DEALLOCATE q",
+        "LISTEN ch",
+        "UNLISTEN *",
+        "DECLARE c CURSOR FOR SELECT 1",
+        "FETCH 10 FROM c",
+        "CLOSE c",
+        "DISCARD ALL",
+        "LOCK TABLE t IN ACCESS EXCLUSIVE MODE",
+        "BEGIN",
+        "START TRANSACTION READ ONLY",
+        "COMMIT",
+        "ROLLBACK",
+        "SAVEPOINT a",
+        "RELEASE SAVEPOINT a",
+        "END",
+        "CREATE TEMP TABLE t (id int)",
+        "CREATE TEMPORARY TABLE t AS SELECT 1",
+        "CREATE LOCAL TEMP TABLE t (id int)",
+        "CREATE OR REPLACE TEMP VIEW v AS SELECT 1",
+        "LOAD 'auto_explain'",
+    ] {
+        primary(sql, "session state");
+    }
+}
+
+#[test]
+fn opaque_and_primary_only_statements() {
+    primary("CALL p()", "procedure or code block");
+    primary("DO $$ BEGIN PERFORM 1; END $$", "procedure or code block");
+    primary("EXECUTE q(1)", "prepared statement execution");
+    primary("NOTIFY ch, 'x'", "notification");
+    primary("SELECT pg_notify('ch', 'x')", "notification");
+    primary("SELECT currval('s')", "session-bound function");
+    primary("SELECT lastval()", "session-bound function");
+    primary("SELECT pg_advisory_xact_lock(1)", "advisory lock");
+}
+
+#[test]
+fn copy() {
+    replica("COPY users TO STDOUT");
+    replica("COPY users (id, name) TO STDOUT WITH (FORMAT csv, HEADER)");
+    replica("COPY (SELECT id FROM users WHERE id > 1) TO STDOUT (FORMAT csv)");
+    primary("COPY users FROM STDIN", "COPY FROM writes");
+    primary("COPY users (id) FROM '/tmp/x.csv'", "COPY FROM writes");
+    primary(
+        "COPY users TO '/tmp/x.csv'",
+        "COPY to a server file or program",
+    );
+    primary(
+        "COPY users TO PROGRAM 'gzip > /tmp/x'",
+        "COPY to a server file or program",
+    );
+    primary(
+        "COPY (DELETE FROM t RETURNING *) TO STDOUT",
+        "not a read-only statement",
+    );
+    primary(
+        "COPY (SELECT * FROM t FOR UPDATE) TO STDOUT",
+        "locking clause",
+    );
+    primary("COPY (SELECT nextval('s')) TO STDOUT", "sequence function");
+}
+
+#[test]
+fn hints() {
+    replica("/* partypool:replica */ SELECT 1");
+    primary("/* partypool:primary */ SELECT 1", "primary hint");
+    primary("-- partypool:primary\nSELECT 1", "primary hint");
+    // A replica hint never overrides a detected write.
+    primary(
+        "/* partypool:replica */ DELETE FROM t",
+        "not a read-only statement",
+    );
+    primary(
+        "/* partypool:replica */ SELECT nextval('s')",
+        "sequence function",
+    );
+    primary("/* partypool:replica */ SET x = 1", "session state");
+    // ...but it does override caution about opaque code.
+    assert_eq!(
+        pg("/* partypool:replica */ CALL report()").reason,
+        "replica hint"
+    );
+    // Hints count only in leading comments.
+    replica("SELECT 1 /* partypool:primary */");
+}
+
+#[test]
+fn configured_and_strict_functions() {
+    let r = Router::new(Dialect::Postgres).write_function("app.bump_counter");
+    assert_eq!(
+        r.route("SELECT bump_counter()").reason,
+        "configured write function"
+    );
+    assert_eq!(
+        r.route("SELECT app.BUMP_COUNTER()").reason,
+        "configured write function"
+    );
+    assert_eq!(
+        r.route("SELECT \"bump_counter\"()").reason,
+        "configured write function"
+    );
+    assert_eq!(
+        r.route("SELECT bump_counter FROM t").target,
+        Target::Replica
+    );
+
+    let s = Router::new(Dialect::Postgres).strict_functions(["order_total"]);
+    for sql in [
+        "SELECT count(*), lower(name), coalesce(a, b) FROM users WHERE id IN (1, 2)",
+        "SELECT order_total(1)",
+        "SELECT x::numeric(10, 2), CAST(y AS varchar(20)) FROM t",
+        "SELECT * FROM generate_series(1, 3) AS g(n)",
+        "SELECT * FROM generate_series(1, 3) g(n)",
+        "WITH RECURSIVE t(n) AS (SELECT 1) SELECT * FROM t",
+        "SELECT EXISTS (SELECT 1) AND NOT (a OR b)",
+        "SELECT row_number() OVER (PARTITION BY a ORDER BY b) FROM t",
+    ] {
+        let route = s.route(sql);
+        assert_eq!(route.target, Target::Replica, "{sql}: {route:?}");
+    }
+    assert_eq!(
+        s.route("SELECT audit(1)").reason,
+        "function not on the read-only list"
+    );
+    assert_eq!(
+        s.decide("SELECT audit(1)", Some(Target::Replica))
+            .route
+            .reason,
+        "replica hint"
+    );
+    assert_eq!(
+        s.decide("SELECT 1", Some(Target::Primary)).route.target,
+        Target::Primary
+    );
+    // The default router does not care about unknown functions.
+    replica("SELECT audit(1)");
+}
+
+#[test]
+fn sqlite_pragmas() {
+    let sqlite = |sql: &str| route_in(Dialect::Sqlite, sql);
+    assert_eq!(sqlite("PRAGMA table_info(users)").target, Target::Replica);
+    assert_eq!(
+        sqlite("PRAGMA main.index_list(users)").target,
+        Target::Replica
+    );
+    assert_eq!(sqlite("PRAGMA user_version").target, Target::Replica);
+    assert_eq!(sqlite("PRAGMA user_version = 3").reason, "pragma");
+    assert_eq!(sqlite("PRAGMA journal_mode = WAL").reason, "pragma");
+    assert_eq!(sqlite("PRAGMA wal_checkpoint(TRUNCATE)").reason, "pragma");
+    assert_eq!(sqlite("PRAGMA optimize").reason, "pragma");
 }
 
 #[test]
@@ -149,8 +307,10 @@ fn write_functions() {
         "SELECT txid_current()",
         "SELECT pg_notify('c', 'x')",
     ] {
-        primary(sql, "write or volatile function");
+        assert_eq!(pg(sql).target, Target::Primary, "{sql}");
     }
+    primary("SELECT txid_current()", "write or volatile function");
+    primary("SELECT nextval('s')", "sequence function");
     // A column named like a function is not a call.
     replica("SELECT nextval FROM t");
     assert_eq!(
@@ -168,27 +328,45 @@ fn explain() {
     replica("EXPLAIN SELECT * FROM t");
     replica("EXPLAIN (FORMAT JSON, COSTS OFF) SELECT * FROM t");
     replica("EXPLAIN VERBOSE SELECT 1");
+    // Without ANALYZE nothing runs: even a write's plan can come from a replica.
+    assert_eq!(pg("EXPLAIN DELETE FROM t").reason, "EXPLAIN only plans");
+    assert_eq!(
+        pg("EXPLAIN INSERT INTO t VALUES (1)").target,
+        Target::Replica
+    );
+    // With ANALYZE the statement runs: only reads may.
+    replica("EXPLAIN ANALYZE SELECT * FROM t");
+    replica("EXPLAIN (ANALYZE, BUFFERS) SELECT 1");
     primary(
-        "EXPLAIN ANALYZE SELECT * FROM t",
+        "EXPLAIN ANALYZE DELETE FROM t",
         "EXPLAIN ANALYZE executes the statement",
     );
     primary(
-        "EXPLAIN (ANALYZE, BUFFERS) SELECT 1",
+        "EXPLAIN (ANALYZE) UPDATE t SET a = 1",
         "EXPLAIN ANALYZE executes the statement",
     );
-    primary("EXPLAIN DELETE FROM t", "not a read-only statement");
+    primary(
+        "EXPLAIN ANALYZE SELECT * FROM t FOR UPDATE",
+        "locking clause",
+    );
+    primary("EXPLAIN ANALYZE SELECT nextval('s')", "sequence function");
+    primary(
+        "EXPLAIN ANALYZE WITH d AS (DELETE FROM t RETURNING 1) SELECT * FROM d",
+        "data-modifying CTE",
+    );
+    primary(
+        "EXPLAIN CREATE TABLE x AS SELECT 1",
+        "not a read-only statement",
+    );
+    primary("EXPLAIN EXECUTE q", "not a read-only statement");
     primary("EXPLAIN", "not a read-only statement");
-    primary("EXPLAIN SELECT * FROM t FOR UPDATE", "locking clause");
 }
 
 #[test]
 fn multi_statement_text() {
     replica("SELECT 1; SELECT 2");
     primary("SELECT 1; DELETE FROM t", "not a read-only statement");
-    primary(
-        "SELECT 1; SELECT nextval('s')",
-        "write or volatile function",
-    );
+    primary("SELECT 1; SELECT nextval('s')", "sequence function");
     replica(";;SELECT 1;;");
 }
 
@@ -199,6 +377,7 @@ fn empty_and_garbage() {
     primary("-- only a comment", "empty statement");
     primary(";", "empty statement");
     primary("((( ", "unrecognised SQL");
+    primary(";;  ;", "empty statement");
     primary("\u{0}\u{1}", "unrecognised SQL");
 }
 

@@ -1,0 +1,430 @@
+//! The per-statement rules: one pass over the tokens of one statement.
+
+use super::functions::{self, is_not_a_call, is_read_only_builtin, write_reason};
+use super::scan::Token;
+use super::{Decision, Dialect, Route, Router};
+
+pub(crate) const READ: &str = "read-only statement";
+pub(crate) const NOT_READ: &str = "not a read-only statement";
+pub(crate) const SESSION: &str = "session state";
+pub(crate) const UNRECOGNISED: &str = "unrecognised SQL";
+pub(crate) const LOCKING: &str = "locking clause";
+pub(crate) const DML_CTE: &str = "data-modifying CTE";
+pub(crate) const SELECT_INTO: &str = "SELECT INTO writes";
+pub(crate) const EXPLAIN_ANALYZE: &str = "EXPLAIN ANALYZE executes the statement";
+pub(crate) const EXPLAIN_PLAN: &str = "EXPLAIN only plans";
+pub(crate) const OPAQUE: &str = "procedure or code block";
+pub(crate) const EXECUTE: &str = "prepared statement execution";
+pub(crate) const COPY_FROM: &str = "COPY FROM writes";
+pub(crate) const COPY_FILE: &str = "COPY to a server file or program";
+pub(crate) const CONFIGURED: &str = "configured write function";
+pub(crate) const STRICT: &str = "function not on the read-only list";
+pub(crate) const PRAGMA: &str = "pragma";
+
+/// What a statement starts with, as far as routing cares.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Lead {
+    /// SELECT, VALUES, TABLE, SHOW, WITH (+ DESCRIBE/DESC on MySQL).
+    Read,
+    Explain,
+    Copy,
+    Create,
+    Pragma,
+    /// Decided by its first word alone.
+    Decided,
+}
+
+/// How the body of a statement is checked.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Body {
+    /// Not yet known (EXPLAIN options, COPY's source).
+    Pending,
+    /// Executed as a read: locking clauses, INTO, data-modifying CTEs and write functions
+    /// send it to the primary.
+    Checked,
+    /// Not executed (EXPLAIN without ANALYZE): nothing in it matters.
+    Unchecked,
+}
+
+/// Classifies one statement, consuming its tokens up to and including its `;`.
+/// `None` for an empty statement.
+pub(crate) fn statement<'a>(
+    router: &Router,
+    tokens: &mut impl Iterator<Item = Token<'a>>,
+) -> Option<Decision> {
+    let dialect = router.dialect;
+    let mut lead: Option<Lead> = None;
+    let mut body = Body::Pending;
+    let mut verdict: Option<Decision> = None;
+    let mut depth = 0usize;
+    let mut with = false;
+    let mut analyze = false;
+    // COPY: what follows TO at depth 0; the depth of an inner query's parentheses.
+    let mut copy_to = false;
+    let mut copy_direction = false;
+    let mut copy_query_started = false;
+    // COPY (query): the parenthesis right after COPY opens a query, not a column list.
+    let mut copy_query = false;
+    let mut words_after_lead = 0usize;
+    let mut prev: Option<Token<'a>> = None;
+    let mut prev2: Option<Token<'a>> = None;
+    let mut any = false;
+
+    let decide = |verdict: &mut Option<Decision>, d: Decision| {
+        verdict.get_or_insert(d);
+    };
+
+    for tok in tokens.by_ref() {
+        if tok == Token::Semicolon {
+            break;
+        }
+        any = true;
+        match tok {
+            Token::Invalid => return Some(Decision::primary(UNRECOGNISED)),
+            Token::Open => depth += 1,
+            Token::Close => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        let word = match tok {
+            Token::Word(w) => Some(w),
+            _ => None,
+        };
+
+        match lead {
+            None => {
+                if let Some(w) = word {
+                    let (l, d) = lead_of(dialect, w);
+                    lead = Some(l);
+                    with = w.eq_ignore_ascii_case("with");
+                    if l == Lead::Read {
+                        body = Body::Checked;
+                    }
+                    if let Some(d) = d {
+                        decide(&mut verdict, d);
+                    }
+                }
+            }
+            Some(Lead::Explain) if body == Body::Pending => {
+                if let Some(w) = word {
+                    if is(w, "analyze") || is(w, "analyse") {
+                        analyze = true;
+                    } else if depth == 0 && !is_explain_option(w) {
+                        // The explained statement.
+                        let (inner, _) = lead_of(dialect, w);
+                        let dml = ["insert", "update", "delete", "merge"]
+                            .iter()
+                            .any(|k| is(w, k));
+                        with = is(w, "with");
+                        body = match (inner == Lead::Read || dml, analyze) {
+                            (true, false) => {
+                                decide(&mut verdict, Decision::replica(EXPLAIN_PLAN));
+                                Body::Unchecked
+                            }
+                            (true, true) if inner == Lead::Read => Body::Checked,
+                            (true, true) => {
+                                decide(&mut verdict, Decision::primary(EXPLAIN_ANALYZE));
+                                Body::Unchecked
+                            }
+                            (false, _) => {
+                                decide(&mut verdict, Decision::primary(NOT_READ));
+                                Body::Unchecked
+                            }
+                        };
+                    }
+                }
+            }
+            Some(Lead::Copy) => {
+                if tok == Token::Open
+                    && depth == 1
+                    && matches!(prev, Some(Token::Word(w)) if is(w, "copy"))
+                {
+                    copy_query = true;
+                }
+                if copy_query_started && depth == 0 && body == Body::Checked {
+                    // The end of COPY's query: options follow, not SQL.
+                    body = Body::Unchecked;
+                }
+                if depth == 0 {
+                    if let Some(w) = word {
+                        if copy_to {
+                            if !is(w, "stdout") {
+                                decide(&mut verdict, Decision::primary(COPY_FILE));
+                            }
+                            copy_to = false;
+                        } else if is(w, "from") && !copy_direction {
+                            copy_direction = true;
+                            decide(&mut verdict, Decision::primary(COPY_FROM));
+                        } else if is(w, "to") && !copy_direction {
+                            copy_direction = true;
+                            copy_to = true;
+                        }
+                    } else if copy_to && tok != Token::Close {
+                        // A file name (a string) or anything but STDOUT.
+                        decide(&mut verdict, Decision::primary(COPY_FILE));
+                        copy_to = false;
+                    }
+                } else if copy_query && !copy_query_started {
+                    // COPY (query) TO …: the query must be a read, and is checked as one.
+                    if let Some(w) = word {
+                        copy_query_started = true;
+                        with = is(w, "with");
+                        if lead_of(dialect, w).0 != Lead::Read {
+                            decide(&mut verdict, Decision::primary(NOT_READ));
+                        }
+                        body = Body::Checked;
+                    }
+                }
+            }
+            Some(Lead::Create) => {
+                if let Some(w) = word.filter(|_| depth == 0) {
+                    words_after_lead += 1;
+                    if words_after_lead <= 4 && (is(w, "temp") || is(w, "temporary")) {
+                        decide(&mut verdict, Decision::primary(SESSION));
+                    }
+                    if words_after_lead == 4 {
+                        decide(&mut verdict, Decision::primary(NOT_READ));
+                    }
+                }
+            }
+            Some(Lead::Pragma) => {
+                if tok == Token::Punct(b'=') {
+                    decide(&mut verdict, Decision::primary(PRAGMA));
+                } else if let Some(w) = word {
+                    words_after_lead += 1;
+                    // PRAGMA [schema.]name: the name is the last word before `(` or the end.
+                    if words_after_lead <= 2 && is_read_only_pragma(w) {
+                        body = Body::Unchecked;
+                    }
+                }
+            }
+            _ => {}
+        }
+
+        if body == Body::Checked
+            && let Some(d) = body_rule(router, prev, prev2, tok, word, with, depth)
+        {
+            decide(&mut verdict, d);
+        }
+        prev2 = prev;
+        prev = Some(tok);
+    }
+
+    if !any {
+        return None;
+    }
+    Some(match (verdict, lead) {
+        (Some(v), _) => v,
+        (None, Some(Lead::Read)) => Decision::replica(READ),
+        (None, Some(Lead::Explain)) if body == Body::Checked => Decision::replica(READ),
+        (None, Some(Lead::Copy)) if copy_direction && !copy_to => Decision::replica(READ),
+        (None, Some(Lead::Pragma)) if body == Body::Unchecked => Decision::replica(READ),
+        (None, Some(Lead::Pragma)) => Decision::primary(PRAGMA),
+        (None, None) => Decision::primary(UNRECOGNISED),
+        (None, Some(_)) => Decision::primary(NOT_READ),
+    })
+}
+
+/// Rules for the body of a statement that is executed as a read.
+fn body_rule(
+    router: &Router,
+    prev: Option<Token<'_>>,
+    prev2: Option<Token<'_>>,
+    tok: Token<'_>,
+    word: Option<&str>,
+    with: bool,
+    depth: usize,
+) -> Option<Decision> {
+    let dialect = router.dialect;
+    if let Some(w) = word {
+        if let Some(Token::Word(p)) = prev {
+            // FOR UPDATE / NO KEY UPDATE / SHARE / KEY SHARE; MySQL LOCK IN SHARE MODE.
+            if is(p, "for") && (is(w, "update") || is(w, "share") || is(w, "no") || is(w, "key")) {
+                return Some(Decision::primary(LOCKING));
+            }
+            if dialect == Dialect::MySql && is(p, "in") && is(w, "share") {
+                return Some(Decision::primary(LOCKING));
+            }
+            // MariaDB sequences: NEXT VALUE FOR s, PREVIOUS VALUE FOR s.
+            if dialect == Dialect::MySql && (is(p, "next") || is(p, "previous")) && is(w, "value") {
+                return Some(Decision::primary(functions::SEQUENCE));
+            }
+        }
+        if is(w, "into") {
+            return Some(Decision::primary(SELECT_INTO));
+        }
+        if with
+            && ["insert", "update", "delete", "merge"]
+                .iter()
+                .any(|k| is(w, k))
+        {
+            return Some(Decision::primary(if depth > 0 {
+                DML_CTE
+            } else {
+                NOT_READ
+            }));
+        }
+        return None;
+    }
+    if tok != Token::Open {
+        return None;
+    }
+    // A call: a name right before `(`.
+    let name = match prev {
+        Some(Token::Word(n)) | Some(Token::QuotedIdent(n)) => n,
+        _ => return None,
+    };
+    if let Some(reason) = write_reason(dialect, name) {
+        return Some(Decision::primary(reason));
+    }
+    if router
+        .write_functions
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case(name))
+    {
+        return Some(Decision::primary(CONFIGURED));
+    }
+    if router.strict {
+        let alias_or_type = match prev2 {
+            Some(Token::Word(p)) => is(p, "as") || is(p, "with") || is(p, "recursive"),
+            Some(Token::Close) => true,
+            _ => false,
+        };
+        let keyword = matches!(prev, Some(Token::Word(_))) && is_not_a_call(name);
+        let allowed = is_read_only_builtin(name)
+            || router
+                .read_only_functions
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case(name));
+        if !alias_or_type && !keyword && !allowed {
+            return Some(Decision {
+                route: Route::new_primary(STRICT),
+                overridable: true,
+            });
+        }
+    }
+    None
+}
+
+/// The lead of a statement from its first word, and the decision when the word alone decides.
+fn lead_of(dialect: Dialect, w: &str) -> (Lead, Option<Decision>) {
+    const READ_WORDS: &[&str] = &["select", "values", "table", "show", "with"];
+    const SESSION_WORDS: &[&str] = &[
+        "set",
+        "reset",
+        "prepare",
+        "deallocate",
+        "listen",
+        "unlisten",
+        "declare",
+        "discard",
+        "lock",
+        "unlock",
+        "begin",
+        "start",
+        "commit",
+        "rollback",
+        "savepoint",
+        "release",
+        "end",
+        "abort",
+        "fetch",
+        "move",
+        "close",
+        "load",
+        "use",
+        "handler",
+        "attach",
+        "detach",
+    ];
+    let any = |list: &[&str]| list.iter().any(|k| is(w, k));
+    if any(READ_WORDS) || (dialect == Dialect::MySql && (is(w, "describe") || is(w, "desc"))) {
+        (Lead::Read, None)
+    } else if is(w, "explain") {
+        (Lead::Explain, None)
+    } else if is(w, "copy") && dialect == Dialect::Postgres {
+        (Lead::Copy, None)
+    } else if is(w, "create") {
+        (Lead::Create, None)
+    } else if is(w, "pragma") && dialect == Dialect::Sqlite {
+        (Lead::Pragma, None)
+    } else if any(SESSION_WORDS) {
+        (Lead::Decided, Some(Decision::primary(SESSION)))
+    } else if is(w, "call") || is(w, "do") {
+        (
+            Lead::Decided,
+            Some(Decision {
+                route: Route::new_primary(OPAQUE),
+                overridable: true,
+            }),
+        )
+    } else if is(w, "execute") {
+        (Lead::Decided, Some(Decision::primary(EXECUTE)))
+    } else if is(w, "notify") {
+        (Lead::Decided, Some(Decision::primary(functions::NOTIFY)))
+    } else {
+        (Lead::Decided, Some(Decision::primary(NOT_READ)))
+    }
+}
+
+fn is_explain_option(w: &str) -> bool {
+    const OPTIONS: &[&str] = &[
+        "verbose",
+        "costs",
+        "settings",
+        "buffers",
+        "wal",
+        "timing",
+        "summary",
+        "format",
+        "generic_plan",
+        "true",
+        "false",
+        "on",
+        "off",
+        "text",
+        "json",
+        "xml",
+        "yaml",
+        "extended",
+        "partitions",
+        "query",
+        "plan",
+    ];
+    OPTIONS.iter().any(|o| is(w, o))
+}
+
+/// SQLite pragmas that only report (when not given `= value`).
+fn is_read_only_pragma(w: &str) -> bool {
+    const READ_ONLY: &[&str] = &[
+        "table_info",
+        "table_xinfo",
+        "table_list",
+        "index_list",
+        "index_info",
+        "index_xinfo",
+        "foreign_key_list",
+        "foreign_key_check",
+        "database_list",
+        "collation_list",
+        "function_list",
+        "module_list",
+        "pragma_list",
+        "compile_options",
+        "integrity_check",
+        "quick_check",
+        "page_count",
+        "page_size",
+        "freelist_count",
+        "user_version",
+        "schema_version",
+        "application_id",
+        "data_version",
+        "encoding",
+        "max_page_count",
+    ];
+    READ_ONLY.iter().any(|p| is(w, p))
+}
+
+fn is(w: &str, k: &str) -> bool {
+    w.eq_ignore_ascii_case(k)
+}
