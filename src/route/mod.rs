@@ -66,7 +66,7 @@ impl std::fmt::Display for Target {
 /// ```
 /// let r = partypool::route("SELECT nextval('orders_id_seq')");
 /// assert_eq!(r.target, partypool::Target::Primary);
-/// assert_eq!(r.reason, "write or volatile function");
+/// assert_eq!(r.reason, "sequence function");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Route {
