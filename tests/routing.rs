@@ -36,9 +36,12 @@ fn config() -> Config {
 }
 
 fn counter(c: &PgCluster, row: i32) -> i64 {
-    c.psql(0, &format!("SELECT n FROM misroute_counter WHERE id = {row}"))
-        .parse()
-        .unwrap()
+    c.psql(
+        0,
+        &format!("SELECT n FROM misroute_counter WHERE id = {row}"),
+    )
+    .parse()
+    .unwrap()
 }
 
 fn setup(c: &PgCluster) {

@@ -1,0 +1,86 @@
+//! The `partypool` command-line tool.
+#![cfg(feature = "cli")]
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn partypool(args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_partypool"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn route_one_statement() {
+    let (ok, out, _) = partypool(&["route", "SELECT * FROM jobs FOR UPDATE SKIP LOCKED"], "");
+    assert!(ok);
+    assert_eq!(out, "primary\tlocking clause\n");
+    let (_, out, _) = partypool(&["route", "SELECT 1"], "");
+    assert_eq!(out, "replica\tread-only statement\n");
+    let (_, out, _) = partypool(
+        &["route", "--dialect", "mysql", "SELECT 1 # ; DELETE FROM t"],
+        "",
+    );
+    assert_eq!(out, "replica\tread-only statement\n");
+    let (_, out, _) = partypool(&["route", "--write-function", "bump", "SELECT bump()"], "");
+    assert_eq!(out, "primary\tconfigured write function\n");
+    let (_, out, _) = partypool(&["route", "--strict", "SELECT mystery(1)"], "");
+    assert_eq!(out, "primary\tfunction not on the read-only list\n");
+}
+
+#[test]
+fn jsonl_keeps_order_and_survives_bad_lines() {
+    let input = concat!(
+        "{\"sql\": \"SELECT 1\"}\n",
+        "not json\n",
+        "{\"sql\": \"DELETE FROM t\"}\n",
+        "{\"query\": \"SELECT 1\"}\n",
+        "\n",
+        "{\"sql\": \"SELECT nextval('s')\"}\n",
+    );
+    let (ok, out, _) = partypool(&["route", "--jsonl"], input);
+    assert!(ok);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 6);
+    assert_eq!(
+        lines[0],
+        serde_json::json!({"target": "replica", "reason": "read-only statement"})
+    );
+    assert!(lines[1]["error"].is_string());
+    assert_eq!(
+        lines[2],
+        serde_json::json!({"target": "primary", "reason": "not a read-only statement"})
+    );
+    assert!(lines[3]["error"].is_string());
+    assert!(lines[4]["error"].is_string());
+    assert_eq!(lines[5]["reason"], "sequence function");
+}
+
+#[test]
+fn usage_errors_are_clear() {
+    let (ok, _, err) = partypool(&["route"], "");
+    assert!(!ok);
+    assert!(err.contains("SQL"), "{err}");
+    let (ok, _, err) = partypool(&["route", "--dialect", "oracle", "SELECT 1"], "");
+    assert!(!ok);
+    assert!(err.contains("oracle"), "{err}");
+}
