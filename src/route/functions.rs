@@ -74,9 +74,7 @@ pub(crate) fn write_reason(dialect: Dialect, name: &str) -> Option<&'static str>
 /// PostgreSQL functions that write, change server or session state, or hold resources.
 const PG_WRITE: &[&str] = &[
     "txid_current",
-    "txid_current_if_assigned",
     "pg_current_xact_id",
-    "pg_current_xact_id_if_assigned",
     "set_config",
     "setseed",
     "pg_switch_wal",

@@ -15,22 +15,52 @@
 //! assert_eq!((r.target, r.reason), (Target::Primary, "locking clause"));
 //! ```
 //!
-//! The rules, in order, for each statement of the text (split at top-level semicolons):
+//! The rules, for each statement of the text (split at top-level semicolons):
 //!
 //! | statement | target | reason |
 //! |---|---|---|
-//! | empty text, or only comments | primary | `empty statement` |
-//! | unterminated quote or comment | primary | `unrecognised SQL` |
 //! | `SELECT`, `VALUES`, `TABLE`, `SHOW`, `WITH` (+ `DESCRIBE`/`DESC` on MySQL) | replica | `read-only statement` |
-//! | … with `FOR UPDATE` / `NO KEY UPDATE` / `SHARE` / `KEY SHARE` / `LOCK IN SHARE MODE` | primary | `locking clause` |
+//! | … with `FOR UPDATE` / `NO KEY UPDATE` / `SHARE` / `KEY SHARE`, MySQL `LOCK IN SHARE MODE`, anywhere | primary | `locking clause` |
 //! | … `WITH` containing `INSERT` / `UPDATE` / `DELETE` / `MERGE` | primary | `data-modifying CTE` |
-//! | … with `INTO` (`SELECT … INTO`) | primary | `SELECT INTO writes` |
-//! | … calling a write or volatile function (`nextval`, `pg_advisory_lock`, …) | primary | `write or volatile function` |
-//! | `EXPLAIN` of a read (without `ANALYZE`) | replica | `read-only statement` |
-//! | `EXPLAIN ANALYZE` | primary | `EXPLAIN ANALYZE executes the statement` |
-//! | anything else | primary | `not a read-only statement` |
+//! | … `SELECT … INTO` (a new table; MySQL `INTO @var` / `OUTFILE`) | primary | `SELECT INTO writes` |
+//! | … calling `nextval` / `setval` (MariaDB `NEXT VALUE FOR`) | primary | `sequence function` |
+//! | … calling `currval` / `lastval` (MySQL `LAST_INSERT_ID`, `FOUND_ROWS`; SQLite `last_insert_rowid`, `changes`) | primary | `session-bound function` |
+//! | … calling `pg_advisory_*` / `pg_try_advisory_*` (MySQL `GET_LOCK`, `RELEASE_LOCK`) | primary | `advisory lock` |
+//! | … calling `pg_notify` | primary | `notification` |
+//! | … calling another write or volatile built-in (`txid_current`, `set_config`, `lo_*` writers, `pg_switch_wal`, `dblink_exec`, …) | primary | `write or volatile function` |
+//! | … calling a function named in [`Router::write_function`] | primary | `configured write function` |
+//! | … in strict mode, calling a function not known to be read-only | primary | `function not on the read-only list` |
+//! | `EXPLAIN` without `ANALYZE` of `SELECT`/`INSERT`/`UPDATE`/`DELETE`/`MERGE`/… (nothing runs) | replica | `EXPLAIN only plans` |
+//! | `EXPLAIN ANALYZE` of a read | replica | as for the read |
+//! | `EXPLAIN ANALYZE` of a write | primary | `EXPLAIN ANALYZE executes the statement` |
+//! | `COPY table TO STDOUT`, `COPY (read) TO STDOUT` | replica | `read-only statement` |
+//! | `COPY … FROM` | primary | `COPY FROM writes` |
+//! | `COPY … TO 'file'` / `TO PROGRAM` | primary | `COPY to a server file or program` |
+//! | `SET`, `RESET`, `PREPARE`, `DEALLOCATE`, `LISTEN`, `UNLISTEN`, `DECLARE`, `FETCH`, `CLOSE`, `DISCARD`, `LOCK`, `LOAD`, `CREATE TEMP …`, transaction control (`BEGIN`, `COMMIT`, `SAVEPOINT`, …), MySQL `USE` | primary | `session state` |
+//! | `CALL`, `DO` (bodies are opaque) | primary | `procedure or code block` |
+//! | `EXECUTE` (its prepared body is unknown) | primary | `prepared statement execution` |
+//! | `NOTIFY` | primary | `notification` |
+//! | SQLite `PRAGMA name` / `PRAGMA name(arg)` for introspection pragmas | replica | `read-only statement` |
+//! | other SQLite `PRAGMA`s, or any with `= value` | primary | `pragma` |
+//! | anything else (DML, DDL, `VACUUM`, `GRANT`, …) | primary | `not a read-only statement` |
+//! | an unterminated quote or comment, a MySQL `/*! … */` comment, no keyword at all | primary | `unrecognised SQL` |
+//! | empty text, or only comments | primary | `empty statement` |
 //!
 //! A multi-statement text goes to a replica only when every statement does.
+//!
+//! **Hints.** A `/* partypool:primary */` (or `-- partypool:primary`) comment before the
+//! first token sends the text to the primary. `/* partypool:replica */` sends it to a replica
+//! only when the router held it back out of caution (`procedure or code block`, `function not
+//! on the read-only list`); it never overrides a detected write, lock or session state. The
+//! executors [`ReplicaPool::on_primary`](crate::ReplicaPool::on_primary) and
+//! [`ReplicaPool::on_replica`](crate::ReplicaPool::on_replica) do the same for every statement.
+//!
+//! **Why session state goes to the primary.** A pool hands each statement to *some*
+//! connection. `SET`, `PREPARE`, a cursor, a temporary table or an advisory lock changes the
+//! connection it runs on, and the next statement will most likely run elsewhere — on a replica
+//! it would certainly be elsewhere, and an advisory lock taken on a replica excludes nobody on
+//! the primary. Sending such statements to the primary keeps them visible where writes happen;
+//! for work that needs one connection, use a transaction or `pool.primary().acquire()`.
 
 mod fingerprint;
 mod functions;

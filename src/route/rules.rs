@@ -105,6 +105,16 @@ pub(crate) fn statement<'a>(
                 }
             }
             Some(Lead::Explain) if body == Body::Pending => {
+                // `(ANALYZE false)` / `(ANALYZE off)` in the options: no ANALYZE. (A number
+                // after it is taken as true: the scanner does not keep its value.)
+                let after_analyze =
+                    matches!(prev, Some(Token::Word(p)) if is(p, "analyze") || is(p, "analyse"));
+                if after_analyze
+                    && depth > 0
+                    && word.is_some_and(|w| is(w, "false") || is(w, "off"))
+                {
+                    analyze = false;
+                }
                 if let Some(w) = word {
                     if is(w, "analyze") || is(w, "analyse") {
                         analyze = true;

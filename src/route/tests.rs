@@ -360,6 +360,22 @@ fn explain() {
     );
     primary("EXPLAIN EXECUTE q", "not a read-only statement");
     primary("EXPLAIN", "not a read-only statement");
+    assert_eq!(
+        pg("EXPLAIN (ANALYZE false, COSTS off) DELETE FROM t").target,
+        Target::Replica
+    );
+    assert_eq!(
+        pg("EXPLAIN (ANALYZE off) UPDATE t SET a = 1").target,
+        Target::Replica
+    );
+    primary(
+        "EXPLAIN (ANALYZE on) UPDATE t SET a = 1",
+        "EXPLAIN ANALYZE executes the statement",
+    );
+    primary(
+        "EXPLAIN (ANALYZE 1) UPDATE t SET a = 1",
+        "EXPLAIN ANALYZE executes the statement",
+    );
 }
 
 #[test]

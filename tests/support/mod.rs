@@ -240,6 +240,33 @@ impl PgCluster {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// Runs a SQL file on node `i` with psql (statements one by one, stopping at the first
+    /// error).
+    pub fn psql_file(&self, i: usize, path: &Path) {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+            ])
+            .arg("-p")
+            .arg(self.nodes[i].port.to_string())
+            .args(["-d", "postgres", "-f"])
+            .arg(path)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run psql");
+        check(
+            &out,
+            &format!("psql -f {} on {}", path.display(), self.nodes[i].name),
+        );
+    }
+
     /// Waits until `n` replicas stream from the primary.
     pub fn wait_streaming(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(60);
