@@ -24,7 +24,7 @@
 //! # let _ = n; Ok(()) }
 //! ```
 //!
-//! Modules, from pure logic to I/O: [`route`] (classify a statement), [`balance`] (pick a
+//! Modules, from pure logic to I/O: [`route`](mod@route) (classify a statement), [`balance`] (pick a
 //! replica), `health` (the probe task), `backend` (what differs per database), [`pool`]
 //! (the [`ReplicaPool`] itself), [`config`], [`error`], [`status`].
 #![forbid(unsafe_code)]

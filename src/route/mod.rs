@@ -1,6 +1,6 @@
 //! Statement classification: which node may run a SQL text.
 //!
-//! [`route`] looks at a SQL text and answers [`Target::Replica`] only when it is sure the text
+//! [`route()`] looks at a SQL text and answers [`Target::Replica`] only when it is sure the text
 //! only reads and means the same on any node; everything else — writes, locks, write or
 //! volatile functions, DDL, session state, transaction control, and anything it cannot make
 //! sense of — goes to [`Target::Primary`]. Every answer carries a short `reason`, so a routing
@@ -136,7 +136,7 @@ pub enum Dialect {
 }
 
 /// Classifies `sql` with the PostgreSQL dialect and the default rules. See the
-/// [module docs](crate::route) for the rules.
+/// [module docs](mod@crate::route) for the rules.
 ///
 /// ```
 /// use partypool::{route, Target};
@@ -148,7 +148,7 @@ pub fn route(sql: &str) -> Route {
 }
 
 /// Classifies `sql` in the given dialect with the default rules. See the
-/// [module docs](crate::route) for the rules.
+/// [module docs](mod@crate::route) for the rules.
 ///
 /// ```
 /// use partypool::{route_in, Dialect, Target};
@@ -160,7 +160,7 @@ pub fn route_in(dialect: Dialect, sql: &str) -> Route {
 
 /// A configurable classifier: the dialect, extra write functions, and strict mode.
 ///
-/// [`route`] and [`route_in`] use `Router::new(dialect)`. A [`ReplicaPool`] builds its router
+/// [`route()`] and [`route_in`] use `Router::new(dialect)`. A [`ReplicaPool`] builds its router
 /// from [`Config::write_functions`], [`Config::strict_functions`] and
 /// [`Config::read_only_functions`].
 ///
