@@ -28,8 +28,8 @@ struct Entry {
 enum Verdict {
     /// The standby ran it.
     Accepted,
-    /// The standby refused it because it is a standby.
-    Refused,
+    /// The standby refused it because it is a standby, with this SQLSTATE.
+    Refused(&'static str),
     /// Not run: it would write a file on the server's disk (a standby allows that).
     ServerFile,
 }
@@ -97,7 +97,19 @@ async fn judge(url: &str, sql: &str) -> Result<Verdict, String> {
         Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("57014") => {
             Ok(Verdict::Accepted)
         }
-        Err(e) if is_refusal(&e) => Ok(Verdict::Refused),
+        Err(e) if is_refusal(&e) => {
+            let code = e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .unwrap_or_default();
+            Ok(Verdict::Refused(match code.as_ref() {
+                "25006" => "25006",
+                "0A000" => "0A000",
+                "55000" => "55000",
+                "XX000" => "XX000",
+                _ => "other",
+            }))
+        }
         Err(e) => Err(e.to_string()),
     }
 }
@@ -140,6 +152,7 @@ async fn the_standby_agrees_with_the_router() {
     let mut wrong_kind = Vec::new();
     let (mut accepted, mut to_replica, mut refused) = (0usize, 0usize, 0usize);
     let mut held_back = Vec::new();
+    let mut codes = std::collections::BTreeMap::new();
     for (e, v) in entries.iter().zip(&verdicts) {
         let r = router.route(&e.sql);
         let v = match v {
@@ -154,8 +167,9 @@ async fn the_standby_agrees_with_the_router() {
             wrong_kind.push(format!("{} ({}) -> replica: {:?}", e.kind, e.note, e.sql));
         }
         match v {
-            Verdict::Refused => {
+            Verdict::Refused(code) => {
                 refused += 1;
+                *codes.entry(code).or_insert(0usize) += 1;
                 if r.target != Target::Primary {
                     misrouted.push(format!("{:?} ({}) -> {:?}", e.sql, e.note, r));
                 }
@@ -186,6 +200,7 @@ async fn the_standby_agrees_with_the_router() {
         entries.len(),
         share * 100.0
     );
+    println!("refusals by SQLSTATE: {codes:?}");
     for h in &held_back {
         println!("  accepted by the standby but routed to the primary: {h}");
     }

@@ -17,6 +17,7 @@ pub(crate) const ADVISORY: &str = "advisory lock";
 pub(crate) const NOTIFY: &str = "notification";
 pub(crate) const WRITE_FN: &str = "write or volatile function";
 pub(crate) const SESSION_FN: &str = "session-bound function";
+pub(crate) const PRIMARY_FN: &str = "primary-only function";
 
 /// The reason a built-in function sends a statement to the primary, if it does.
 pub(crate) fn write_reason(dialect: Dialect, name: &str) -> Option<&'static str> {
@@ -33,6 +34,8 @@ pub(crate) fn write_reason(dialect: Dialect, name: &str) -> Option<&'static str>
                 Some(ADVISORY)
             } else if name.eq_ignore_ascii_case("pg_notify") {
                 Some(NOTIFY)
+            } else if is(PG_PRIMARY_ONLY) {
+                Some(PRIMARY_FN)
             } else if is(PG_WRITE) || starts_with_ignore_case(name, "pg_stat_reset") {
                 Some(WRITE_FN)
             } else {
@@ -70,6 +73,16 @@ pub(crate) fn write_reason(dialect: Dialect, name: &str) -> Option<&'static str>
         }
     }
 }
+
+/// PostgreSQL functions that a standby refuses ("recovery is in progress"): they report the
+/// primary's own WAL position.
+const PG_PRIMARY_ONLY: &[&str] = &[
+    "pg_current_wal_lsn",
+    "pg_current_wal_insert_lsn",
+    "pg_current_wal_flush_lsn",
+    "pg_walfile_name",
+    "pg_walfile_name_offset",
+];
 
 /// PostgreSQL functions that write, change server or session state, or hold resources.
 const PG_WRITE: &[&str] = &[

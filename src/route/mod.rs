@@ -27,6 +27,7 @@
 //! | … calling `currval` / `lastval` (MySQL `LAST_INSERT_ID`, `FOUND_ROWS`; SQLite `last_insert_rowid`, `changes`) | primary | `session-bound function` |
 //! | … calling `pg_advisory_*` / `pg_try_advisory_*` (MySQL `GET_LOCK`, `RELEASE_LOCK`) | primary | `advisory lock` |
 //! | … calling `pg_notify` | primary | `notification` |
+//! | … calling `pg_current_wal_lsn`, `pg_walfile_name`, … (a standby refuses them) | primary | `primary-only function` |
 //! | … calling another write or volatile built-in (`txid_current`, `set_config`, `lo_*` writers, `pg_switch_wal`, `dblink_exec`, …) | primary | `write or volatile function` |
 //! | … calling a function named in [`Router::write_function`] | primary | `configured write function` |
 //! | … in strict mode, calling a function not known to be read-only | primary | `function not on the read-only list` |

@@ -129,6 +129,7 @@ fn opaque_and_primary_only_statements() {
     primary("SELECT currval('s')", "session-bound function");
     primary("SELECT lastval()", "session-bound function");
     primary("SELECT pg_advisory_xact_lock(1)", "advisory lock");
+    primary("SELECT pg_current_wal_lsn()", "primary-only function");
 }
 
 #[test]
