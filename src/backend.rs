@@ -17,10 +17,18 @@ mod sealed {
 
 /// What one successful health probe learned about a node.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Probe {
     /// Whether the node is a standby replaying the primary's log (`None` if the backend
     /// cannot tell, e.g. SQLite).
     pub in_recovery: Option<bool>,
+    /// Its log position in bytes: the current write position on a primary, the replayed
+    /// position on a standby (PostgreSQL WAL LSN).
+    pub position: Option<u64>,
+    /// On a standby, the time since the last transaction it replayed was committed.
+    pub replay_age: Option<std::time::Duration>,
+    /// The timeline (PostgreSQL), which a promotion increments.
+    pub timeline: Option<u64>,
 }
 
 /// A database partypool can route for. Implemented for sqlx's `Postgres`, `MySql` and
@@ -74,12 +82,27 @@ impl Backend for sqlx::Postgres {
     const DIALECT: Dialect = Dialect::Postgres;
     const SCHEMES: &'static [&'static str] = &["postgres", "postgresql"];
 
+    /// One round trip: role, WAL position (current on a primary, replayed on a standby),
+    /// time since the last replayed commit, timeline.
     async fn probe(conn: &mut Self::Connection) -> Result<Probe, sqlx::Error> {
-        let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        let (in_recovery, position, replay_age, timeline): (bool, Option<i64>, Option<f64>, Option<i64>) =
+            sqlx::query_as(
+                "SELECT pg_is_in_recovery(), \
+                   (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
+                         ELSE pg_current_wal_lsn() END - '0/0'::pg_lsn)::int8, \
+                   CASE WHEN pg_is_in_recovery() \
+                        THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END, \
+                   (SELECT timeline_id FROM pg_control_checkpoint())::int8",
+            )
             .fetch_one(&mut *conn)
             .await?;
         Ok(Probe {
             in_recovery: Some(in_recovery),
+            position: position.map(|p| p.max(0) as u64),
+            replay_age: replay_age
+                .filter(|s| s.is_finite())
+                .map(|s| std::time::Duration::from_secs_f64(s.max(0.0))),
+            timeline: timeline.map(|t| t.max(0) as u64),
         })
     }
 
@@ -127,6 +150,7 @@ impl Backend for sqlx::MySql {
             .await?;
         Ok(Probe {
             in_recovery: Some(read_only != 0),
+            ..Probe::default()
         })
     }
 
@@ -174,6 +198,6 @@ impl Backend for sqlx::Sqlite {
         sqlx::query_scalar::<_, i64>("SELECT 1")
             .fetch_one(&mut *conn)
             .await?;
-        Ok(Probe { in_recovery: None })
+        Ok(Probe::default())
     }
 }

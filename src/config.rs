@@ -43,6 +43,12 @@ use crate::route::{Dialect, Router};
 /// | `write_functions` | none | your functions that write: calls go to the primary |
 /// | `strict_functions` | `false` | any function not known read-only sends a statement to the primary |
 /// | `read_only_functions` | none | your read-only functions, for strict mode |
+/// | `max_read_retries` | 2 | retries of a read that failed with a connection error before any row |
+/// | `statement_timeout` | none | longest wait for a statement's next result |
+/// | `ban_backoff` | 1 s … 30 s | how long a failing replica stays out before the next probe |
+/// | `max_replica_lag` | 30 s | a replica further behind leaves the rotation |
+/// | `max_replica_lag_bytes` | none | the same limit in WAL bytes |
+/// | `follow_promotion` | `true` | send writes to a promoted replica when the primary is gone |
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -76,6 +82,56 @@ pub struct Config {
     pub strict_functions: bool,
     /// Your own read-only functions, for strict mode. Default: none.
     pub read_only_functions: Vec<String>,
+    /// How often a read that failed on a replica with a connection-class error (before any
+    /// row came back) is tried again: on another healthy replica, then the primary.
+    /// Default: 2. Writes are never retried.
+    pub max_read_retries: u32,
+    /// The longest one statement may wait for its next result (client side; the connection
+    /// is closed when it fires). Default: `None` (no limit; a replica that hangs is still
+    /// cut off by the health check, see the README).
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Option<Duration>,
+    /// How long a replica that failed stays out before it is probed again: `base` after a
+    /// first failure, doubling while it keeps failing, up to `max`. Default: 1 s to 30 s.
+    pub ban_backoff: Backoff,
+    /// A replica further behind the primary than this (time since the primary's newest
+    /// change it has not replayed) leaves the rotation, and returns below half of it.
+    /// Default: 30 s. `None`: no limit.
+    #[serde(with = "humantime_serde")]
+    pub max_replica_lag: Option<Duration>,
+    /// The same limit in bytes of WAL not yet replayed. Default: `None` (no limit).
+    pub max_replica_lag_bytes: Option<u64>,
+    /// When the configured primary is unreachable or in recovery and another node has been
+    /// promoted, send writes there. Off: writes fail at once with an error that says why.
+    /// Default: on.
+    pub follow_promotion: bool,
+}
+
+/// Exponential backoff bounds: see [`Config::ban_backoff`].
+///
+/// ```
+/// use std::time::Duration;
+/// let b = partypool::config::Backoff { base: Duration::from_millis(500), max: Duration::from_secs(10) };
+/// # let _ = b;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backoff {
+    /// The first wait.
+    #[serde(with = "humantime_serde")]
+    pub base: Duration,
+    /// The longest wait.
+    #[serde(with = "humantime_serde")]
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+        }
+    }
 }
 
 impl Default for Config {
@@ -92,6 +148,12 @@ impl Default for Config {
             write_functions: Vec::new(),
             strict_functions: false,
             read_only_functions: Vec::new(),
+            max_read_retries: 2,
+            statement_timeout: None,
+            ban_backoff: Backoff::default(),
+            max_replica_lag: Some(Duration::from_secs(30)),
+            max_replica_lag_bytes: None,
+            follow_promotion: true,
         }
     }
 }
@@ -119,6 +181,12 @@ impl Config {
         }
         if self.max_connections == 0 || self.primary_max_connections == Some(0) {
             return Err("max_connections must be at least 1".into());
+        }
+        if self.ban_backoff.base.is_zero() || self.ban_backoff.base > self.ban_backoff.max {
+            return Err("ban_backoff needs 0 < base <= max".into());
+        }
+        if self.statement_timeout.is_some_and(|t| t.is_zero()) {
+            return Err("statement_timeout must be greater than zero".into());
         }
         if self.min_connections > self.max_connections {
             return Err("min_connections must not exceed max_connections".into());

@@ -66,6 +66,14 @@ pub enum Error {
         source: sqlx::Error,
     },
 
+    /// Writes cannot go anywhere: the primary is unreachable or in recovery and
+    /// [`Config::follow_promotion`](crate::Config::follow_promotion) is off.
+    #[error("no writable primary: {reason}")]
+    NoPrimary {
+        /// Why, naming the nodes involved.
+        reason: String,
+    },
+
     /// The pool was used after [`ReplicaPool::close`](crate::ReplicaPool::close).
     #[error("the partypool is closed (primary {url})")]
     Closed {

@@ -1,24 +1,27 @@
 //! The health task: one background task per pool that probes every node concurrently.
 //!
-//! Every `health_check_interval` it runs [`Backend::probe`] on all nodes at once, each bounded
-//! by `health_check_timeout`. A failed or slow probe takes the node out of the rotation; the
-//! next successful probe brings it back. Statements that fail with a connection-class error
-//! take a node out at once ([`Node::record_error`]), without waiting for the next probe.
+//! Every `health_check_interval` it runs [`Backend::probe`] on every node that is not banned,
+//! all at once, each bounded by `health_check_timeout`. A failed or slow probe takes the node
+//! out of the rotation and bans it from probing for a while (exponential backoff); the first
+//! successful probe after the ban brings it back (half-open). Statements that fail with a
+//! connection-class error take a node out at once ([`Node::record_error`]). After each round
+//! the task chooses the node that takes writes ([`Cluster::elect_writer`]) and measures each
+//! replica's lag ([`Cluster::update_lag`]).
 //!
-//! The task holds only a [`Weak`] reference to the pool's nodes and stops when the pool is
-//! closed or dropped (the shutdown channel's sender lives in the pool).
+//! The task holds only a [`Weak`] reference to the cluster and stops when the pool is closed
+//! or dropped (the shutdown channel's sender lives in the pool).
 
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use sqlx::{ConnectOptions, Connection};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use sqlx::{ConnectOptions, Connection};
-
 use crate::backend::{Backend, Probe};
+use crate::cluster::Cluster;
 use crate::node::Node;
 
 /// Runs the backend's probe on an idle pooled connection if there is one, else on a fresh
@@ -44,35 +47,38 @@ pub(crate) async fn probe<DB: Backend>(node: &Node<DB>) -> Result<Probe, sqlx::E
 }
 
 /// Probes one node, bounded by `timeout`, and records the outcome.
-pub(crate) async fn check<DB: Backend>(node: &Node<DB>, timeout: Duration) -> Result<(), String> {
-    let outcome = match tokio::time::timeout(timeout, probe(node)).await {
-        Ok(Ok(probe)) => Ok(probe),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("health check timed out after {timeout:?}")),
-    };
-    match outcome {
-        Ok(probe) => {
-            node.mark_up(probe.in_recovery);
-            Ok(())
-        }
-        Err(why) => {
-            node.mark_down(&why);
-            Err(node.scrub(&why))
-        }
+pub(crate) async fn check<DB: Backend>(cluster: &Cluster<DB>, node: &Node<DB>) {
+    let timeout = cluster.settings.health_check_timeout;
+    match tokio::time::timeout(timeout, probe(node)).await {
+        Ok(Ok(probe)) => node.mark_up(probe),
+        Ok(Err(e)) => node.mark_down(&e.to_string(), cluster.settings.ban_backoff),
+        Err(_) => node.mark_down(
+            &format!("health check timed out after {timeout:?}"),
+            cluster.settings.ban_backoff,
+        ),
     }
 }
 
-/// Probes all nodes concurrently.
-pub(crate) async fn check_all<DB: Backend>(nodes: &[Arc<Node<DB>>], timeout: Duration) {
-    join_all(nodes.iter().map(|n| check(n, timeout))).await;
+/// One round: probe every node that is not banned, at once; then choose the writer and
+/// measure lag.
+pub(crate) async fn round<DB: Backend>(cluster: &Cluster<DB>) {
+    join_all(
+        cluster
+            .nodes
+            .iter()
+            .filter(|n| !n.is_banned())
+            .map(|n| check(cluster, n)),
+    )
+    .await;
+    cluster.elect_writer();
+    cluster.update_lag();
 }
 
 /// Starts the health task. It runs until `shutdown` fires or its sender is dropped, or the
-/// nodes are gone.
+/// cluster is gone.
 pub(crate) fn spawn<DB: Backend>(
-    nodes: Weak<[Arc<Node<DB>>]>,
+    cluster: Weak<Cluster<DB>>,
     interval: Duration,
-    timeout: Duration,
     mut shutdown: oneshot::Receiver<()>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -85,10 +91,12 @@ pub(crate) fn spawn<DB: Backend>(
                 _ = &mut shutdown => break,
                 _ = ticker.tick() => {}
             }
-            let Some(nodes) = nodes.upgrade() else { break };
+            let Some(cluster) = cluster.upgrade() else {
+                break;
+            };
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = check_all(&nodes, timeout) => {}
+                _ = round(&cluster) => {}
             }
         }
         tracing::debug!("health task stopped");

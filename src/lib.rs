@@ -32,6 +32,7 @@
 
 pub mod backend;
 pub mod balance;
+mod cluster;
 pub mod config;
 pub mod error;
 mod health;

@@ -3,13 +3,15 @@
 use std::fmt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sqlx::pool::PoolConnection;
 use sqlx::{Database, Pool};
 use tokio::sync::Notify;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Probe};
+use crate::config::Backoff;
 use crate::redact;
 
 /// The role a node was configured with.
@@ -34,6 +36,7 @@ impl fmt::Display for Role {
 const RECOVERY_UNKNOWN: u8 = 0;
 const RECOVERY_NO: u8 = 1;
 const RECOVERY_YES: u8 = 2;
+const UNKNOWN: u64 = u64::MAX;
 
 /// One database endpoint. Shared by the pool, the executor's streams and the health task;
 /// all observed state is atomics or a short-held mutex, so the query path never waits on
@@ -46,14 +49,38 @@ pub(crate) struct Node<DB: Database> {
     /// The node's password, kept only to scrub it out of driver messages.
     secret: Option<String>,
     pub(crate) pool: Pool<DB>,
+    /// Reachable: the last probe succeeded and no statement has failed with a
+    /// connection-class error since.
     healthy: AtomicBool,
+    /// Behind the primary by more than the configured limit (with hysteresis).
+    lagging: AtomicBool,
     in_recovery: AtomicU8,
+    /// WAL position: the current one on a primary, the replayed one on a standby.
+    position: AtomicU64,
+    timeline: AtomicU64,
+    /// Time since the last replayed transaction (standby), in microseconds.
+    replay_age_us: AtomicU64,
+    lag_bytes: AtomicU64,
+    lag_us: AtomicU64,
     served: AtomicU64,
     errors: AtomicU64,
     misroutes: AtomicU64,
+    retries: AtomicU64,
     last_error: Mutex<Option<String>>,
-    /// Woken when the node leaves the rotation, so waits on its pool can give up at once.
+    ban: Mutex<Ban>,
+    /// Woken when the node leaves the rotation, so waits on its pool and reads running on
+    /// it give up at once.
     down: Notify,
+}
+
+/// Exponential backoff for a node that keeps failing: while banned it is not probed; the
+/// first successful probe after the ban brings it back (half-open).
+#[derive(Debug, Default)]
+struct Ban {
+    until: Option<Instant>,
+    /// Consecutive bans without a stable period in between.
+    strikes: u32,
+    readmitted: Option<Instant>,
 }
 
 impl<DB: Backend> Node<DB> {
@@ -71,11 +98,19 @@ impl<DB: Backend> Node<DB> {
             secret,
             pool,
             healthy: AtomicBool::new(false),
+            lagging: AtomicBool::new(false),
             in_recovery: AtomicU8::new(RECOVERY_UNKNOWN),
+            position: AtomicU64::new(UNKNOWN),
+            timeline: AtomicU64::new(UNKNOWN),
+            replay_age_us: AtomicU64::new(UNKNOWN),
+            lag_bytes: AtomicU64::new(0),
+            lag_us: AtomicU64::new(0),
             served: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             misroutes: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            ban: Mutex::new(Ban::default()),
             down: Notify::new(),
         }
     }
@@ -84,9 +119,44 @@ impl<DB: Backend> Node<DB> {
         self.healthy.load(Ordering::Acquire)
     }
 
+    /// Whether reads may go here: a reachable replica that is a standby (or cannot tell) and
+    /// is not lagging.
+    pub(crate) fn serves_reads(&self) -> bool {
+        self.role == Role::Replica
+            && self.is_healthy()
+            && !self.lagging.load(Ordering::Acquire)
+            && self.in_recovery() != Some(false)
+    }
+
+    pub(crate) fn in_recovery(&self) -> Option<bool> {
+        match self.in_recovery.load(Ordering::Relaxed) {
+            RECOVERY_NO => Some(false),
+            RECOVERY_YES => Some(true),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn position(&self) -> Option<u64> {
+        known(self.position.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn timeline(&self) -> Option<u64> {
+        known(self.timeline.load(Ordering::Relaxed))
+    }
+
     /// Counts one statement dispatched to this node.
     pub(crate) fn served(&self) {
         self.served.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a read that failed here and was tried again elsewhere.
+    pub(crate) fn retried(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a statement this replica refused as a write (it then ran on the primary).
+    pub(crate) fn misrouted(&self) {
+        self.misroutes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Text from the driver with this node's password scrubbed out.
@@ -94,41 +164,116 @@ impl<DB: Backend> Node<DB> {
         redact::scrub(text, self.secret.as_deref())
     }
 
+    /// Whether the health task should skip probing it now (banned after failures).
+    pub(crate) fn is_banned(&self) -> bool {
+        lock(&self.ban).until.is_some_and(|t| Instant::now() < t)
+    }
+
     /// A probe succeeded.
-    pub(crate) fn mark_up(&self, in_recovery: Option<bool>) {
+    pub(crate) fn mark_up(&self, probe: Probe) {
         self.in_recovery.store(
-            match in_recovery {
+            match probe.in_recovery {
                 None => RECOVERY_UNKNOWN,
                 Some(false) => RECOVERY_NO,
                 Some(true) => RECOVERY_YES,
             },
             Ordering::Relaxed,
         );
+        self.position
+            .store(probe.position.unwrap_or(UNKNOWN), Ordering::Relaxed);
+        self.timeline
+            .store(probe.timeline.unwrap_or(UNKNOWN), Ordering::Relaxed);
+        self.replay_age_us.store(
+            probe.replay_age.map_or(UNKNOWN, |d| d.as_micros() as u64),
+            Ordering::Relaxed,
+        );
         if !self.healthy.swap(true, Ordering::AcqRel) {
-            tracing::info!(node = %self.name, "node is healthy");
+            let mut ban = lock(&self.ban);
+            ban.until = None;
+            ban.readmitted = Some(Instant::now());
+            tracing::info!(node = %self.name, "node is healthy, in the rotation");
         }
     }
 
     /// A probe failed, or a statement failed in a way that says the node is unreachable.
-    pub(crate) fn mark_down(&self, why: &str) {
+    /// A replica is banned from probing for a while, longer each time it fails again soon.
+    pub(crate) fn mark_down(&self, why: &str, backoff: Backoff) {
         let why = self.scrub(why);
-        if self.healthy.swap(false, Ordering::AcqRel) {
+        let was_healthy = self.healthy.swap(false, Ordering::AcqRel);
+        if self.role == Role::Replica {
+            let mut ban = lock(&self.ban);
+            let now = Instant::now();
+            // A node that was up for a while starts over at the base ban; one that fails again
+            // soon after coming back, or fails its probe after a ban, waits twice as long.
+            let first = ban.until.is_none() && ban.readmitted.is_none();
+            let stable = ban
+                .readmitted
+                .is_some_and(|t| now.duration_since(t) >= backoff.max);
+            ban.strikes = if first || (was_healthy && stable) {
+                0
+            } else {
+                ban.strikes.saturating_add(1)
+            };
+            let length = backoff
+                .base
+                .saturating_mul(1 << ban.strikes.min(16))
+                .min(backoff.max);
+            ban.until = Some(now + length);
+        }
+        if was_healthy {
             tracing::warn!(node = %self.name, error = %why, "node is unhealthy, leaving the rotation");
             self.down.notify_waiters();
         }
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        *lock(&self.last_error) = Some(why);
+    }
+
+    /// Records this replica's lag and applies the limits, with hysteresis: it leaves the
+    /// rotation above a limit and returns only below half of it, so it does not flap.
+    pub(crate) fn set_lag(
+        &self,
+        bytes: u64,
+        time: Duration,
+        max_time: Option<Duration>,
+        max_bytes: Option<u64>,
+    ) {
+        self.lag_bytes.store(bytes, Ordering::Relaxed);
+        self.lag_us
+            .store(time.as_micros() as u64, Ordering::Relaxed);
+        let over = max_time.is_some_and(|m| time > m) || max_bytes.is_some_and(|m| bytes > m);
+        let under_half =
+            max_time.is_none_or(|m| time <= m / 2) && max_bytes.is_none_or(|m| bytes <= m / 2);
+        let lagging = self.lagging.load(Ordering::Acquire);
+        if !lagging && over {
+            self.lagging.store(true, Ordering::Release);
+            tracing::warn!(node = %self.name, lag_bytes = bytes, lag = ?time, "replica is lagging, leaving the rotation");
+            self.down.notify_waiters();
+        } else if lagging && under_half {
+            self.lagging.store(false, Ordering::Release);
+            tracing::info!(node = %self.name, lag_bytes = bytes, lag = ?time, "replica caught up, back in the rotation");
+        }
+    }
+
+    /// Time since the last replayed transaction, as the last probe saw it.
+    pub(crate) fn replay_age(&self) -> Option<Duration> {
+        known(self.replay_age_us.load(Ordering::Relaxed)).map(Duration::from_micros)
+    }
+
+    /// Resolves when this node next leaves the rotation. Register (`enable`) before checking
+    /// the state, so a change in between is not missed.
+    pub(crate) fn left_rotation(&self) -> tokio::sync::futures::Notified<'_> {
+        self.down.notified()
     }
 
     /// Acquires a connection from this node's pool, giving up as soon as the node leaves the
     /// rotation (sqlx keeps retrying a refused connection until its acquire timeout, which
     /// would make every caller wait that long on a dead node). `None` means it left.
-    pub(crate) async fn acquire_while_healthy(
+    pub(crate) async fn acquire_while_in_rotation(
         &self,
     ) -> Option<Result<PoolConnection<DB>, sqlx::Error>> {
-        let down = self.down.notified();
+        let down = self.left_rotation();
         tokio::pin!(down);
         down.as_mut().enable();
-        if !self.is_healthy() {
+        if !self.serves_reads() {
             return None;
         }
         tokio::select! {
@@ -138,40 +283,40 @@ impl<DB: Backend> Node<DB> {
         }
     }
 
-    /// Counts a statement this replica refused as a write (it then ran on the primary).
-    pub(crate) fn misrouted(&self) {
-        self.misroutes.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Records an error a statement returned on this node.
-    pub(crate) fn record_error(&self, e: &sqlx::Error) {
+    /// Records an error a statement returned on this node; a connection-class error takes
+    /// the node out of the rotation at once.
+    pub(crate) fn record_error(&self, e: &sqlx::Error, backoff: Backoff) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         if DB::is_unavailable(e) {
-            self.mark_down(&e.to_string());
+            self.mark_down(&e.to_string(), backoff);
         }
     }
 
-    pub(crate) fn status(&self) -> crate::status::NodeStatus {
+    /// Counts an error without judging the node (e.g. a statement timeout).
+    pub(crate) fn count_error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn status(&self, writer: bool) -> crate::status::NodeStatus {
+        let lag = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        let replica = self.role == Role::Replica && self.in_recovery() != Some(false);
         crate::status::NodeStatus {
             name: self.name.clone(),
             url: self.url.clone(),
             role: self.role,
+            writer,
             healthy: self.is_healthy(),
-            in_recovery: match self.in_recovery.load(Ordering::Relaxed) {
-                RECOVERY_NO => Some(false),
-                RECOVERY_YES => Some(true),
-                _ => None,
-            },
-            queries: self.served.load(Ordering::Relaxed),
-            errors: self.errors.load(Ordering::Relaxed),
-            misroutes: self.misroutes.load(Ordering::Relaxed),
+            lagging: self.lagging.load(Ordering::Relaxed),
+            in_recovery: self.in_recovery(),
+            lag_bytes: replica.then(|| lag(&self.lag_bytes)),
+            lag: replica.then(|| Duration::from_micros(lag(&self.lag_us))),
+            queries: lag(&self.served),
+            errors: lag(&self.errors),
+            retries: lag(&self.retries),
+            misroutes: lag(&self.misroutes),
             connections: self.pool.size(),
             idle: self.pool.num_idle(),
-            last_error: self
-                .last_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            last_error: lock(&self.last_error).clone(),
         }
     }
 }
@@ -185,4 +330,12 @@ impl<DB: Backend> fmt::Debug for Node<DB> {
             .field("healthy", &self.is_healthy())
             .finish_non_exhaustive()
     }
+}
+
+fn known(v: u64) -> Option<u64> {
+    (v != UNKNOWN).then_some(v)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

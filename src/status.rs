@@ -36,14 +36,26 @@ pub struct NodeStatus {
     pub url: String,
     /// The role it was configured with.
     pub role: Role,
-    /// Whether it is in the rotation.
+    /// Whether it takes the writes now (the configured primary, or a promoted replica).
+    pub writer: bool,
+    /// Whether it is reachable (the last probe succeeded, no connection error since).
     pub healthy: bool,
+    /// Whether it is out of the rotation for lagging behind the primary.
+    pub lagging: bool,
     /// What the last successful probe said: `Some(true)` for a standby, `None` if unknown.
     pub in_recovery: Option<bool>,
+    /// How many bytes of the primary's log it has not replayed yet (standbys only).
+    pub lag_bytes: Option<u64>,
+    /// How far behind the primary it is in time (standbys only; zero when caught up).
+    #[serde(with = "humantime_serde")]
+    pub lag: Option<std::time::Duration>,
     /// Statements (and transactions) dispatched to it.
     pub queries: u64,
     /// Statements that failed on it.
     pub errors: u64,
+    /// Reads that failed on it (connection error, timeout, it left the rotation) and ran
+    /// again on another node.
+    pub retries: u64,
     /// Statements it refused as writes although they were routed as reads; each then ran on
     /// the primary. Non-zero means the router misjudged something: consider
     /// `Config::write_functions`.
@@ -69,48 +81,67 @@ impl Status {
     }
 }
 
+impl NodeStatus {
+    /// The role column: the configured role, and what the node really is when that differs.
+    fn role_cell(&self) -> String {
+        match (self.role, self.writer, self.in_recovery) {
+            (Role::Primary, true, Some(true)) => "primary (in recovery!)".into(),
+            (Role::Primary, false, _) => "primary (not writer)".into(),
+            (Role::Replica, true, _) => "replica (promoted, writer)".into(),
+            (Role::Replica, false, Some(false)) => "replica (not in recovery!)".into(),
+            (role, _, _) => role.to_string(),
+        }
+    }
+
+    fn state_cell(&self) -> &'static str {
+        match (self.healthy, self.lagging) {
+            (false, _) => "down",
+            (true, true) => "lagging",
+            (true, false) => "up",
+        }
+    }
+
+    fn lag_cell(&self) -> String {
+        match (self.lag, self.lag_bytes) {
+            (Some(t), Some(b)) => format!("{}ms/{b}B", t.as_millis()),
+            _ => "-".into(),
+        }
+    }
+}
+
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const COLUMNS: usize = 10;
+        let header: [&str; COLUMNS] = [
+            "NODE",
+            "ROLE",
+            "STATE",
+            "LAG",
+            "QUERIES",
+            "ERRORS",
+            "RETRIES",
+            "MISROUTES",
+            "URL",
+            "LAST ERROR",
+        ];
         let rows: Vec<[String; COLUMNS]> = self
             .nodes
             .iter()
             .map(|n| {
                 [
                     n.name.clone(),
-                    n.role.to_string(),
-                    if n.healthy { "yes" } else { "no" }.into(),
-                    match n.in_recovery {
-                        Some(true) => "yes",
-                        Some(false) => "no",
-                        None => "?",
-                    }
-                    .into(),
+                    n.role_cell(),
+                    n.state_cell().into(),
+                    n.lag_cell(),
                     n.queries.to_string(),
                     n.errors.to_string(),
+                    n.retries.to_string(),
                     n.misroutes.to_string(),
-                    format!(
-                        "{}/{}",
-                        n.connections.saturating_sub(n.idle as u32),
-                        n.connections
-                    ),
                     n.url.clone(),
                     n.last_error.clone().unwrap_or_else(|| "-".into()),
                 ]
             })
             .collect();
-        let header: [&str; COLUMNS] = [
-            "NODE",
-            "ROLE",
-            "HEALTHY",
-            "RECOVERY",
-            "QUERIES",
-            "ERRORS",
-            "MISROUTES",
-            "BUSY",
-            "URL",
-            "LAST ERROR",
-        ];
         let mut widths = header.map(str::len);
         for row in &rows {
             for (w, cell) in widths.iter_mut().zip(row) {
@@ -119,7 +150,7 @@ impl fmt::Display for Status {
         }
         let line = |f: &mut fmt::Formatter<'_>, cells: &[&str]| -> fmt::Result {
             for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-                let right = matches!(i, 4..=6);
+                let right = matches!(i, 4..=7);
                 match (i + 1 == cells.len(), right) {
                     (true, _) => write!(f, "{cell}")?,
                     (false, true) => write!(f, "{cell:>w$}  ")?,

@@ -3,7 +3,10 @@
 //! connection from the chosen node. A statement a replica refuses as a write runs again on
 //! the primary.
 
+use std::future::Future;
+use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use either::Either;
 use futures_core::future::BoxFuture;
@@ -85,10 +88,30 @@ type ResultStream<'e, DB> = BoxStream<
     Result<Either<<DB as Database>::QueryResult, <DB as Database>::Row>, sqlx::Error>,
 >;
 
-const PRIMARY: Route = Route {
-    target: Target::Primary,
-    reason: "misroute fallback",
-};
+/// Why one attempt at a statement ended early.
+enum Failure {
+    /// The driver's error.
+    Db(sqlx::Error),
+    /// `statement_timeout` passed waiting for the next result.
+    Timeout(Duration),
+    /// The replica left the rotation (down, hung, lagging) while the statement ran on it.
+    LeftRotation,
+    /// The pool is closing.
+    Closed,
+}
+
+/// What to do after a failed attempt.
+enum Next {
+    /// Run the read again on another node.
+    Retry,
+    /// A replica refused a write: run it once on the primary.
+    Misroute(sqlx::Error),
+    Fail(sqlx::Error),
+}
+
+fn io_error(kind: io::ErrorKind, message: String) -> sqlx::Error {
+    sqlx::Error::Io(io::Error::new(kind, message))
+}
 
 impl<DB: Backend> Shared<DB>
 where
@@ -98,11 +121,6 @@ where
         let route = self.router.decide(sql, force).route;
         tracing::trace!(target = %route.target, reason = route.reason, "routed");
         route
-    }
-
-    /// Whether an error from `node` means: this replica refused a write; run it on the primary.
-    fn should_fall_back(node: &Node<DB>, e: &sqlx::Error) -> bool {
-        node.role == Role::Replica && DB::is_standby_rejection(e)
     }
 
     fn misrouted(&self, node: &Node<DB>, sql: &SqlStr, e: &sqlx::Error) {
@@ -120,53 +138,152 @@ where
         );
     }
 
+    /// Waits for `work`, unless the pool closes, the node leaves the rotation (only when
+    /// `watch` — reads on replicas), or `statement_timeout` passes first.
+    async fn guarded<T>(
+        &self,
+        node: &Node<DB>,
+        watch: bool,
+        work: impl Future<Output = T>,
+    ) -> Result<T, Failure> {
+        let left = node.left_rotation();
+        tokio::pin!(left);
+        left.as_mut().enable();
+        let left_or_never = async {
+            if watch && node.serves_reads() {
+                left.await
+            } else if watch {
+                // It left between the checkout and now.
+            } else {
+                std::future::pending::<()>().await
+            }
+        };
+        let limit = self.cluster.settings.statement_timeout;
+        let timed = async {
+            match limit {
+                Some(t) => tokio::time::timeout(t, work)
+                    .await
+                    .map_err(|_| Failure::Timeout(t)),
+                None => Ok(work.await),
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = self.cluster.closing() => Err(Failure::Closed),
+            _ = left_or_never => Err(Failure::LeftRotation),
+            r = timed => r,
+        }
+    }
+
+    /// Decides what follows a failed attempt on `node`. Only reads that returned nothing yet
+    /// are ever run again, and only after a failure that says nothing ran (a refusal) or that
+    /// concerns the node rather than the statement (connection-class error, timeout, the node
+    /// leaving the rotation).
+    fn after_failure(
+        &self,
+        node: &Node<DB>,
+        failure: Failure,
+        read: bool,
+        yielded: bool,
+        retries_left: bool,
+    ) -> Next {
+        let backoff = self.cluster.settings.ban_backoff;
+        let replica = node.role == Role::Replica;
+        let error = match failure {
+            Failure::Closed => return Next::Fail(sqlx::Error::PoolClosed),
+            Failure::Db(e) if read && !yielded && replica && DB::is_standby_rejection(&e) => {
+                return Next::Misroute(e);
+            }
+            Failure::Db(e) => {
+                node.record_error(&e, backoff);
+                if read && !yielded && retries_left && DB::is_unavailable(&e) {
+                    node.retried();
+                    return Next::Retry;
+                }
+                return Next::Fail(e);
+            }
+            Failure::Timeout(t) => {
+                node.count_error();
+                io_error(
+                    io::ErrorKind::TimedOut,
+                    format!("statement timed out after {t:?} on {}", node.name),
+                )
+            }
+            Failure::LeftRotation => io_error(
+                io::ErrorKind::ConnectionAborted,
+                format!("{} left the rotation while the statement ran", node.name),
+            ),
+        };
+        if read && !yielded && retries_left {
+            node.retried();
+            Next::Retry
+        } else {
+            Next::Fail(error)
+        }
+    }
+
     fn fetch_many<'e>(
         self: Arc<Self>,
         query: Routed<DB>,
         force: Option<Target>,
     ) -> ResultStream<'e, DB> {
         let route = self.route(query.sql.as_str(), force);
-        let retry = (route.target == Target::Replica)
-            .then(|| query.try_clone())
-            .flatten();
+        let read = route.target == Target::Replica;
         async_stream::try_stream! {
-            let (node, mut conn) = self.acquire(route).await?;
-            let mut refused = None;
-            {
+            let mut tried = Vec::new();
+            let mut attempts = 0;
+            let mut pending = Some((query, read));
+            while let Some((query, on_replica)) = pending.take() {
+                let again = if on_replica { query.try_clone() } else { None };
+                let (index, node, mut conn) = if on_replica {
+                    self.acquire_reader(&mut tried).await?
+                } else {
+                    self.acquire_writer().await?
+                };
+                let watch = node.role == Role::Replica;
                 let mut yielded = false;
-                let mut results = conn.fetch_many(query);
-                while let Some(item) = results.next().await {
-                    match item {
-                        Ok(item) => {
-                            yielded = true;
-                            yield item;
-                        }
-                        // Nothing was returned yet and the replica refused to write: nothing
-                        // ran, so the primary may run it.
-                        Err(e) if !yielded && retry.is_some() && Self::should_fall_back(&node, &e) => {
-                            refused = Some(e);
-                            break;
-                        }
-                        Err(e) => {
-                            node.record_error(&e);
-                            Err(e)?;
+                let mut failure = None;
+                {
+                    let mut results = conn.fetch_many(query);
+                    loop {
+                        match self.guarded(&node, watch, results.next()).await {
+                            Ok(Some(Ok(item))) => {
+                                yielded = true;
+                                yield item;
+                            }
+                            Ok(None) => break,
+                            Ok(Some(Err(e))) => {
+                                failure = Some(Failure::Db(e));
+                                break;
+                            }
+                            Err(f) => {
+                                failure = Some(f);
+                                break;
+                            }
                         }
                     }
                 }
-            }
-            if let (Some(e), Some(query)) = (refused, retry) {
+                let Some(failure) = failure else { break };
+                if !matches!(failure, Failure::Db(_)) {
+                    // Interrupted mid-statement: the connection's state is unknown.
+                    conn.close_on_drop();
+                }
                 drop(conn);
-                self.misrouted(&node, &query.sql, &e);
-                let (primary, mut conn) = self.acquire(PRIMARY).await?;
-                let mut results = conn.fetch_many(query);
-                while let Some(item) = results.next().await {
-                    match item {
-                        Ok(item) => yield item,
-                        Err(e) => {
-                            primary.record_error(&e);
-                            Err(e)?;
-                        }
+                let retries_left = again.is_some() && attempts < self.cluster.settings.max_read_retries;
+                match self.after_failure(&node, failure, on_replica, yielded, retries_left) {
+                    Next::Retry => {
+                        tried.push(index);
+                        attempts += 1;
+                        pending = again.map(|q| (q, true));
                     }
+                    Next::Misroute(e) => match again {
+                        Some(q) => {
+                            self.misrouted(&node, &q.sql, &e);
+                            pending = Some((q, false));
+                        }
+                        None => Err(e)?,
+                    },
+                    Next::Fail(e) => Err(e)?,
                 }
             }
         }
@@ -179,25 +296,45 @@ where
         force: Option<Target>,
     ) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>> {
         let route = self.route(query.sql.as_str(), force);
-        let retry = (route.target == Target::Replica)
-            .then(|| query.try_clone())
-            .flatten();
+        let read = route.target == Target::Replica;
         async move {
-            let (node, mut conn) = self.acquire(route).await?;
-            match conn.fetch_optional(query).await {
-                Ok(row) => Ok(row),
-                Err(e) if retry.is_some() && Self::should_fall_back(&node, &e) => {
-                    drop(conn);
-                    let query = retry.expect("checked above");
-                    self.misrouted(&node, &query.sql, &e);
-                    let (primary, mut conn) = self.acquire(PRIMARY).await?;
-                    conn.fetch_optional(query)
-                        .await
-                        .inspect_err(|e| primary.record_error(e))
-                }
-                Err(e) => {
-                    node.record_error(&e);
-                    Err(e)
+            let mut tried = Vec::new();
+            let mut attempts = 0;
+            let (mut query, mut on_replica) = (query, read);
+            loop {
+                let again = if on_replica { query.try_clone() } else { None };
+                let (index, node, mut conn) = if on_replica {
+                    self.acquire_reader(&mut tried).await?
+                } else {
+                    self.acquire_writer().await?
+                };
+                let watch = node.role == Role::Replica;
+                let failure = match self.guarded(&node, watch, conn.fetch_optional(query)).await {
+                    Ok(Ok(row)) => return Ok(row),
+                    Ok(Err(e)) => Failure::Db(e),
+                    Err(f) => {
+                        conn.close_on_drop();
+                        f
+                    }
+                };
+                drop(conn);
+                let retries_left =
+                    again.is_some() && attempts < self.cluster.settings.max_read_retries;
+                match (
+                    self.after_failure(&node, failure, on_replica, false, retries_left),
+                    again,
+                ) {
+                    (Next::Retry, Some(q)) => {
+                        tried.push(index);
+                        attempts += 1;
+                        query = q;
+                    }
+                    (Next::Misroute(e), Some(q)) => {
+                        self.misrouted(&node, &q.sql, &e);
+                        (query, on_replica) = (q, false);
+                    }
+                    (Next::Retry, None) => unreachable!("retries need a copy of the query"),
+                    (Next::Misroute(e) | Next::Fail(e), _) => return Err(e),
                 }
             }
         }
@@ -214,10 +351,15 @@ where
         // connection later runs it, so it is routed again at that point.
         let route = self.route(sql.as_str(), force);
         async move {
-            let (node, mut conn) = self.acquire(route).await?;
+            let (_, node, mut conn) = if route.target == Target::Replica {
+                self.acquire_reader(&mut Vec::new()).await?
+            } else {
+                self.acquire_writer().await?
+            };
+            let backoff = self.cluster.settings.ban_backoff;
             conn.prepare_with(sql, parameters)
                 .await
-                .inspect_err(|e| node.record_error(e))
+                .inspect_err(|e| node.record_error(e, backoff))
         }
         .boxed()
     }
@@ -229,14 +371,11 @@ where
         sql: SqlStr,
     ) -> BoxFuture<'e, Result<Describe<DB>, sqlx::Error>> {
         async move {
-            let primary = Route {
-                target: Target::Primary,
-                reason: "describe",
-            };
-            let (node, mut conn) = self.acquire(primary).await?;
+            let (_, node, mut conn) = self.acquire_writer().await?;
+            let backoff = self.cluster.settings.ban_backoff;
             conn.describe(sql)
                 .await
-                .inspect_err(|e| node.record_error(e))
+                .inspect_err(|e| node.record_error(e, backoff))
         }
         .boxed()
     }

@@ -1,9 +1,9 @@
-//! The machinery behind [`ReplicaPool`](super::ReplicaPool): building the nodes, picking one
-//! per statement, shutting down.
+//! The machinery behind [`ReplicaPool`](super::ReplicaPool): building the nodes, getting a
+//! connection for a statement, shutting down.
 
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures_util::future::join_all;
 use sqlx::Connection;
@@ -12,23 +12,24 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::backend::Backend;
-use crate::balance::Policy;
+use crate::cluster::{Cluster, Settings};
 use crate::node::{Node, Role};
-use crate::route::{Route, Router, Target};
+use crate::route::Router;
 use crate::{Config, Error, health, redact};
 
 type Options<DB> = <<DB as sqlx::Database>::Connection as Connection>::Options;
 
 /// Everything the pool handles share.
 pub(crate) struct Shared<DB: Backend> {
-    /// `nodes[0]` is the primary, the rest are replicas in configuration order.
-    pub(crate) nodes: Arc<[Arc<Node<DB>>]>,
+    pub(crate) cluster: Arc<Cluster<DB>>,
     pub(crate) router: Router,
-    policy: Box<dyn Policy>,
     shutdown: Mutex<Option<oneshot::Sender<()>>>,
     task: Mutex<Option<JoinHandle<()>>>,
     closed: AtomicBool,
 }
+
+/// A connection and the node (index, node) it came from.
+pub(crate) type Checkout<DB> = (usize, Arc<Node<DB>>, PoolConnection<DB>);
 
 impl<DB: Backend> Shared<DB> {
     pub(crate) async fn connect(
@@ -49,30 +50,41 @@ impl<DB: Backend> Shared<DB> {
             let name = format!("replica-{}", i + 1);
             nodes.push(Arc::new(node::<DB>(name, Role::Replica, url, &config)?));
         }
-        let nodes: Arc<[Arc<Node<DB>>]> = nodes.into();
+        let settings = Settings {
+            health_check_interval: config.health_check_interval,
+            health_check_timeout: config.health_check_timeout,
+            ban_backoff: config.ban_backoff,
+            max_replica_lag: config.max_replica_lag,
+            max_replica_lag_bytes: config.max_replica_lag_bytes,
+            follow_promotion: config.follow_promotion,
+            max_read_retries: config.max_read_retries,
+            statement_timeout: config.statement_timeout,
+        };
+        let cluster = Arc::new(Cluster::new(nodes, settings, config.balance.policy()));
 
-        // Probe everything at once: the primary must answer within the acquire timeout,
-        // replicas that do not answer start unhealthy and are retried by the health task.
-        let primary = &nodes[0];
+        // Probe everything at once: the primary must answer within the acquire timeout;
+        // replicas that do not answer start unhealthy and the health task keeps probing them.
+        let primary = cluster.configured_primary();
         let primary_wait = config.acquire_timeout.max(config.health_check_timeout);
         let (first, _) = tokio::join!(
             tokio::time::timeout(primary_wait, health::probe(&**primary)),
-            health::check_all(&nodes[1..], config.health_check_timeout),
+            join_all(
+                cluster
+                    .replicas()
+                    .iter()
+                    .map(|n| health::check(&cluster, n))
+            ),
         );
-        let first = match first {
-            Ok(r) => r,
-            Err(_) => Err(sqlx::Error::PoolTimedOut),
-        };
-        match first {
+        match first.unwrap_or(Err(sqlx::Error::PoolTimedOut)) {
             Ok(probe) => {
-                primary.mark_up(probe.in_recovery);
+                primary.mark_up(probe);
                 if probe.in_recovery == Some(true) {
-                    tracing::warn!(node = %primary.name, "the configured primary is in recovery (a standby); writes will fail");
+                    tracing::warn!(node = %primary.name, "the configured primary is in recovery (a standby)");
                 }
             }
             Err(source) => {
                 let reason = primary.scrub(&source.to_string());
-                join_all(nodes.iter().map(|n| n.pool.close())).await;
+                join_all(cluster.nodes.iter().map(|n| n.pool.close())).await;
                 return Err(Error::PrimaryUnreachable {
                     node: primary.name.clone(),
                     url: primary.url.clone(),
@@ -81,84 +93,77 @@ impl<DB: Backend> Shared<DB> {
                 });
             }
         }
+        cluster.elect_writer();
+        cluster.update_lag();
 
         let (tx, rx) = oneshot::channel();
-        let task = health::spawn(
-            Arc::downgrade(&nodes),
-            config.health_check_interval,
-            config.health_check_timeout,
-            rx,
-        );
+        let task = health::spawn(Arc::downgrade(&cluster), settings.health_check_interval, rx);
         Ok(Shared {
-            nodes,
+            cluster,
             router: config.router(DB::DIALECT),
-            policy: config.balance.policy(),
             shutdown: Mutex::new(Some(tx)),
             task: Mutex::new(Some(task)),
             closed: AtomicBool::new(false),
         })
     }
 
-    pub(crate) fn primary(&self) -> &Arc<Node<DB>> {
-        &self.nodes[0]
-    }
-
-    pub(crate) fn replicas(&self) -> &[Arc<Node<DB>>] {
-        &self.nodes[1..]
-    }
-
-    /// The next healthy replica by the balancing policy, or the primary when none is healthy.
-    pub(crate) fn pick_replica(&self) -> &Arc<Node<DB>> {
-        let replicas = self.replicas();
-        let healthy = replicas.iter().filter(|n| n.is_healthy()).count();
-        if healthy == 0 {
-            return self.primary();
+    /// A connection to the node that takes writes. Fails at once when writes are blocked
+    /// (the primary is gone and `follow_promotion` is off).
+    pub(crate) async fn acquire_writer(&self) -> Result<Checkout<DB>, sqlx::Error> {
+        if let Err(why) = self.cluster.check_writable() {
+            return Err(sqlx::Error::Io(io::Error::new(
+                io::ErrorKind::NotConnected,
+                why,
+            )));
         }
-        let k = self.policy.pick(healthy);
-        // Health may change between the count and this walk; fall back to the primary then.
-        replicas
-            .iter()
-            .filter(|n| n.is_healthy())
-            .nth(k)
-            .unwrap_or_else(|| self.primary())
-    }
-
-    /// A connection for a statement with this route, and the node it comes from.
-    ///
-    /// Reads try the next healthy replica; when its pool cannot give a connection because
-    /// the node is unavailable (refused, timed out, or marked down while waiting), the node
-    /// leaves the rotation and the next healthy replica is tried, then the primary. Nothing
-    /// has been sent to a server at this point, so moving on is always safe.
-    pub(crate) async fn acquire(
-        &self,
-        route: Route,
-    ) -> Result<(Arc<Node<DB>>, PoolConnection<DB>), sqlx::Error> {
-        if route.target == Target::Replica {
-            for _ in 0..self.replicas().len() {
-                let node = self.pick_replica();
-                if node.role == Role::Primary {
-                    break;
-                }
-                match node.acquire_while_healthy().await {
-                    Some(Ok(conn)) => {
-                        node.served();
-                        return Ok((Arc::clone(node), conn));
-                    }
-                    Some(Err(e)) if DB::is_unavailable(&e) => node.record_error(&e),
-                    Some(Err(e)) => return Err(e),
-                    None => {}
-                }
-                tracing::debug!(node = %node.name, "replica unavailable, trying the next node");
-            }
-        }
-        let primary = self.primary();
-        match primary.pool.acquire().await {
+        let index = self.cluster.writer_index();
+        let node = Arc::clone(self.cluster.writer());
+        match node.pool.acquire().await {
             Ok(conn) => {
-                primary.served();
-                Ok((Arc::clone(primary), conn))
+                node.served();
+                Ok((index, node, conn))
             }
             Err(e) => {
-                primary.record_error(&e);
+                node.record_error(&e, self.cluster.settings.ban_backoff);
+                Err(e)
+            }
+        }
+    }
+
+    /// A connection for a read: the next replica in the rotation not in `tried`. When a
+    /// replica's pool cannot give one because the node is unavailable (refused, timed out, or
+    /// it left the rotation while we waited), it leaves the rotation and the next one is
+    /// tried; with none left, the writer. Nothing has been sent to a server at this point,
+    /// so moving on is always safe.
+    pub(crate) async fn acquire_reader(
+        &self,
+        tried: &mut Vec<usize>,
+    ) -> Result<Checkout<DB>, sqlx::Error> {
+        while let Some((index, node)) = self.cluster.pick_replica(tried) {
+            let node = Arc::clone(node);
+            match node.acquire_while_in_rotation().await {
+                Some(Ok(conn)) => {
+                    node.served();
+                    return Ok((index, node, conn));
+                }
+                Some(Err(e)) if DB::is_unavailable(&e) => {
+                    node.record_error(&e, self.cluster.settings.ban_backoff)
+                }
+                Some(Err(e)) => return Err(e),
+                None => {}
+            }
+            tracing::debug!(node = %node.name, "replica unavailable, trying the next node");
+            tried.push(index);
+        }
+        let index = self.cluster.writer_index();
+        let node = Arc::clone(self.cluster.writer());
+        match node.pool.acquire().await {
+            Ok(conn) => {
+                node.served();
+                Ok((index, node, conn))
+            }
+            Err(e) => {
+                node.record_error(&e, self.cluster.settings.ban_backoff);
                 Err(e)
             }
         }
@@ -168,7 +173,9 @@ impl<DB: Backend> Shared<DB> {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Stops the health task and closes every node's pool. Idempotent.
+    /// Stops the health task and closes every node's pool. Running calls get
+    /// `health_check_timeout` to finish; then they are interrupted (they fail with
+    /// `PoolClosed`), so `close` returns promptly even when a node hangs. Idempotent.
     pub(crate) async fn close(&self) {
         self.closed.store(true, Ordering::Release);
         if let Some(tx) = lock(&self.shutdown).take() {
@@ -178,7 +185,13 @@ impl<DB: Backend> Shared<DB> {
         if let Some(task) = task {
             let _ = task.await;
         }
-        join_all(self.nodes.iter().map(|n| n.pool.close())).await;
+        let close_all = || join_all(self.cluster.nodes.iter().map(|n| n.pool.close()));
+        let grace = self.cluster.settings.health_check_timeout;
+        if tokio::time::timeout(grace, close_all()).await.is_err() {
+            tracing::warn!(?grace, "calls still running at close; interrupting them");
+            self.cluster.start_closing();
+            close_all().await;
+        }
     }
 }
 

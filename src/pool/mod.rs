@@ -48,6 +48,7 @@ pub use builder::Builder;
 pub use executor::Targeted;
 
 use crate::backend::Backend;
+use crate::node::Node;
 use crate::status::Status;
 use crate::{Config, Error};
 use inner::Shared;
@@ -115,16 +116,22 @@ impl<DB: Backend> ReplicaPool<DB> {
         Builder::new()
     }
 
-    /// The primary's pool (the original package's `GetWriteDB`). Use it for work that must
-    /// run on the primary whatever it looks like.
+    /// The pool of the node that takes writes (the original package's `GetWriteDB`): the
+    /// configured primary, or the promoted replica after a failover (see
+    /// [`Config::follow_promotion`]). Use it for work that must run on the primary whatever
+    /// it looks like.
     pub fn primary(&self) -> &Pool<DB> {
-        &self.shared.primary().pool
+        &self.shared.cluster.writer().pool
     }
 
-    /// The next healthy replica's pool by the balancing policy, or the primary's when no
-    /// replica is healthy (the original package's `GetReadDB`).
+    /// The next replica's pool by the balancing policy, or the primary's when no replica is
+    /// in the rotation (the original package's `GetReadDB`).
     pub fn replica(&self) -> &Pool<DB> {
-        let node = self.shared.pick_replica();
+        let cluster = &self.shared.cluster;
+        let node = match cluster.pick_replica(&[]) {
+            Some((_, node)) => node,
+            None => cluster.writer(),
+        };
         node.served();
         &node.pool
     }
@@ -140,9 +147,13 @@ impl<DB: Backend> ReplicaPool<DB> {
     /// # Ok(()) }
     /// ```
     pub async fn begin(&self) -> Result<Transaction<'static, DB>, Error> {
-        let primary = self.shared.primary();
-        primary.served();
-        primary.pool.begin().await.map_err(|e| self.node_error(e))
+        let writer = self.writable()?;
+        writer.served();
+        writer
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.node_error(writer, e))
     }
 
     /// Begins a transaction on the primary with a custom statement, e.g.
@@ -158,13 +169,27 @@ impl<DB: Backend> ReplicaPool<DB> {
         &self,
         statement: impl SqlSafeStr,
     ) -> Result<Transaction<'static, DB>, Error> {
-        let primary = self.shared.primary();
-        primary.served();
-        primary
+        let writer = self.writable()?;
+        writer.served();
+        writer
             .pool
             .begin_with(statement)
             .await
-            .map_err(|e| self.node_error(e))
+            .map_err(|e| self.node_error(writer, e))
+    }
+
+    /// The node that takes writes, unless writes must fail at once.
+    fn writable(&self) -> Result<&Arc<Node<DB>>, Error> {
+        let cluster = &self.shared.cluster;
+        if self.shared.is_closed() {
+            return Err(Error::Closed {
+                url: cluster.configured_primary().url.clone(),
+            });
+        }
+        cluster
+            .check_writable()
+            .map_err(|reason| Error::NoPrimary { reason })?;
+        Ok(cluster.writer())
     }
 
     /// Prepares a statement (the original package's `Prepare`): its parameter and column
@@ -192,8 +217,15 @@ impl<DB: Backend> ReplicaPool<DB> {
 
     /// A snapshot of every node: role, health, counters, last error. Its `Display` is a table.
     pub fn status(&self) -> Status {
+        let cluster = &self.shared.cluster;
+        let writer = cluster.writer_index();
         Status {
-            nodes: self.shared.nodes.iter().map(|n| n.status()).collect(),
+            nodes: cluster
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| n.status(i == writer))
+                .collect(),
             closed: self.shared.is_closed(),
         }
     }
@@ -210,18 +242,17 @@ impl<DB: Backend> ReplicaPool<DB> {
         self.shared.is_closed()
     }
 
-    fn node_error(&self, source: sqlx::Error) -> Error {
-        let primary = self.shared.primary();
+    fn node_error(&self, node: &Node<DB>, source: sqlx::Error) -> Error {
         if matches!(source, sqlx::Error::PoolClosed) {
             return Error::Closed {
-                url: primary.url.clone(),
+                url: node.url.clone(),
             };
         }
-        primary.record_error(&source);
+        node.record_error(&source, self.shared.cluster.settings.ban_backoff);
         Error::Node {
-            node: primary.name.clone(),
-            url: primary.url.clone(),
-            reason: primary.scrub(&source.to_string()),
+            node: node.name.clone(),
+            url: node.url.clone(),
+            reason: node.scrub(&source.to_string()),
             source,
         }
     }
@@ -230,8 +261,8 @@ impl<DB: Backend> ReplicaPool<DB> {
 impl<DB: Backend> fmt::Debug for ReplicaPool<DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReplicaPool")
-            .field("primary", self.shared.primary())
-            .field("replicas", &self.shared.replicas())
+            .field("primary", self.shared.cluster.configured_primary())
+            .field("replicas", &self.shared.cluster.replicas())
             .field("closed", &self.is_closed())
             .finish()
     }
@@ -245,16 +276,14 @@ impl<'a, DB: Backend> Acquire<'a> for &'_ ReplicaPool<DB> {
     fn acquire(
         self,
     ) -> futures_core::future::BoxFuture<'static, Result<Self::Connection, sqlx::Error>> {
-        let primary = self.shared.primary();
-        primary.served();
-        Box::pin(primary.pool.acquire())
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move { shared.acquire_writer().await.map(|(_, _, conn)| conn) })
     }
 
     fn begin(
         self,
     ) -> futures_core::future::BoxFuture<'a, Result<Transaction<'a, DB>, sqlx::Error>> {
-        let primary = Arc::clone(self.shared.primary());
-        primary.served();
-        Box::pin(async move { primary.pool.begin().await })
+        let pool = self.clone();
+        Box::pin(async move { Ok(pool.begin().await?) })
     }
 }

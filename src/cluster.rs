@@ -1,0 +1,218 @@
+//! The nodes as a whole: which one takes writes, which ones may serve reads, and the signal
+//! that tells running calls the pool is closing.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::backend::Backend;
+use crate::balance::Policy;
+use crate::config::Backoff;
+use crate::node::{Node, Role};
+
+/// Settings the health task and the query path read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) health_check_interval: Duration,
+    pub(crate) health_check_timeout: Duration,
+    pub(crate) ban_backoff: Backoff,
+    pub(crate) max_replica_lag: Option<Duration>,
+    pub(crate) max_replica_lag_bytes: Option<u64>,
+    pub(crate) follow_promotion: bool,
+    pub(crate) max_read_retries: u32,
+    pub(crate) statement_timeout: Option<Duration>,
+}
+
+pub(crate) struct Cluster<DB: Backend> {
+    /// `nodes[0]` is the configured primary, the rest are replicas in configuration order.
+    pub(crate) nodes: Vec<Arc<Node<DB>>>,
+    pub(crate) settings: Settings,
+    policy: Box<dyn Policy>,
+    /// The node that takes writes: the configured primary, or a promoted replica.
+    writer: AtomicUsize,
+    /// Why writes must fail at once (the primary is gone and `follow_promotion` is off).
+    write_block: Mutex<Option<String>>,
+    closing: AtomicBool,
+    closed_signal: Notify,
+}
+
+impl<DB: Backend> Cluster<DB> {
+    pub(crate) fn new(
+        nodes: Vec<Arc<Node<DB>>>,
+        settings: Settings,
+        policy: Box<dyn Policy>,
+    ) -> Self {
+        Cluster {
+            nodes,
+            settings,
+            policy,
+            writer: AtomicUsize::new(0),
+            write_block: Mutex::new(None),
+            closing: AtomicBool::new(false),
+            closed_signal: Notify::new(),
+        }
+    }
+
+    pub(crate) fn configured_primary(&self) -> &Arc<Node<DB>> {
+        &self.nodes[0]
+    }
+
+    pub(crate) fn replicas(&self) -> &[Arc<Node<DB>>] {
+        &self.nodes[1..]
+    }
+
+    /// The node that takes writes now.
+    pub(crate) fn writer(&self) -> &Arc<Node<DB>> {
+        &self.nodes[self
+            .writer
+            .load(Ordering::Acquire)
+            .min(self.nodes.len() - 1)]
+    }
+
+    pub(crate) fn writer_index(&self) -> usize {
+        self.writer.load(Ordering::Acquire)
+    }
+
+    /// `Err(why)` when writes must fail at once.
+    pub(crate) fn check_writable(&self) -> Result<(), String> {
+        match &*lock(&self.write_block) {
+            Some(why) => Err(why.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// The next replica that serves reads, by the balancing policy, skipping `tried`
+    /// (indices into `nodes`); `None` when there is none.
+    pub(crate) fn pick_replica(&self, tried: &[usize]) -> Option<(usize, &Arc<Node<DB>>)> {
+        let usable = |(i, n): &(usize, &Arc<Node<DB>>)| n.serves_reads() && !tried.contains(i);
+        let candidates = self.nodes.iter().enumerate().filter(usable).count();
+        if candidates == 0 {
+            return None;
+        }
+        let k = self.policy.pick(candidates);
+        // Health may change between the count and this walk; then take the first one left.
+        let mut it = self.nodes.iter().enumerate().filter(usable);
+        it.clone().nth(k).or_else(|| it.next())
+    }
+
+    /// Chooses the writer after a round of probes.
+    ///
+    /// Never two primaries: the configured primary keeps the writes while it is reachable and
+    /// not in recovery, even if another node also claims to be a primary (split brain: warn).
+    /// Otherwise, with `follow_promotion`, the reachable promoted node with the most advanced
+    /// timeline and position takes them; without it, writes fail at once with the reason.
+    pub(crate) fn elect_writer(&self) {
+        let configured = self.configured_primary();
+        let claims: Vec<(usize, &Arc<Node<DB>>)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.is_healthy() && n.in_recovery() == Some(false))
+            .collect();
+        let configured_ok = configured.is_healthy() && configured.in_recovery() != Some(true);
+        let promoted = claims
+            .iter()
+            .filter(|(_, n)| n.role == Role::Replica)
+            .max_by_key(|(_, n)| (n.timeline(), n.position()));
+        let (writer, block) = if configured_ok {
+            if claims.len() > 1 {
+                let others: Vec<&str> = claims
+                    .iter()
+                    .skip(1)
+                    .map(|(_, n)| n.name.as_str())
+                    .collect();
+                tracing::warn!(
+                    ?others,
+                    "more than one node claims to be the primary; writes stay on the configured primary"
+                );
+            }
+            (0, None)
+        } else {
+            let why = if configured.is_healthy() {
+                "in recovery (a standby)".to_owned()
+            } else {
+                "unreachable".to_owned()
+            };
+            match (promoted, self.settings.follow_promotion) {
+                (Some((i, _)), true) => (*i, None),
+                (Some((_, n)), false) => (
+                    0,
+                    Some(format!(
+                        "the configured primary is {why}; {} has been promoted, but follow_promotion is off",
+                        n.name
+                    )),
+                ),
+                (None, false) => (
+                    0,
+                    Some(format!(
+                        "the configured primary is {why} and follow_promotion is off"
+                    )),
+                ),
+                // Nothing promoted yet: writes keep trying the configured primary.
+                (None, true) => (0, None),
+            }
+        };
+        let before = self.writer.swap(writer, Ordering::AcqRel);
+        if before != writer {
+            tracing::warn!(from = %self.nodes[before].name, to = %self.nodes[writer].name, "writes move to another node");
+        }
+        *lock(&self.write_block) = block;
+    }
+
+    /// Measures each replica's lag against the writer's position from the same round.
+    pub(crate) fn update_lag(&self) {
+        let writer = self.writer();
+        let Some(head) = writer.position().filter(|_| writer.is_healthy()) else {
+            return;
+        };
+        for node in self.replicas() {
+            if !node.is_healthy() || node.in_recovery() != Some(true) {
+                continue;
+            }
+            let Some(replayed) = node.position() else {
+                continue;
+            };
+            let bytes = head.saturating_sub(replayed);
+            // Caught up: no lag, however long ago the last commit was (an idle primary).
+            let time = if bytes == 0 {
+                Duration::ZERO
+            } else {
+                node.replay_age().unwrap_or_default()
+            };
+            node.set_lag(
+                bytes,
+                time,
+                self.settings.max_replica_lag,
+                self.settings.max_replica_lag_bytes,
+            );
+        }
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Tells every running call to stop (they fail with `PoolClosed`).
+    pub(crate) fn start_closing(&self) {
+        self.closing.store(true, Ordering::Release);
+        self.closed_signal.notify_waiters();
+    }
+
+    /// Resolves when the pool starts closing.
+    pub(crate) async fn closing(&self) {
+        let notified = self.closed_signal.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.is_closing() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
