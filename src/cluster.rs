@@ -35,6 +35,8 @@ pub(crate) struct Cluster<DB: Backend> {
     writer: AtomicUsize,
     /// Why writes must fail at once (the primary is gone and `follow_promotion` is off).
     write_block: Mutex<Option<String>>,
+    /// Woken when writes move to another node.
+    writer_moved: Notify,
     closing: AtomicBool,
     closed_signal: Notify,
 }
@@ -51,6 +53,7 @@ impl<DB: Backend> Cluster<DB> {
             policy,
             writer: AtomicUsize::new(0),
             write_block: Mutex::new(None),
+            writer_moved: Notify::new(),
             closing: AtomicBool::new(false),
             closed_signal: Notify::new(),
         }
@@ -74,6 +77,12 @@ impl<DB: Backend> Cluster<DB> {
 
     pub(crate) fn writer_index(&self) -> usize {
         self.writer.load(Ordering::Acquire)
+    }
+
+    /// Resolves when writes next move to another node. Register (`enable`) before reading
+    /// the writer, so a move in between is not missed.
+    pub(crate) fn writer_moved(&self) -> tokio::sync::futures::Notified<'_> {
+        self.writer_moved.notified()
     }
 
     /// `Err(why)` when writes must fail at once.
@@ -158,6 +167,7 @@ impl<DB: Backend> Cluster<DB> {
         let before = self.writer.swap(writer, Ordering::AcqRel);
         if before != writer {
             tracing::warn!(from = %self.nodes[before].name, to = %self.nodes[writer].name, "writes move to another node");
+            self.writer_moved.notify_waiters();
         }
         *lock(&self.write_block) = block;
     }

@@ -240,7 +240,9 @@ where
                 } else {
                     self.acquire_writer().await?
                 };
-                let watch = node.role == Role::Replica;
+                // Watch for the node leaving the rotation only on a replica read: a read that fell back
+                // to the writer, or a write, runs to its end.
+                let watch = on_replica && node.serves_reads();
                 let mut yielded = false;
                 let mut failure = None;
                 {
@@ -308,7 +310,9 @@ where
                 } else {
                     self.acquire_writer().await?
                 };
-                let watch = node.role == Role::Replica;
+                // Watch for the node leaving the rotation only on a replica read: a read that fell back
+                // to the writer, or a write, runs to its end.
+                let watch = on_replica && node.serves_reads();
                 let failure = match self.guarded(&node, watch, conn.fetch_optional(query)).await {
                     Ok(Ok(row)) => return Ok(row),
                     Ok(Err(e)) => Failure::Db(e),

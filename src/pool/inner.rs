@@ -108,25 +108,37 @@ impl<DB: Backend> Shared<DB> {
     }
 
     /// A connection to the node that takes writes. Fails at once when writes are blocked
-    /// (the primary is gone and `follow_promotion` is off).
+    /// (the primary is gone and `follow_promotion` is off). If writes move to another node
+    /// while we wait for a connection (a promotion), the wait moves with them: nothing has
+    /// been sent yet.
     pub(crate) async fn acquire_writer(&self) -> Result<Checkout<DB>, sqlx::Error> {
-        if let Err(why) = self.cluster.check_writable() {
-            return Err(sqlx::Error::Io(io::Error::new(
-                io::ErrorKind::NotConnected,
-                why,
-            )));
-        }
-        let index = self.cluster.writer_index();
-        let node = Arc::clone(self.cluster.writer());
-        match node.pool.acquire().await {
-            Ok(conn) => {
-                node.served();
-                Ok((index, node, conn))
+        loop {
+            if let Err(why) = self.cluster.check_writable() {
+                return Err(sqlx::Error::Io(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    why,
+                )));
             }
-            Err(e) => {
-                node.record_error(&e, self.cluster.settings.ban_backoff);
-                Err(e)
-            }
+            let moved = self.cluster.writer_moved();
+            tokio::pin!(moved);
+            moved.as_mut().enable();
+            let index = self.cluster.writer_index();
+            let node = Arc::clone(self.cluster.writer());
+            let acquired = tokio::select! {
+                biased;
+                conn = node.pool.acquire() => conn,
+                _ = moved => continue,
+            };
+            return match acquired {
+                Ok(conn) => {
+                    node.served();
+                    Ok((index, node, conn))
+                }
+                Err(e) => {
+                    node.record_error(&e, self.cluster.settings.ban_backoff);
+                    Err(e)
+                }
+            };
         }
     }
 
@@ -190,7 +202,12 @@ impl<DB: Backend> Shared<DB> {
         if tokio::time::timeout(grace, close_all()).await.is_err() {
             tracing::warn!(?grace, "calls still running at close; interrupting them");
             self.cluster.start_closing();
-            close_all().await;
+            // Connections checked out through `primary()` / `replica()` are not ours to
+            // interrupt: stop waiting for them after another grace period; the pools are
+            // closed already and close each one when it comes back.
+            if tokio::time::timeout(grace, close_all()).await.is_err() {
+                tracing::warn!("connections still checked out at close; they close when returned");
+            }
         }
     }
 }

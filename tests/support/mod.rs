@@ -11,6 +11,8 @@
 //!   a `static`, an abort), because it waits on a pipe that only our process holds open.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -212,6 +214,57 @@ impl PgCluster {
                 .args(["-w", "-m", "immediate", "stop"]);
         });
         check(&out, "pg_ctl stop");
+    }
+
+    /// Kills node `i`'s postmaster with SIGKILL (its backends notice and exit).
+    pub fn kill(&self, i: usize) {
+        let pid_file = self.nodes[i].data.join("postmaster.pid");
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|e| panic!("read {}: {e}", pid_file.display()));
+        let pid = pid.lines().next().unwrap_or_default().trim().to_owned();
+        run(Command::new("kill").args(["-KILL", &pid]));
+    }
+
+    /// Promotes standby `i` to a primary and waits until it accepts writes.
+    pub fn promote(&self, i: usize) {
+        let out = self.pg_cmd("pg_ctl", |c| {
+            c.arg("-D")
+                .arg(&self.nodes[i].data)
+                .args(["-w", "-t", "60", "promote"]);
+        });
+        check(&out, "pg_ctl promote");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.psql(i, "SELECT pg_is_in_recovery()") != "f" {
+            assert!(
+                Instant::now() < deadline,
+                "{} still in recovery",
+                self.nodes[i].name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Pauses WAL replay on standby `i` and waits until it is really paused.
+    pub fn pause_replay(&self, i: usize) {
+        self.psql(i, "SELECT pg_wal_replay_pause()");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.psql(i, "SELECT pg_get_wal_replay_pause_state()") != "paused" {
+            assert!(
+                Instant::now() < deadline,
+                "replay on {} never paused",
+                self.nodes[i].name
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn resume_replay(&self, i: usize) {
+        self.psql(i, "SELECT pg_wal_replay_resume()");
+    }
+
+    /// A URL like [`url`](Self::url) but to another port on loopback (a fault proxy).
+    pub fn url_via(&self, port: u16) -> String {
+        format!("postgres://postgres:{SECRET}@127.0.0.1:{port}/postgres")
     }
 
     /// Runs SQL on node `i` with psql and returns its unaligned output.
