@@ -339,3 +339,89 @@ fn known(v: u64) -> Option<u64> {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+
+    fn node(role: Role) -> Node<sqlx::Sqlite> {
+        let pool = sqlx::pool::PoolOptions::<sqlx::Sqlite>::new()
+            .connect_lazy("sqlite::memory:")
+            .unwrap();
+        Node::new(
+            "replica-1".into(),
+            role,
+            "sqlite::memory:".into(),
+            None,
+            pool,
+        )
+    }
+
+    fn ban_length(n: &Node<sqlx::Sqlite>) -> Duration {
+        lock(&n.ban)
+            .until
+            .unwrap()
+            .saturating_duration_since(Instant::now())
+    }
+
+    #[tokio::test]
+    async fn bans_double_while_failing_and_reset_after_a_stable_period() {
+        let backoff = Backoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_millis(400),
+        };
+        let n = node(Role::Replica);
+        n.mark_down("refused", backoff); // never up: first failure
+        assert!(n.is_banned());
+        assert!(ban_length(&n) <= Duration::from_millis(100));
+        // Each failed probe after a ban doubles it, up to the maximum.
+        let mut expected = [200, 400, 400].into_iter();
+        for _ in 0..3 {
+            n.mark_down("refused", backoff);
+            let len = ban_length(&n);
+            let want = Duration::from_millis(expected.next().unwrap());
+            assert!(
+                len > want - Duration::from_millis(20) && len <= want,
+                "{len:?} vs {want:?}"
+            );
+        }
+        // Half-open: one good probe brings it back.
+        n.mark_up(Probe::default());
+        assert!(n.is_healthy() && !n.is_banned());
+        // Failing again soon after coming back: the ban keeps growing.
+        n.mark_down("reset", backoff);
+        assert!(ban_length(&n) > Duration::from_millis(300));
+        // After a stable period as long as the maximum, it starts over.
+        n.mark_up(Probe::default());
+        lock(&n.ban).readmitted = Some(Instant::now() - Duration::from_millis(500));
+        n.mark_down("reset", backoff);
+        assert!(ban_length(&n) <= Duration::from_millis(100));
+    }
+
+    #[tokio::test]
+    async fn the_primary_is_never_banned() {
+        let n = node(Role::Primary);
+        n.mark_down("refused", Backoff::default());
+        assert!(!n.is_healthy() && !n.is_banned());
+    }
+
+    #[tokio::test]
+    async fn lag_limits_have_hysteresis() {
+        let n = node(Role::Replica);
+        n.mark_up(Probe {
+            in_recovery: Some(true),
+            ..Probe::default()
+        });
+        let max = Some(Duration::from_secs(1));
+        n.set_lag(10, Duration::from_millis(900), max, None);
+        assert!(n.serves_reads());
+        n.set_lag(10, Duration::from_millis(1100), max, None);
+        assert!(!n.serves_reads(), "over the limit: out");
+        n.set_lag(10, Duration::from_millis(800), max, None);
+        assert!(!n.serves_reads(), "between half and the limit: still out");
+        n.set_lag(0, Duration::from_millis(400), max, None);
+        assert!(n.serves_reads(), "below half: back");
+        n.set_lag(5_000, Duration::ZERO, None, Some(1_000));
+        assert!(!n.serves_reads(), "the byte limit works alone");
+    }
+}

@@ -12,10 +12,10 @@ use crate::node::Role;
 /// have their passwords replaced by `***`.
 ///
 /// ```text
-/// NODE       ROLE     HEALTHY  RECOVERY  QUERIES  ERRORS  MISROUTES  BUSY  URL                               LAST ERROR
-/// primary    primary  yes      no             12       0          0  1/1   postgres://app:***@db-1:5432/app  -
-/// replica-1  replica  yes      yes            40       0          1  2/2   postgres://app:***@db-2:5432/app  -
-/// replica-2  replica  no       ?               3       1          0  0/0   postgres://app:***@db-3:5432/app  connection refused
+/// NODE       ROLE                        STATE  LAG           QUERIES  ERRORS  RETRIES  MISROUTES  URL                                      LAST ERROR
+/// primary    primary (not writer)        down   -                  76       1        0          0  postgres://app:***@127.0.0.1:40745/app  error communicating with database: Connection refused (os error 111)
+/// replica-1  replica (promoted, writer)  up     -                 312       0        0          0  postgres://app:***@127.0.0.1:44441/app  -
+/// replica-2  replica                     up     299ms/48B         940       0        2          0  postgres://app:***@127.0.0.1:33115/app  -
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
