@@ -171,6 +171,10 @@ impl<DB: Backend> Node<DB> {
 
     /// A probe succeeded.
     pub(crate) fn mark_up(&self, probe: Probe) {
+        let was = self.in_recovery.load(Ordering::Relaxed);
+        if self.role == Role::Replica && probe.in_recovery == Some(false) && was != RECOVERY_NO {
+            tracing::warn!(node = %self.name, "configured replica is not in recovery (promoted?); it no longer serves reads");
+        }
         self.in_recovery.store(
             match probe.in_recovery {
                 None => RECOVERY_UNKNOWN,
