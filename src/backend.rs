@@ -29,6 +29,8 @@ pub struct Probe {
     pub replay_age: Option<std::time::Duration>,
     /// The timeline (PostgreSQL), which a promotion increments.
     pub timeline: Option<u64>,
+    /// The cluster's identity (PostgreSQL's system identifier), the same on every node.
+    pub cluster_id: Option<u64>,
 }
 
 /// A database partypool can route for. Implemented for sqlx's `Postgres`, `MySql` and
@@ -57,6 +59,25 @@ pub trait Backend: Database<Arguments: Clone> + sealed::Sealed {
         is_transport_error(e)
     }
 
+    /// What this backend offers for read-your-writes sessions.
+    const CAUSAL: crate::consistency::CausalSupport;
+
+    /// On the primary, right after a write committed: a log position at or past it.
+    fn capture_position(
+        conn: &mut Self::Connection,
+    ) -> impl Future<Output = Result<Option<u64>, sqlx::Error>> + Send {
+        let _ = conn;
+        std::future::ready(Ok(None))
+    }
+
+    /// On a replica: how far it has replayed the primary's log.
+    fn replayed_position(
+        conn: &mut Self::Connection,
+    ) -> impl Future<Output = Result<Option<u64>, sqlx::Error>> + Send {
+        let _ = conn;
+        std::future::ready(Ok(None))
+    }
+
     /// Whether `e` is a read-only replica refusing to write. Such a statement did not run, so
     /// it is safe to run it again on the primary.
     fn is_standby_rejection(e: &sqlx::Error) -> bool;
@@ -81,18 +102,38 @@ impl sealed::Sealed for sqlx::Postgres {}
 impl Backend for sqlx::Postgres {
     const DIALECT: Dialect = Dialect::Postgres;
     const SCHEMES: &'static [&'static str] = &["postgres", "postgresql"];
+    const CAUSAL: crate::consistency::CausalSupport = crate::consistency::CausalSupport::Positions;
+
+    /// The WAL *insert* position: past the commit record of every transaction that has
+    /// committed, even with `synchronous_commit = off` (where the write position can lag).
+    async fn capture_position(conn: &mut Self::Connection) -> Result<Option<u64>, sqlx::Error> {
+        let p: Option<i64> =
+            sqlx::query_scalar("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::int8")
+                .fetch_one(&mut *conn)
+                .await?;
+        Ok(p.map(|p| p.max(0) as u64))
+    }
+
+    async fn replayed_position(conn: &mut Self::Connection) -> Result<Option<u64>, sqlx::Error> {
+        let p: Option<i64> =
+            sqlx::query_scalar("SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::int8")
+                .fetch_one(&mut *conn)
+                .await?;
+        Ok(p.map(|p| p.max(0) as u64))
+    }
 
     /// One round trip: role, WAL position (current on a primary, replayed on a standby),
     /// time since the last replayed commit, timeline.
     async fn probe(conn: &mut Self::Connection) -> Result<Probe, sqlx::Error> {
-        let (in_recovery, position, replay_age, timeline): (bool, Option<i64>, Option<f64>, Option<i64>) =
+        let (in_recovery, position, replay_age, timeline, system): (bool, Option<i64>, Option<f64>, Option<i64>, Option<i64>) =
             sqlx::query_as(
                 "SELECT pg_is_in_recovery(), \
                    (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
                          ELSE pg_current_wal_lsn() END - '0/0'::pg_lsn)::int8, \
                    CASE WHEN pg_is_in_recovery() \
                         THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END, \
-                   (SELECT timeline_id FROM pg_control_checkpoint())::int8",
+                   (SELECT timeline_id FROM pg_control_checkpoint())::int8, \
+                   (SELECT system_identifier FROM pg_control_system())",
             )
             .fetch_one(&mut *conn)
             .await?;
@@ -103,6 +144,7 @@ impl Backend for sqlx::Postgres {
                 .filter(|s| s.is_finite())
                 .map(|s| std::time::Duration::from_secs_f64(s.max(0.0))),
             timeline: timeline.map(|t| t.max(0) as u64),
+            cluster_id: system.map(|s| s as u64),
         })
     }
 
@@ -141,6 +183,8 @@ impl sealed::Sealed for sqlx::MySql {}
 impl Backend for sqlx::MySql {
     const DIALECT: Dialect = Dialect::MySql;
     const SCHEMES: &'static [&'static str] = &["mysql", "mariadb"];
+    const CAUSAL: crate::consistency::CausalSupport =
+        crate::consistency::CausalSupport::Unsupported;
 
     async fn probe(conn: &mut Self::Connection) -> Result<Probe, sqlx::Error> {
         // A replica is a node replicating from another: `@@read_only` is the closest cheap
@@ -181,6 +225,7 @@ impl sealed::Sealed for sqlx::Sqlite {}
 impl Backend for sqlx::Sqlite {
     const DIALECT: Dialect = Dialect::Sqlite;
     const SCHEMES: &'static [&'static str] = &["sqlite"];
+    const CAUSAL: crate::consistency::CausalSupport = crate::consistency::CausalSupport::Immediate;
 
     /// SQLite allows one writer at a time: more writer connections only wait on each other's
     /// lock (`SQLITE_BUSY`), so the primary gets one connection unless configured otherwise.

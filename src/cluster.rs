@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -24,6 +24,11 @@ pub(crate) struct Settings {
     pub(crate) follow_promotion: bool,
     pub(crate) max_read_retries: u32,
     pub(crate) statement_timeout: Option<Duration>,
+    /// `None`: sessions track positions; `Some(d)`: they read on the primary for `d` after
+    /// a write.
+    pub(crate) sticky: Option<Duration>,
+    pub(crate) causal_wait: Duration,
+    pub(crate) position_interval: Duration,
 }
 
 pub(crate) struct Cluster<DB: Backend> {
@@ -37,6 +42,12 @@ pub(crate) struct Cluster<DB: Backend> {
     write_block: Mutex<Option<String>>,
     /// Woken when writes move to another node.
     writer_moved: Notify,
+    /// The cluster's identity (0: not known yet, or the backend has none).
+    cluster_id: AtomicU64,
+    /// Woken when a replica's replay position moves.
+    positions_moved: Notify,
+    /// Held while replay positions are being refreshed, so callers share one refresh.
+    refreshing: tokio::sync::Mutex<()>,
     closing: AtomicBool,
     closed_signal: Notify,
 }
@@ -54,6 +65,9 @@ impl<DB: Backend> Cluster<DB> {
             writer: AtomicUsize::new(0),
             write_block: Mutex::new(None),
             writer_moved: Notify::new(),
+            cluster_id: AtomicU64::new(0),
+            positions_moved: Notify::new(),
+            refreshing: tokio::sync::Mutex::new(()),
             closing: AtomicBool::new(false),
             closed_signal: Notify::new(),
         }
@@ -96,7 +110,21 @@ impl<DB: Backend> Cluster<DB> {
     /// The next replica that serves reads, by the balancing policy, skipping `tried`
     /// (indices into `nodes`); `None` when there is none.
     pub(crate) fn pick_replica(&self, tried: &[usize]) -> Option<(usize, &Arc<Node<DB>>)> {
-        let usable = |(i, n): &(usize, &Arc<Node<DB>>)| n.serves_reads() && !tried.contains(i);
+        self.pick_replica_at(tried, None)
+    }
+
+    /// Like [`pick_replica`](Self::pick_replica), among replicas known to have replayed at
+    /// least `min_position`.
+    pub(crate) fn pick_replica_at(
+        &self,
+        tried: &[usize],
+        min_position: Option<u64>,
+    ) -> Option<(usize, &Arc<Node<DB>>)> {
+        let usable = |(i, n): &(usize, &Arc<Node<DB>>)| {
+            n.serves_reads()
+                && !tried.contains(i)
+                && min_position.is_none_or(|min| n.position().is_some_and(|p| p >= min))
+        };
         let candidates = self.nodes.iter().enumerate().filter(usable).count();
         if candidates == 0 {
             return None;
@@ -198,6 +226,72 @@ impl<DB: Backend> Cluster<DB> {
                 self.settings.max_replica_lag,
                 self.settings.max_replica_lag_bytes,
             );
+        }
+    }
+
+    /// The cluster's identity, once the primary has answered.
+    pub(crate) fn cluster_id(&self) -> Option<u64> {
+        match self.cluster_id.load(Ordering::Acquire) {
+            0 => None,
+            id => Some(id),
+        }
+    }
+
+    pub(crate) fn set_cluster_id(&self, id: Option<u64>) {
+        if let Some(id) = id.filter(|id| *id != 0) {
+            let _ = self
+                .cluster_id
+                .compare_exchange(0, id, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+
+    /// Reads every serving replica's replay position now (one light query each, at once) and
+    /// wakes readers waiting for a position. Concurrent callers share one refresh.
+    pub(crate) async fn refresh_positions(&self) {
+        let Ok(_guard) = self.refreshing.try_lock() else {
+            // Someone is refreshing: wait for their result instead.
+            let moved = self.positions_moved.notified();
+            let _ = tokio::time::timeout(self.settings.health_check_timeout, moved).await;
+            return;
+        };
+        let timeout = self.settings.health_check_timeout;
+        futures_util::future::join_all(self.replicas().iter().filter(|n| n.serves_reads()).map(
+            |n| async move {
+                let read = async {
+                    let mut conn = n.pool.acquire().await?;
+                    DB::replayed_position(&mut conn).await
+                };
+                if let Ok(Ok(Some(p))) = tokio::time::timeout(timeout, read).await {
+                    n.advance_position(p);
+                }
+            },
+        ))
+        .await;
+        self.positions_moved.notify_waiters();
+    }
+
+    /// A replica that has replayed `min_position`, waiting up to `causal_wait` for one to
+    /// catch up (refreshing positions meanwhile); `None` when none does in time.
+    pub(crate) async fn replica_at(&self, tried: &[usize], min_position: u64) -> Option<usize> {
+        if let Some((i, _)) = self.pick_replica_at(tried, Some(min_position)) {
+            return Some(i);
+        }
+        // No replica in the rotation at all: nothing to wait for.
+        self.pick_replica(tried)?;
+        let deadline = tokio::time::Instant::now() + self.settings.causal_wait;
+        loop {
+            let _ = tokio::time::timeout_at(deadline, self.refresh_positions()).await;
+            if let Some((i, _)) = self.pick_replica_at(tried, Some(min_position)) {
+                return Some(i);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            // Replication usually needs well under a millisecond on a LAN: look again soon.
+            tokio::time::sleep(
+                Duration::from_millis(2).min(deadline - tokio::time::Instant::now()),
+            )
+            .await;
         }
     }
 

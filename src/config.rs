@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::balance::Balance;
+use crate::consistency::Consistency;
 use crate::route::{Dialect, Router};
 
 /// Settings for a [`ReplicaPool`](crate::ReplicaPool). `Config::default()` is the original
@@ -49,6 +50,9 @@ use crate::route::{Dialect, Router};
 /// | `max_replica_lag` | 30 s | a replica further behind leaves the rotation |
 /// | `max_replica_lag_bytes` | none | the same limit in WAL bytes |
 /// | `follow_promotion` | `true` | send writes to a promoted replica when the primary is gone |
+/// | `consistency` | `causal` | how sessions read their own writes |
+/// | `causal_wait` | 50 ms | how long a session read waits for a replica to catch up |
+/// | `position_interval` | 100 ms | how often replay positions are refreshed |
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -105,6 +109,16 @@ pub struct Config {
     /// promoted, send writes there. Off: writes fail at once with an error that says why.
     /// Default: on.
     pub follow_promotion: bool,
+    /// How sessions read their own writes ([`Consistency`]). Default: by log position.
+    pub consistency: Consistency,
+    /// How long a session's read waits for a replica to replay the session's writes before
+    /// it reads on the primary instead. Default: 50 ms.
+    #[serde(with = "humantime_serde")]
+    pub causal_wait: Duration,
+    /// How often replicas' replay positions are refreshed for sessions (one light query per
+    /// replica). Default: 100 ms.
+    #[serde(with = "humantime_serde")]
+    pub position_interval: Duration,
 }
 
 /// Exponential backoff bounds: see [`Config::ban_backoff`].
@@ -154,6 +168,9 @@ impl Default for Config {
             max_replica_lag: Some(Duration::from_secs(30)),
             max_replica_lag_bytes: None,
             follow_promotion: true,
+            consistency: Consistency::Causal,
+            causal_wait: Duration::from_millis(50),
+            position_interval: Duration::from_millis(100),
         }
     }
 }
@@ -184,6 +201,9 @@ impl Config {
         }
         if self.ban_backoff.base.is_zero() || self.ban_backoff.base > self.ban_backoff.max {
             return Err("ban_backoff needs 0 < base <= max".into());
+        }
+        if self.position_interval.is_zero() {
+            return Err("position_interval must be greater than zero".into());
         }
         if self.statement_timeout.is_some_and(|t| t.is_zero()) {
             return Err("statement_timeout must be greater than zero".into());

@@ -74,6 +74,21 @@ pub enum Error {
         reason: String,
     },
 
+    /// A causal token string could not be read.
+    #[error("invalid causal token: {0}")]
+    InvalidToken(String),
+
+    /// A causal token from another cluster (or another kind of database).
+    #[error(
+        "causal token belongs to cluster {found:016x}, but this pool's primary is cluster {expected:016x}"
+    )]
+    ForeignToken {
+        /// This pool's cluster identifier.
+        expected: u64,
+        /// The token's.
+        found: u64,
+    },
+
     /// The pool was used after [`ReplicaPool::close`](crate::ReplicaPool::close).
     #[error("the partypool is closed (primary {url})")]
     Closed {

@@ -12,7 +12,6 @@
 //! or dropped (the shutdown channel's sender lives in the pool).
 
 use std::sync::Weak;
-use std::time::Duration;
 
 use futures_util::future::join_all;
 use sqlx::{ConnectOptions, Connection};
@@ -21,7 +20,8 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 use crate::backend::{Backend, Probe};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Settings};
+use crate::consistency::CausalSupport;
 use crate::node::Node;
 
 /// Runs the backend's probe on an idle pooled connection if there is one, else on a fresh
@@ -50,7 +50,10 @@ pub(crate) async fn probe<DB: Backend>(node: &Node<DB>) -> Result<Probe, sqlx::E
 pub(crate) async fn check<DB: Backend>(cluster: &Cluster<DB>, node: &Node<DB>) {
     let timeout = cluster.settings.health_check_timeout;
     match tokio::time::timeout(timeout, probe(node)).await {
-        Ok(Ok(probe)) => node.mark_up(probe),
+        Ok(Ok(probe)) => {
+            cluster.set_cluster_id(probe.cluster_id);
+            node.mark_up(probe)
+        }
         Ok(Err(e)) => node.mark_down(&e.to_string(), cluster.settings.ban_backoff),
         Err(_) => node.mark_down(
             &format!("health check timed out after {timeout:?}"),
@@ -78,25 +81,32 @@ pub(crate) async fn round<DB: Backend>(cluster: &Cluster<DB>) {
 /// cluster is gone.
 pub(crate) fn spawn<DB: Backend>(
     cluster: Weak<Cluster<DB>>,
-    interval: Duration,
+    settings: Settings,
     mut shutdown: oneshot::Receiver<()>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut probes = tokio::time::interval(settings.health_check_interval);
+        probes.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // The pool probed every node while connecting; skip the immediate first tick.
-        ticker.tick().await;
+        probes.tick().await;
+        // Replay positions for read-your-writes sessions, between full probes.
+        let track_positions = DB::CAUSAL == CausalSupport::Positions && settings.sticky.is_none();
+        let mut positions = tokio::time::interval(settings.position_interval);
+        positions.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            let full = tokio::select! {
                 _ = &mut shutdown => break,
-                _ = ticker.tick() => {}
-            }
+                _ = probes.tick() => true,
+                _ = positions.tick(), if track_positions => false,
+            };
             let Some(cluster) = cluster.upgrade() else {
                 break;
             };
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = round(&cluster) => {}
+                _ = async {
+                    if full { round(&cluster).await } else { cluster.refresh_positions().await }
+                } => {}
             }
         }
         tracing::debug!("health task stopped");

@@ -257,6 +257,15 @@ impl<DB: Backend> Node<DB> {
         }
     }
 
+    /// Records a replay position seen outside the health probe; positions only move forward.
+    pub(crate) fn advance_position(&self, position: u64) {
+        let _ = self
+            .position
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                (p == UNKNOWN || p < position).then_some(position)
+            });
+    }
+
     /// Time since the last replayed transaction, as the last probe saw it.
     pub(crate) fn replay_age(&self) -> Option<Duration> {
         known(self.replay_age_us.load(Ordering::Relaxed)).map(Duration::from_micros)

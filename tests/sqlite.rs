@@ -138,3 +138,26 @@ async fn a_missing_reader_file_is_unhealthy_but_connect_succeeds() {
     assert_eq!(pool.status().node("primary").unwrap().queries, 1);
     pool.close().await;
 }
+
+#[tokio::test]
+async fn sessions_on_sqlite_read_their_writes_from_the_readers() {
+    let (_dir, pool) = setup().await;
+    sqlx::query("CREATE TABLE s (v TEXT)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let session = pool.session();
+    sqlx::query("INSERT INTO s VALUES ('mine')")
+        .execute(&session)
+        .await
+        .unwrap();
+    let before = pool.status().node("primary").unwrap().queries;
+    // Readers of the same WAL file see every committed write: no need to go to the writer.
+    let v: String = sqlx::query_scalar("SELECT v FROM s")
+        .fetch_one(&session)
+        .await
+        .unwrap();
+    assert_eq!(v, "mine");
+    assert_eq!(pool.status().node("primary").unwrap().queries, before);
+    pool.close().await;
+}

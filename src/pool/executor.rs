@@ -18,6 +18,7 @@ use sqlx::{Database, Describe, Execute, Executor, SqlStr};
 use super::ReplicaPool;
 use super::inner::Shared;
 use crate::backend::Backend;
+use crate::consistency::{CausalSupport, Session, SessionState};
 use crate::node::{Node, Role};
 use crate::route::{Route, Target, fingerprint};
 
@@ -100,6 +101,14 @@ enum Failure {
     Closed,
 }
 
+/// How a call reached the executor: an explicit target (`on_primary`, `on_replica`), and the
+/// session it belongs to.
+#[derive(Default)]
+pub(crate) struct Via {
+    force: Option<Target>,
+    session: Option<Arc<SessionState>>,
+}
+
 /// What to do after a failed attempt.
 enum Next {
     /// Run the read again on another node.
@@ -111,6 +120,39 @@ enum Next {
 
 fn io_error(kind: io::ErrorKind, message: String) -> sqlx::Error {
     sqlx::Error::Io(io::Error::new(kind, message))
+}
+
+impl<DB: Backend> Shared<DB> {
+    /// After a transaction committed through a session: record the primary's position from
+    /// any writer connection (the position is global and only grows).
+    pub(crate) async fn record_commit(&self, session: &SessionState) {
+        match self.acquire_writer().await {
+            Ok((_, _, mut conn)) => self.record_write(&mut conn, session).await,
+            Err(_) => session.advance(u64::MAX),
+        }
+    }
+
+    /// After a statement ran on the primary through a session: remember where the primary's
+    /// log is now, on the same connection (one light query), so the session's later reads
+    /// see it. If that fails, any writer connection will do (the position is global); if
+    /// that fails too, the session reads on the primary from now on (never too old).
+    async fn record_write(&self, conn: &mut DB::Connection, session: &SessionState) {
+        if self.cluster.settings.sticky.is_some() || DB::CAUSAL == CausalSupport::Unsupported {
+            session.wrote_now();
+            return;
+        }
+        if DB::CAUSAL == CausalSupport::Immediate {
+            return;
+        }
+        let position = match DB::capture_position(conn).await {
+            Ok(Some(p)) => Some(p),
+            _ => match self.acquire_writer().await {
+                Ok((_, _, mut c)) => DB::capture_position(&mut c).await.ok().flatten(),
+                Err(_) => None,
+            },
+        };
+        session.advance(position.unwrap_or(u64::MAX));
+    }
 }
 
 impl<DB: Backend> Shared<DB>
@@ -222,12 +264,8 @@ where
         }
     }
 
-    fn fetch_many<'e>(
-        self: Arc<Self>,
-        query: Routed<DB>,
-        force: Option<Target>,
-    ) -> ResultStream<'e, DB> {
-        let route = self.route(query.sql.as_str(), force);
+    fn fetch_many<'e>(self: Arc<Self>, query: Routed<DB>, via: Via) -> ResultStream<'e, DB> {
+        let route = self.route(query.sql.as_str(), via.force);
         let read = route.target == Target::Replica;
         async_stream::try_stream! {
             let mut tried = Vec::new();
@@ -236,7 +274,7 @@ where
             while let Some((query, on_replica)) = pending.take() {
                 let again = if on_replica { query.try_clone() } else { None };
                 let (index, node, mut conn) = if on_replica {
-                    self.acquire_reader(&mut tried).await?
+                    self.acquire_reader(&mut tried, via.session.as_deref()).await?
                 } else {
                     self.acquire_writer().await?
                 };
@@ -264,6 +302,12 @@ where
                             }
                         }
                     }
+                }
+                if !on_replica
+                    && matches!(failure, None | Some(Failure::Db(_)))
+                    && let Some(session) = &via.session
+                {
+                    self.record_write(&mut conn, session).await;
                 }
                 let Some(failure) = failure else { break };
                 if !matches!(failure, Failure::Db(_)) {
@@ -295,9 +339,9 @@ where
     fn fetch_optional<'e>(
         self: Arc<Self>,
         query: Routed<DB>,
-        force: Option<Target>,
+        via: Via,
     ) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>> {
-        let route = self.route(query.sql.as_str(), force);
+        let route = self.route(query.sql.as_str(), via.force);
         let read = route.target == Target::Replica;
         async move {
             let mut tried = Vec::new();
@@ -306,14 +350,22 @@ where
             loop {
                 let again = if on_replica { query.try_clone() } else { None };
                 let (index, node, mut conn) = if on_replica {
-                    self.acquire_reader(&mut tried).await?
+                    self.acquire_reader(&mut tried, via.session.as_deref())
+                        .await?
                 } else {
                     self.acquire_writer().await?
                 };
                 // Watch for the node leaving the rotation only on a replica read: a read that fell back
                 // to the writer, or a write, runs to its end.
                 let watch = on_replica && node.serves_reads();
-                let failure = match self.guarded(&node, watch, conn.fetch_optional(query)).await {
+                let outcome = self.guarded(&node, watch, conn.fetch_optional(query)).await;
+                if !on_replica
+                    && outcome.is_ok()
+                    && let Some(session) = &via.session
+                {
+                    self.record_write(&mut conn, session).await;
+                }
+                let failure = match outcome {
                     Ok(Ok(row)) => return Ok(row),
                     Ok(Err(e)) => Failure::Db(e),
                     Err(f) => {
@@ -349,14 +401,14 @@ where
         self: Arc<Self>,
         sql: SqlStr,
         parameters: &'e [DB::TypeInfo],
-        force: Option<Target>,
+        via: Via,
     ) -> BoxFuture<'e, Result<DB::Statement, sqlx::Error>> {
         // A prepared statement is metadata plus SQL; sqlx prepares it again on whichever
         // connection later runs it, so it is routed again at that point.
-        let route = self.route(sql.as_str(), force);
+        let route = self.route(sql.as_str(), via.force);
         async move {
             let (_, node, mut conn) = if route.target == Target::Replica {
-                self.acquire_reader(&mut Vec::new()).await?
+                self.acquire_reader(&mut Vec::new(), None).await?
             } else {
                 self.acquire_writer().await?
             };
@@ -388,7 +440,7 @@ where
 /// Implements `sqlx::Executor` for a handle type, given how to get the shared state and the
 /// forced target from `self`.
 macro_rules! routed_executor {
-    ($handle:ty, |$this:ident| ($shared:expr, $force:expr)) => {
+    ($handle:ty, |$this:ident| ($shared:expr, $via:expr)) => {
         impl<'p, DB: Backend> Executor<'p> for $handle
         where
             for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -404,7 +456,7 @@ macro_rules! routed_executor {
                 E: 'q + Execute<'q, DB>,
             {
                 let $this = self;
-                Shared::fetch_many($shared, Routed::new(query), $force)
+                Shared::fetch_many($shared, Routed::new(query), $via)
             }
 
             fn fetch_optional<'e, 'q: 'e, E>(
@@ -416,7 +468,7 @@ macro_rules! routed_executor {
                 E: 'q + Execute<'q, DB>,
             {
                 let $this = self;
-                Shared::fetch_optional($shared, Routed::new(query), $force)
+                Shared::fetch_optional($shared, Routed::new(query), $via)
             }
 
             fn prepare_with<'e>(
@@ -428,7 +480,7 @@ macro_rules! routed_executor {
                 'p: 'e,
             {
                 let $this = self;
-                Shared::prepare_with($shared, sql, parameters, $force)
+                Shared::prepare_with($shared, sql, parameters, $via)
             }
 
             fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<Describe<DB>, sqlx::Error>>
@@ -442,10 +494,23 @@ macro_rules! routed_executor {
     };
 }
 
-routed_executor!(&'_ ReplicaPool<DB>, |pool| (Arc::clone(&pool.shared), None));
+routed_executor!(&'_ ReplicaPool<DB>, |pool| (
+    Arc::clone(&pool.shared),
+    Via::default()
+));
 routed_executor!(Targeted<'_, DB>, |handle| (
     Arc::clone(&handle.pool.shared),
-    Some(handle.target)
+    Via {
+        force: Some(handle.target),
+        session: None
+    }
+));
+routed_executor!(&'_ Session<DB>, |session| (
+    Arc::clone(&session.pool.shared),
+    Via {
+        force: None,
+        session: Some(Arc::clone(&session.state))
+    }
 ));
 
 /// An executor that routes with an explicit target: [`ReplicaPool::on_primary`] and

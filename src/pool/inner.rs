@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::backend::Backend;
 use crate::cluster::{Cluster, Settings};
+use crate::consistency::{CausalSupport, Consistency, STICKY_FALLBACK, SessionState};
 use crate::node::{Node, Role};
 use crate::route::Router;
 use crate::{Config, Error, health, redact};
@@ -59,6 +60,13 @@ impl<DB: Backend> Shared<DB> {
             follow_promotion: config.follow_promotion,
             max_read_retries: config.max_read_retries,
             statement_timeout: config.statement_timeout,
+            sticky: match (config.consistency, DB::CAUSAL) {
+                (Consistency::StickyFor(d), _) => Some(d),
+                (Consistency::Causal, CausalSupport::Unsupported) => Some(STICKY_FALLBACK),
+                (Consistency::Causal, _) => None,
+            },
+            causal_wait: config.causal_wait,
+            position_interval: config.position_interval,
         };
         let cluster = Arc::new(Cluster::new(nodes, settings, config.balance.policy()));
 
@@ -77,6 +85,7 @@ impl<DB: Backend> Shared<DB> {
         );
         match first.unwrap_or(Err(sqlx::Error::PoolTimedOut)) {
             Ok(probe) => {
+                cluster.set_cluster_id(probe.cluster_id);
                 primary.mark_up(probe);
                 if probe.in_recovery == Some(true) {
                     tracing::warn!(node = %primary.name, "the configured primary is in recovery (a standby)");
@@ -97,7 +106,7 @@ impl<DB: Backend> Shared<DB> {
         cluster.update_lag();
 
         let (tx, rx) = oneshot::channel();
-        let task = health::spawn(Arc::downgrade(&cluster), settings.health_check_interval, rx);
+        let task = health::spawn(Arc::downgrade(&cluster), settings, rx);
         Ok(Shared {
             cluster,
             router: config.router(DB::DIALECT),
@@ -150,9 +159,25 @@ impl<DB: Backend> Shared<DB> {
     pub(crate) async fn acquire_reader(
         &self,
         tried: &mut Vec<usize>,
+        session: Option<&SessionState>,
     ) -> Result<Checkout<DB>, sqlx::Error> {
-        while let Some((index, node)) = self.cluster.pick_replica(tried) {
-            let node = Arc::clone(node);
+        let settings = &self.cluster.settings;
+        // A session that wrote recently reads on the primary (time-based consistency), or
+        // only on replicas that have replayed its writes (position-based).
+        let sticky = session.is_some_and(|s| settings.sticky.is_some_and(|d| s.sticky(d)));
+        let min_position = session
+            .and_then(|s| s.min_position())
+            .filter(|_| settings.sticky.is_none());
+        loop {
+            if sticky {
+                break;
+            }
+            let index = match min_position {
+                None => self.cluster.pick_replica(tried).map(|(i, _)| i),
+                Some(min) => self.cluster.replica_at(tried, min).await,
+            };
+            let Some(index) = index else { break };
+            let node = Arc::clone(&self.cluster.nodes[index]);
             match node.acquire_while_in_rotation().await {
                 Some(Ok(conn)) => {
                     node.served();

@@ -48,6 +48,7 @@ pub use builder::Builder;
 pub use executor::Targeted;
 
 use crate::backend::Backend;
+use crate::consistency::{CausalToken, Session};
 use crate::node::Node;
 use crate::status::Status;
 use crate::{Config, Error};
@@ -61,7 +62,7 @@ use inner::Shared;
 ///
 /// See the [module docs](crate::pool) for a tour.
 pub struct ReplicaPool<DB: Backend> {
-    shared: Arc<Shared<DB>>,
+    pub(crate) shared: Arc<Shared<DB>>,
 }
 
 impl<DB: Backend> Clone for ReplicaPool<DB> {
@@ -213,6 +214,36 @@ impl<DB: Backend> ReplicaPool<DB> {
         for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     {
         sqlx::Executor::prepare(self, sql.into_sql_str()).await
+    }
+
+    /// A read-your-writes session: an executor like the pool whose reads always see its own
+    /// earlier writes (see [`consistency`](crate::consistency)). Make one per request or user
+    /// interaction; carry [`Session::token`] to the next request.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: partypool::PgReplicaPool) -> Result<(), sqlx::Error> {
+    /// let session = pool.session();
+    /// sqlx::query("INSERT INTO notes (body) VALUES ('hi')").execute(&session).await?;
+    /// // A replica that has the note, or the primary:
+    /// let n: i64 = sqlx::query_scalar("SELECT count(*) FROM notes").fetch_one(&session).await?;
+    /// # let _ = n; Ok(()) }
+    /// ```
+    pub fn session(&self) -> Session<DB> {
+        Session::new(self.clone(), None)
+    }
+
+    /// A session that continues from a token another request (or process) handed over.
+    ///
+    /// Fails with [`Error::ForeignToken`] when the token belongs to another cluster.
+    pub fn session_with(&self, token: CausalToken) -> Result<Session<DB>, Error> {
+        let expected = self.shared.cluster.cluster_id().unwrap_or(0);
+        if token.cluster() != expected {
+            return Err(Error::ForeignToken {
+                expected,
+                found: token.cluster(),
+            });
+        }
+        Ok(Session::new(self.clone(), Some(token)))
     }
 
     /// A snapshot of every node: role, health, counters, last error. Its `Display` is a table.
