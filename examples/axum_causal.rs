@@ -23,23 +23,26 @@ use tower::ServiceExt;
 const TOKEN_HEADER: &str = "x-partypool-token";
 
 /// The session for a request: continues the client's token if it sent one.
-fn session(pool: &PgReplicaPool, headers: &HeaderMap) -> Result<Session<sqlx::Postgres>, Response> {
+fn session(
+    pool: &PgReplicaPool,
+    headers: &HeaderMap,
+) -> Result<Session<sqlx::Postgres>, (StatusCode, String)> {
     let Some(value) = headers.get(TOKEN_HEADER) else {
         return Ok(pool.session());
     };
+    let bad = |e: String| (StatusCode::BAD_REQUEST, e);
     let token: CausalToken = value
         .to_str()
-        .map_err(|_| (StatusCode::BAD_REQUEST, "bad token header").into_response())?
+        .map_err(|_| bad("bad token header".into()))?
         .parse()
-        .map_err(|e: partypool::Error| (StatusCode::BAD_REQUEST, e.to_string()).into_response())?;
-    pool.session_with(token)
-        .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()).into_response())
+        .map_err(|e: partypool::Error| bad(e.to_string()))?;
+    pool.session_with(token).map_err(|e| bad(e.to_string()))
 }
 
 async fn create(State(pool): State<PgReplicaPool>, headers: HeaderMap, body: String) -> Response {
     let session = match session(&pool, &headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let id: i64 = match sqlx::query_scalar("INSERT INTO notes (body) VALUES ($1) RETURNING id")
         .bind(body)
@@ -60,7 +63,7 @@ async fn read(
 ) -> Response {
     let session = match session(&pool, &headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let row: Option<(String, bool)> =
         match sqlx::query_as("SELECT body, pg_is_in_recovery() FROM notes WHERE id = $1")
