@@ -324,3 +324,38 @@ impl<DB: crate::Backend> fmt::Debug for Session<DB> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consistency_reads_from_config_files() {
+        let sticky: Consistency = serde_json::from_str(r#"{ "sticky_for": "2s" }"#).unwrap();
+        assert_eq!(sticky, Consistency::StickyFor(Duration::from_secs(2)));
+        let causal: Consistency = serde_json::from_str(r#""causal""#).unwrap();
+        assert_eq!(causal, Consistency::Causal);
+    }
+
+    #[test]
+    fn tokens_round_trip() {
+        for t in [
+            CausalToken { cluster: u64::MAX, mark: Mark::Position(0x3000148) },
+            CausalToken { cluster: 1, mark: Mark::WrittenAt(1_790_000_000_000) },
+        ] {
+            assert_eq!(t.to_string().parse::<CausalToken>().unwrap(), t);
+        }
+    }
+
+    #[test]
+    fn state_moves_forward_only() {
+        let s = SessionState::default();
+        assert_eq!(s.min_position(), None);
+        s.advance(10);
+        s.advance(5);
+        assert_eq!(s.min_position(), Some(10));
+        assert!(!s.sticky(Duration::from_secs(1)));
+        s.wrote_now();
+        assert!(s.sticky(Duration::from_secs(1)));
+    }
+}
