@@ -340,8 +340,14 @@ mod tests {
     #[test]
     fn tokens_round_trip() {
         for t in [
-            CausalToken { cluster: u64::MAX, mark: Mark::Position(0x3000148) },
-            CausalToken { cluster: 1, mark: Mark::WrittenAt(1_790_000_000_000) },
+            CausalToken {
+                cluster: u64::MAX,
+                mark: Mark::Position(0x3000148),
+            },
+            CausalToken {
+                cluster: 1,
+                mark: Mark::WrittenAt(1_790_000_000_000),
+            },
         ] {
             assert_eq!(t.to_string().parse::<CausalToken>().unwrap(), t);
         }
