@@ -125,14 +125,18 @@ impl<DB: Backend> Cluster<DB> {
                 && !tried.contains(i)
                 && min_position.is_none_or(|min| n.position().is_some_and(|p| p >= min))
         };
-        let candidates = self.nodes.iter().enumerate().filter(usable).count();
-        if candidates == 0 {
-            return None;
+        // A handful of replicas: a small vector per pick is cheaper than the round trip by
+        // far (see BENCHMARKS.md).
+        let candidates: Vec<(usize, &Arc<Node<DB>>)> =
+            self.nodes.iter().enumerate().filter(usable).collect();
+        match candidates.len() {
+            0 => None,
+            1 => Some(candidates[0]),
+            _ => {
+                let loads: Vec<_> = candidates.iter().map(|(_, n)| n.load()).collect();
+                Some(candidates[self.policy.pick(&loads).min(candidates.len() - 1)])
+            }
         }
-        let k = self.policy.pick(candidates);
-        // Health may change between the count and this walk; then take the first one left.
-        let mut it = self.nodes.iter().enumerate().filter(usable);
-        it.clone().nth(k).or_else(|| it.next())
     }
 
     /// Chooses the writer after a round of probes.

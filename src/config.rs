@@ -64,6 +64,9 @@ pub struct Config {
     pub health_check_timeout: Duration,
     /// How reads are spread across healthy replicas. Default: [`Balance::RoundRobin`].
     pub balance: Balance,
+    /// Per-replica weights for [`Balance::WeightedRoundRobin`], in replica order (missing
+    /// ones count 1). Default: none.
+    pub replica_weights: Vec<u32>,
     /// Maximum connections per node. Default: 10 (sqlx's own default).
     pub max_connections: u32,
     /// Connections each node keeps open even when idle. Default: 0.
@@ -154,6 +157,7 @@ impl Default for Config {
             health_check_interval: Duration::from_secs(5),
             health_check_timeout: Duration::from_secs(1),
             balance: Balance::RoundRobin,
+            replica_weights: Vec::new(),
             max_connections: 10,
             min_connections: 0,
             primary_max_connections: None,

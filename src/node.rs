@@ -1,8 +1,9 @@
 //! One endpoint: its sqlx pool, its role, and what partypool has observed about it.
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,7 @@ use sqlx::{Database, Pool};
 use tokio::sync::Notify;
 
 use crate::backend::{Backend, Probe};
+use crate::balance::{Load, PeakEwma};
 use crate::config::Backoff;
 use crate::redact;
 
@@ -68,6 +70,13 @@ pub(crate) struct Node<DB: Database> {
     retries: AtomicU64,
     last_error: Mutex<Option<String>>,
     ban: Mutex<Ban>,
+    /// Balancing weight (`Config::replica_weights`).
+    weight: u32,
+    /// Statements running on it now.
+    in_flight: AtomicU32,
+    /// Recent statement latency, for latency-aware balancing.
+    latency: PeakEwma,
+    metrics: NodeMetrics,
     /// Woken when the node leaves the rotation, so waits on its pool and reads running on
     /// it give up at once.
     down: Notify,
@@ -91,6 +100,7 @@ impl<DB: Backend> Node<DB> {
         secret: Option<String>,
         pool: Pool<DB>,
     ) -> Self {
+        let name_for_metrics = name.clone();
         Node {
             name,
             role,
@@ -111,7 +121,36 @@ impl<DB: Backend> Node<DB> {
             retries: AtomicU64::new(0),
             last_error: Mutex::new(None),
             ban: Mutex::new(Ban::default()),
+            weight: 1,
+            in_flight: AtomicU32::new(0),
+            latency: PeakEwma::default(),
+            metrics: NodeMetrics::new(&name_for_metrics),
             down: Notify::new(),
+        }
+    }
+
+    /// Sets the balancing weight (at least 1).
+    pub(crate) fn with_weight(mut self, weight: u32) -> Self {
+        self.weight = weight.max(1);
+        self
+    }
+
+    /// What a balancing policy sees of this node.
+    pub(crate) fn load(&self) -> Load {
+        Load {
+            weight: self.weight,
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            latency: self.latency.get(),
+        }
+    }
+
+    /// Marks a statement as running here until the returned guard is dropped.
+    pub(crate) fn start_call(self: &Arc<Self>) -> Busy<DB> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.metrics.in_flight.increment(1.0);
+        Busy {
+            node: Arc::clone(self),
+            started: Instant::now(),
         }
     }
 
@@ -147,16 +186,19 @@ impl<DB: Backend> Node<DB> {
     /// Counts one statement dispatched to this node.
     pub(crate) fn served(&self) {
         self.served.fetch_add(1, Ordering::Relaxed);
+        self.metrics.queries.increment(1);
     }
 
     /// Counts a read that failed here and was tried again elsewhere.
     pub(crate) fn retried(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
+        self.metrics.retries.increment(1);
     }
 
     /// Counts a statement this replica refused as a write (it then ran on the primary).
     pub(crate) fn misrouted(&self) {
         self.misroutes.fetch_add(1, Ordering::Relaxed);
+        self.metrics.misroutes.increment(1);
     }
 
     /// Text from the driver with this node's password scrubbed out.
@@ -191,6 +233,7 @@ impl<DB: Backend> Node<DB> {
             probe.replay_age.map_or(UNKNOWN, |d| d.as_micros() as u64),
             Ordering::Relaxed,
         );
+        self.metrics.healthy.set(1.0);
         if !self.healthy.swap(true, Ordering::AcqRel) {
             let mut ban = lock(&self.ban);
             ban.until = None;
@@ -204,6 +247,7 @@ impl<DB: Backend> Node<DB> {
     pub(crate) fn mark_down(&self, why: &str, backoff: Backoff) {
         let why = self.scrub(why);
         let was_healthy = self.healthy.swap(false, Ordering::AcqRel);
+        self.metrics.healthy.set(0.0);
         if self.role == Role::Replica {
             let mut ban = lock(&self.ban);
             let now = Instant::now();
@@ -243,6 +287,8 @@ impl<DB: Backend> Node<DB> {
         self.lag_bytes.store(bytes, Ordering::Relaxed);
         self.lag_us
             .store(time.as_micros() as u64, Ordering::Relaxed);
+        self.metrics.lag_bytes.set(bytes as f64);
+        self.metrics.lag_seconds.set(time.as_secs_f64());
         let over = max_time.is_some_and(|m| time > m) || max_bytes.is_some_and(|m| bytes > m);
         let under_half =
             max_time.is_none_or(|m| time <= m / 2) && max_bytes.is_none_or(|m| bytes <= m / 2);
@@ -299,7 +345,7 @@ impl<DB: Backend> Node<DB> {
     /// Records an error a statement returned on this node; a connection-class error takes
     /// the node out of the rotation at once.
     pub(crate) fn record_error(&self, e: &sqlx::Error, backoff: Backoff) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.count_error();
         if DB::is_unavailable(e) {
             self.mark_down(&e.to_string(), backoff);
         }
@@ -308,6 +354,7 @@ impl<DB: Backend> Node<DB> {
     /// Counts an error without judging the node (e.g. a statement timeout).
     pub(crate) fn count_error(&self) {
         self.errors.fetch_add(1, Ordering::Relaxed);
+        self.metrics.errors.increment(1);
     }
 
     pub(crate) fn status(&self, writer: bool) -> crate::status::NodeStatus {
@@ -327,6 +374,8 @@ impl<DB: Backend> Node<DB> {
             errors: lag(&self.errors),
             retries: lag(&self.retries),
             misroutes: lag(&self.misroutes),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            latency: Duration::from_secs_f64(self.latency.get()),
             connections: self.pool.size(),
             idle: self.pool.num_idle(),
             last_error: lock(&self.last_error).clone(),
@@ -342,6 +391,59 @@ impl<DB: Backend> fmt::Debug for Node<DB> {
             .field("url", &self.url)
             .field("healthy", &self.is_healthy())
             .finish_non_exhaustive()
+    }
+}
+
+/// The node's handles in the `metrics` facade, registered once with a `node` label (its
+/// name, never its URL). Without an installed recorder they do nothing.
+struct NodeMetrics {
+    queries: metrics::Counter,
+    errors: metrics::Counter,
+    retries: metrics::Counter,
+    misroutes: metrics::Counter,
+    duration: metrics::Histogram,
+    healthy: metrics::Gauge,
+    in_flight: metrics::Gauge,
+    lag_seconds: metrics::Gauge,
+    lag_bytes: metrics::Gauge,
+}
+
+impl NodeMetrics {
+    fn new(node: &str) -> Self {
+        let labels = [("node", node.to_owned())];
+        NodeMetrics {
+            queries: metrics::counter!("partypool_queries_total", &labels),
+            errors: metrics::counter!("partypool_errors_total", &labels),
+            retries: metrics::counter!("partypool_retries_total", &labels),
+            misroutes: metrics::counter!("partypool_misroutes_total", &labels),
+            duration: metrics::histogram!("partypool_query_duration_seconds", &labels),
+            healthy: metrics::gauge!("partypool_node_healthy", &labels),
+            in_flight: metrics::gauge!("partypool_in_flight", &labels),
+            lag_seconds: metrics::gauge!("partypool_replica_lag_seconds", &labels),
+            lag_bytes: metrics::gauge!("partypool_replica_lag_bytes", &labels),
+        }
+    }
+}
+
+/// A statement running on a node: counted in its in-flight load while alive.
+pub(crate) struct Busy<DB: Backend> {
+    node: Arc<Node<DB>>,
+    started: Instant,
+}
+
+impl<DB: Backend> Busy<DB> {
+    /// The statement completed: record its latency for latency-aware balancing.
+    pub(crate) fn done(self) {
+        let took = self.started.elapsed();
+        self.node.latency.observe(took);
+        self.node.metrics.duration.record(took.as_secs_f64());
+    }
+}
+
+impl<DB: Backend> Drop for Busy<DB> {
+    fn drop(&mut self) {
+        self.node.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.node.metrics.in_flight.decrement(1.0);
     }
 }
 

@@ -60,6 +60,11 @@ pub struct NodeStatus {
     /// the primary. Non-zero means the router misjudged something: consider
     /// `Config::write_functions`.
     pub misroutes: u64,
+    /// Statements running on it now.
+    pub in_flight: u32,
+    /// Its recent statement latency (peak EWMA; zero before the first statement).
+    #[serde(with = "humantime_serde")]
+    pub latency: std::time::Duration,
     /// Open connections (idle and in use).
     pub connections: u32,
     /// Idle connections.

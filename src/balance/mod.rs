@@ -1,27 +1,37 @@
-//! Load balancing: which healthy replica serves the next read.
+//! Load balancing: which replica serves the next read.
 //!
-//! A policy is a small value that picks an index among `n` candidates (the healthy replicas,
-//! in configuration order). The pool asks it once per routed read; policies never see the
-//! nodes themselves, so each one is testable on its own.
+//! A policy is a small value that picks one of the candidates (the replicas in the rotation,
+//! in configuration order), seeing only a [`Load`] snapshot of each: its configured weight,
+//! the statements running on it, and its recent latency. The pool asks once per routed read;
+//! each policy is testable on its own.
 //!
 //! | policy | pick | when to use |
 //! |---|---|---|
 //! | [`Balance::RoundRobin`] (default) | each candidate in turn | replicas of equal size and load |
 //! | [`Balance::Random`] | uniformly at random | many pool instances that should not move in lockstep |
+//! | [`Balance::WeightedRoundRobin`] | in turn, in proportion to `Config::replica_weights` | replicas of different sizes |
+//! | [`Balance::LeastOutstanding`] | the less busy of two random candidates | uneven statement costs; a replica that slows down gets fewer reads at once |
+//! | [`Balance::LatencyAware`] | the cheaper of two random candidates by peak-EWMA latency × load | replicas whose latency differs or drifts (another AZ, a noisy neighbour) |
 
+mod least_outstanding;
+mod peak_ewma;
 mod random;
 mod round_robin;
+mod weighted;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use least_outstanding::LeastOutstanding;
+pub(crate) use peak_ewma::{LatencyAware, PeakEwma};
 pub(crate) use random::Random;
 pub(crate) use round_robin::RoundRobin;
+pub(crate) use weighted::WeightedRoundRobin;
 
-/// How reads are spread across healthy replicas.
+/// How reads are spread across the replicas in the rotation.
 ///
 /// ```
 /// use partypool::{Balance, Config};
-/// let config = Config { balance: Balance::Random, ..Config::default() };
+/// let config = Config { balance: Balance::LatencyAware, ..Config::default() };
 /// assert_eq!(Config::default().balance, Balance::RoundRobin);
 /// # let _ = config;
 /// ```
@@ -29,17 +39,34 @@ pub(crate) use round_robin::RoundRobin;
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Balance {
-    /// Each healthy replica in turn (the original package's behaviour).
+    /// Each replica in turn (the original package's behaviour).
     #[default]
     RoundRobin,
-    /// A uniformly random healthy replica.
+    /// A uniformly random replica.
     Random,
+    /// Each replica in turn, as often as its weight in `Config::replica_weights`.
+    WeightedRoundRobin,
+    /// Of two random replicas, the one with fewer statements running (power of two choices).
+    LeastOutstanding,
+    /// Of two random replicas, the one with the lower peak-EWMA latency × (running + 1).
+    LatencyAware,
 }
 
-/// A balancing policy: picks one of `n > 0` candidates.
+/// What a policy sees of one candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(crate) struct Load {
+    /// Configured weight (at least 1).
+    pub(crate) weight: u32,
+    /// Statements running on it now.
+    pub(crate) in_flight: u32,
+    /// Peak-EWMA latency in seconds; 0 when nothing has been measured yet.
+    pub(crate) latency: f64,
+}
+
+/// A balancing policy: picks one of the candidates.
 pub(crate) trait Policy: Send + Sync + 'static {
-    /// Returns an index in `0..n`. `n` is never zero.
-    fn pick(&self, n: usize) -> usize;
+    /// Returns an index into `candidates`, which is never empty.
+    fn pick(&self, candidates: &[Load]) -> usize;
 }
 
 impl Balance {
@@ -47,6 +74,16 @@ impl Balance {
         match self {
             Balance::RoundRobin => Box::new(RoundRobin::default()),
             Balance::Random => Box::new(Random),
+            Balance::WeightedRoundRobin => Box::new(WeightedRoundRobin::default()),
+            Balance::LeastOutstanding => Box::new(LeastOutstanding),
+            Balance::LatencyAware => Box::new(LatencyAware),
         }
     }
+}
+
+/// Two distinct random indices in `0..n` (n ≥ 2): the "power of two choices".
+pub(crate) fn two_choices(n: usize) -> (usize, usize) {
+    let a = fastrand::usize(..n);
+    let b = (a + 1 + fastrand::usize(..n - 1)) % n;
+    (a, b)
 }

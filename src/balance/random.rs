@@ -1,13 +1,13 @@
 //! Random: a uniformly random candidate (`fastrand`, thread-local, no lock).
 
-use super::Policy;
+use super::{Load, Policy};
 
 #[derive(Debug, Default)]
 pub(crate) struct Random;
 
 impl Policy for Random {
-    fn pick(&self, n: usize) -> usize {
-        fastrand::usize(..n)
+    fn pick(&self, candidates: &[Load]) -> usize {
+        fastrand::usize(..candidates.len())
     }
 }
 
@@ -17,11 +17,12 @@ mod tests {
 
     #[test]
     fn stays_in_range_and_spreads() {
+        let loads = [Load::default(); 4];
         let mut counts = [0u32; 4];
         for _ in 0..4000 {
-            counts[Random.pick(4)] += 1;
+            counts[Random.pick(&loads)] += 1;
         }
         assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
-        assert_eq!(Random.pick(1), 0);
+        assert_eq!(Random.pick(&loads[..1]), 0);
     }
 }

@@ -1,12 +1,12 @@
 //! Round-robin: candidate `k mod n` for the `k`-th pick.
 //!
-//! One relaxed atomic increment per pick. When the set of healthy replicas changes, `n`
-//! changes and the sequence continues from the same counter, so no replica is favoured for
+//! One relaxed atomic increment per pick. When the set of replicas in the rotation changes,
+//! `n` changes and the sequence continues from the same counter, so no replica is favoured for
 //! long after a membership change.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::Policy;
+use super::{Load, Policy};
 
 #[derive(Debug, Default)]
 pub(crate) struct RoundRobin {
@@ -14,8 +14,8 @@ pub(crate) struct RoundRobin {
 }
 
 impl Policy for RoundRobin {
-    fn pick(&self, n: usize) -> usize {
-        self.next.fetch_add(1, Ordering::Relaxed) % n
+    fn pick(&self, candidates: &[Load]) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed) % candidates.len()
     }
 }
 
@@ -26,11 +26,12 @@ mod tests {
     #[test]
     fn cycles_evenly() {
         let rr = RoundRobin::default();
+        let loads = [Load::default(); 3];
         let mut counts = [0; 3];
         for _ in 0..300 {
-            counts[rr.pick(3)] += 1;
+            counts[rr.pick(&loads)] += 1;
         }
         assert_eq!(counts, [100, 100, 100]);
-        assert_eq!(rr.pick(1), 0);
+        assert_eq!(rr.pick(&loads[..1]), 0);
     }
 }

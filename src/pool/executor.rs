@@ -14,6 +14,7 @@ use futures_core::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
 use sqlx::error::BoxDynError;
 use sqlx::{Database, Describe, Execute, Executor, SqlStr};
+use tracing::Instrument;
 
 use super::ReplicaPool;
 use super::inner::Shared;
@@ -101,6 +102,38 @@ enum Failure {
     Closed,
 }
 
+/// The span of one routed call. The node's name (never its URL) is filled in once a
+/// connection is checked out; `retries` and `fallback` when they happen.
+fn call_span(route: Route) -> tracing::Span {
+    tracing::debug_span!(
+        "partypool.query",
+        node = tracing::field::Empty,
+        target = %route.target,
+        reason = route.reason,
+        retries = tracing::field::Empty,
+        fallback = tracing::field::Empty,
+    )
+}
+
+/// A stream that enters its span on every poll (`tracing::Instrument` covers futures only).
+struct InSpan<S> {
+    inner: S,
+    span: tracing::Span,
+}
+
+impl<S: futures_core::Stream + Unpin> futures_core::Stream for InSpan<S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<S::Item>> {
+        let this = &mut *self;
+        let _entered = this.span.enter();
+        std::pin::Pin::new(&mut this.inner).poll_next(cx)
+    }
+}
+
 /// How a call reached the executor: an explicit target (`on_primary`, `on_replica`), and the
 /// session it belongs to.
 #[derive(Default)]
@@ -167,6 +200,7 @@ where
 
     fn misrouted(&self, node: &Node<DB>, sql: &SqlStr, e: &sqlx::Error) {
         node.misrouted();
+        tracing::Span::current().record("fallback", true);
         let code = e
             .as_database_error()
             .and_then(|d| d.code())
@@ -267,7 +301,8 @@ where
     fn fetch_many<'e>(self: Arc<Self>, query: Routed<DB>, via: Via) -> ResultStream<'e, DB> {
         let route = self.route(query.sql.as_str(), via.force);
         let read = route.target == Target::Replica;
-        async_stream::try_stream! {
+        let span = call_span(route);
+        let stream = async_stream::try_stream! {
             let mut tried = Vec::new();
             let mut attempts = 0;
             let mut pending = Some((query, read));
@@ -278,9 +313,11 @@ where
                 } else {
                     self.acquire_writer().await?
                 };
-                // Watch for the node leaving the rotation only on a replica read: a read that fell back
-                // to the writer, or a write, runs to its end.
+                // Watch for the node leaving the rotation only on a replica read: a read that
+                // fell back to the writer, or a write, runs to its end.
                 let watch = on_replica && node.serves_reads();
+                let busy = node.start_call();
+                tracing::Span::current().record("node", node.name.as_str());
                 let mut yielded = false;
                 let mut failure = None;
                 {
@@ -309,7 +346,11 @@ where
                 {
                     self.record_write(&mut conn, session).await;
                 }
-                let Some(failure) = failure else { break };
+                let Some(failure) = failure else {
+                    busy.done();
+                    break;
+                };
+                drop(busy);
                 if !matches!(failure, Failure::Db(_)) {
                     // Interrupted mid-statement: the connection's state is unknown.
                     conn.close_on_drop();
@@ -320,6 +361,7 @@ where
                     Next::Retry => {
                         tried.push(index);
                         attempts += 1;
+                        tracing::Span::current().record("retries", attempts);
                         pending = again.map(|q| (q, true));
                     }
                     Next::Misroute(e) => match again {
@@ -332,6 +374,10 @@ where
                     Next::Fail(e) => Err(e)?,
                 }
             }
+        };
+        InSpan {
+            inner: stream.boxed(),
+            span,
         }
         .boxed()
     }
@@ -343,6 +389,7 @@ where
     ) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>> {
         let route = self.route(query.sql.as_str(), via.force);
         let read = route.target == Target::Replica;
+        let span = call_span(route);
         async move {
             let mut tried = Vec::new();
             let mut attempts = 0;
@@ -355,10 +402,16 @@ where
                 } else {
                     self.acquire_writer().await?
                 };
-                // Watch for the node leaving the rotation only on a replica read: a read that fell back
-                // to the writer, or a write, runs to its end.
+                // Watch for the node leaving the rotation only on a replica read: a read that
+                // fell back to the writer, or a write, runs to its end.
                 let watch = on_replica && node.serves_reads();
+                let busy = node.start_call();
+                tracing::Span::current().record("node", node.name.as_str());
                 let outcome = self.guarded(&node, watch, conn.fetch_optional(query)).await;
+                match &outcome {
+                    Ok(Ok(_)) => busy.done(),
+                    _ => drop(busy),
+                }
                 if !on_replica
                     && outcome.is_ok()
                     && let Some(session) = &via.session
@@ -383,6 +436,7 @@ where
                     (Next::Retry, Some(q)) => {
                         tried.push(index);
                         attempts += 1;
+                        tracing::Span::current().record("retries", attempts);
                         query = q;
                     }
                     (Next::Misroute(e), Some(q)) => {
@@ -394,6 +448,7 @@ where
                 }
             }
         }
+        .instrument(span)
         .boxed()
     }
 

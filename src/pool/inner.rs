@@ -49,7 +49,10 @@ impl<DB: Backend> Shared<DB> {
         )?));
         for (i, url) in replica_urls.iter().enumerate() {
             let name = format!("replica-{}", i + 1);
-            nodes.push(Arc::new(node::<DB>(name, Role::Replica, url, &config)?));
+            let weight = config.replica_weights.get(i).copied().unwrap_or(1);
+            nodes.push(Arc::new(
+                node::<DB>(name, Role::Replica, url, &config)?.with_weight(weight),
+            ));
         }
         let settings = Settings {
             health_check_interval: config.health_check_interval,
