@@ -116,12 +116,14 @@ impl NodeStatus {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const COLUMNS: usize = 10;
+        const COLUMNS: usize = 12;
         let header: [&str; COLUMNS] = [
             "NODE",
             "ROLE",
             "STATE",
             "LAG",
+            "LATENCY",
+            "IN-FLIGHT",
             "QUERIES",
             "ERRORS",
             "RETRIES",
@@ -138,6 +140,8 @@ impl fmt::Display for Status {
                     n.role_cell(),
                     n.state_cell().into(),
                     n.lag_cell(),
+                    format!("{:.2}ms", n.latency.as_secs_f64() * 1000.0),
+                    n.in_flight.to_string(),
                     n.queries.to_string(),
                     n.errors.to_string(),
                     n.retries.to_string(),
@@ -155,7 +159,7 @@ impl fmt::Display for Status {
         }
         let line = |f: &mut fmt::Formatter<'_>, cells: &[&str]| -> fmt::Result {
             for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-                let right = matches!(i, 4..=7);
+                let right = matches!(i, 4..=9);
                 match (i + 1 == cells.len(), right) {
                     (true, _) => write!(f, "{cell}")?,
                     (false, true) => write!(f, "{cell:>w$}  ")?,

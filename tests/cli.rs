@@ -84,3 +84,69 @@ fn usage_errors_are_clear() {
     assert!(!ok);
     assert!(err.contains("oracle"), "{err}");
 }
+
+mod support;
+
+#[test]
+fn status_prints_the_topology_and_exits_by_the_primary() {
+    let c = support::PgCluster::start(1);
+    let dead = format!(
+        "postgres://postgres:{}@127.0.0.1:{}/postgres",
+        support::SECRET,
+        support::free_port()
+    );
+    let (ok, out, err) = partypool(
+        &[
+            "status",
+            "--primary",
+            &c.primary_url(),
+            "--replica",
+            &c.url(1),
+            "--replica",
+            &dead,
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("NODE") && lines[0].contains("LAG") && lines[0].contains("IN-FLIGHT"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("primary") && lines[1].contains(" up "),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("replica-1") && lines[2].contains(" up "),
+        "{out}"
+    );
+    assert!(
+        lines[3].starts_with("replica-2") && lines[3].contains(" down "),
+        "{out}"
+    );
+    assert!(!out.contains(support::SECRET) && !err.contains(support::SECRET));
+
+    // From the environment.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_partypool"))
+        .arg("status")
+        .env("PARTYPOOL_PRIMARY_URL", c.primary_url())
+        .env("PARTYPOOL_REPLICA_URLS", format!("{},{}", c.url(1), dead))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 4);
+
+    // An unreachable primary: a clear message, a non-zero exit, no password.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_partypool"))
+        .args(["status", "--timeout", "1s", "--primary", &dead])
+        .env_remove("PARTYPOOL_REPLICA_URLS")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("primary") && err.contains("unreachable") && !err.contains(support::SECRET),
+        "{err}"
+    );
+}

@@ -1,9 +1,11 @@
-//! `partypool`: explain how partypool routes SQL.
+//! `partypool`: explain how partypool routes SQL, and show a deployment's topology.
 //!
 //! ```text
 //! partypool route "SELECT * FROM users FOR UPDATE"
 //! partypool route --dialect mysql "SELECT GET_LOCK('x', 1)"
 //! partypool route --jsonl < statements.jsonl     # {"sql": "..."} per line
+//! partypool status --primary postgres://… --replica postgres://… --replica postgres://…
+//! PARTYPOOL_PRIMARY_URL=… PARTYPOOL_REPLICA_URLS=…,… partypool status
 //! ```
 //!
 //! Install with `cargo install --path . --features cli`.
@@ -50,6 +52,23 @@ enum Command {
         #[arg(required_unless_present = "jsonl")]
         sql: Option<String>,
     },
+    /// Connect to a PostgreSQL deployment, probe every node, print the topology table. Exits 0
+    /// when the primary is reachable, 2 otherwise.
+    Status {
+        /// The primary's URL.
+        #[arg(long, env = "PARTYPOOL_PRIMARY_URL")]
+        primary: String,
+        /// A replica's URL (repeatable; the environment variable is comma-separated).
+        #[arg(
+            long = "replica",
+            env = "PARTYPOOL_REPLICA_URLS",
+            value_delimiter = ','
+        )]
+        replicas: Vec<String>,
+        /// How long to wait for each node.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -87,14 +106,29 @@ enum Output {
 }
 
 fn main() -> ExitCode {
-    let Command::Route {
-        dialect,
-        jsonl,
-        write_functions,
-        strict,
-        read_only_functions,
-        sql,
-    } = Cli::parse().command;
+    let (dialect, jsonl, write_functions, strict, read_only_functions, sql) =
+        match Cli::parse().command {
+            Command::Status {
+                primary,
+                replicas,
+                timeout,
+            } => return status(&primary, &replicas, timeout),
+            Command::Route {
+                dialect,
+                jsonl,
+                write_functions,
+                strict,
+                read_only_functions,
+                sql,
+            } => (
+                dialect,
+                jsonl,
+                write_functions,
+                strict,
+                read_only_functions,
+                sql,
+            ),
+        };
     let mut router = write_functions
         .iter()
         .fold(Router::new(dialect.into()), |r, f| r.write_function(f));
@@ -118,6 +152,44 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Connects, lets every node answer one probe, prints the table.
+fn status(primary: &str, replicas: &[String], timeout: std::time::Duration) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("partypool: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = partypool::Config {
+        acquire_timeout: timeout,
+        health_check_timeout: timeout,
+        max_connections: 2,
+        ..partypool::Config::default()
+    };
+    let replicas: Vec<&str> = replicas
+        .iter()
+        .map(String::as_str)
+        .filter(|r| !r.is_empty())
+        .collect();
+    runtime.block_on(async {
+        match partypool::PgReplicaPool::connect(primary, &replicas, config).await {
+            Ok(pool) => {
+                print!("{}", pool.status());
+                pool.close().await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("partypool: {e}");
+                ExitCode::from(2)
+            }
+        }
+    })
 }
 
 /// One output line per input line; a line that is not `{"sql": "..."}` gets an error object.
