@@ -432,6 +432,14 @@ pub(crate) struct Busy<DB: Backend> {
 }
 
 impl<DB: Backend> Busy<DB> {
+    /// The connection is checked out: latency is measured from here (the wait for a
+    /// connection is already in the load as an outstanding statement; counting it in the
+    /// latency too would count it twice).
+    pub(crate) fn connected(mut self) -> Self {
+        self.started = Instant::now();
+        self
+    }
+
     /// The statement completed: record its latency for latency-aware balancing.
     pub(crate) fn done(self) {
         let took = self.started.elapsed();

@@ -486,3 +486,56 @@ async fn reset_connections_are_retried_elsewhere() {
     assert!(ports.contains(&c.replica(1).port), "replica-1 rejoined");
     pool.close().await;
 }
+
+/// Latency-aware balancing steers reads away from a replica the fault proxy slows down;
+/// weighted round-robin follows the configured weights. Proven by the port that answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balancing_policies_on_a_real_cluster() {
+    let c = PgCluster::start(2);
+    let proxy = FaultProxy::start(c.replica(1).port);
+    proxy.set(Fault::Latency(Duration::from_millis(20)));
+    let replicas = vec![c.url_via(proxy.port), c.url(2)];
+    let pool = connect(
+        &c,
+        &replicas,
+        Config {
+            balance: partypool::Balance::LatencyAware,
+            ..config()
+        },
+    )
+    .await;
+    // Let both replicas be measured once.
+    for _ in 0..20 {
+        who(&pool).await.unwrap();
+    }
+    let mut slow = 0;
+    for _ in 0..300 {
+        if who(&pool).await.unwrap().0 == c.replica(1).port {
+            slow += 1;
+        }
+    }
+    assert!(slow < 15, "{slow} of 300 reads went to the slow replica");
+    pool.close().await;
+
+    let pool = connect(
+        &c,
+        &c.replica_urls(),
+        Config {
+            balance: partypool::Balance::WeightedRoundRobin,
+            replica_weights: vec![1, 3],
+            ..config()
+        },
+    )
+    .await;
+    let mut first = 0;
+    for _ in 0..400 {
+        if who(&pool).await.unwrap().0 == c.replica(1).port {
+            first += 1;
+        }
+    }
+    assert_eq!(
+        first, 100,
+        "weights 1 : 3 give replica-1 a quarter of the reads"
+    );
+    pool.close().await;
+}

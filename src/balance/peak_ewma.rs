@@ -13,8 +13,14 @@ use std::time::{Duration, Instant};
 
 use super::{Load, Policy, two_choices};
 
-/// Decay time constant: after `TAU` without samples, a peak weighs `1/e`.
-const TAU: Duration = Duration::from_secs(10);
+/// Decay time constant: after `TAU`, a peak weighs `1/e`.
+///
+/// Finagle and tower default to 10 s. Measured here (`examples/bench.rs`, one replica 5 ms
+/// slower, 8 tasks): 10 s and 1 s let one scheduling hiccup on the fast replica make it look
+/// slow for seconds, sending 1.4 % of reads to the slow one (p99 8× the healthy case);
+/// 100 ms forgets hiccups quickly and still re-tries an idle slow replica only every
+/// ~150 ms: 0.6 % of reads, p99 1.2× the healthy case.
+const TAU: Duration = Duration::from_millis(100);
 
 /// A lock-free peak-EWMA estimate. Concurrent updates may lose a sample; an estimate does
 /// not need every sample.

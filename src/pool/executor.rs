@@ -160,7 +160,7 @@ impl<DB: Backend> Shared<DB> {
     /// any writer connection (the position is global and only grows).
     pub(crate) async fn record_commit(&self, session: &SessionState) {
         match self.acquire_writer().await {
-            Ok((_, _, mut conn)) => self.record_write(&mut conn, session).await,
+            Ok((_, _, mut conn, _)) => self.record_write(&mut conn, session).await,
             Err(_) => session.advance(u64::MAX),
         }
     }
@@ -180,7 +180,7 @@ impl<DB: Backend> Shared<DB> {
         let position = match DB::capture_position(conn).await {
             Ok(Some(p)) => Some(p),
             _ => match self.acquire_writer().await {
-                Ok((_, _, mut c)) => DB::capture_position(&mut c).await.ok().flatten(),
+                Ok((_, _, mut c, _)) => DB::capture_position(&mut c).await.ok().flatten(),
                 Err(_) => None,
             },
         };
@@ -308,7 +308,7 @@ where
             let mut pending = Some((query, read));
             while let Some((query, on_replica)) = pending.take() {
                 let again = if on_replica { query.try_clone() } else { None };
-                let (index, node, mut conn) = if on_replica {
+                let (index, node, mut conn, busy) = if on_replica {
                     self.acquire_reader(&mut tried, via.session.as_deref()).await?
                 } else {
                     self.acquire_writer().await?
@@ -316,7 +316,6 @@ where
                 // Watch for the node leaving the rotation only on a replica read: a read that
                 // fell back to the writer, or a write, runs to its end.
                 let watch = on_replica && node.serves_reads();
-                let busy = node.start_call();
                 tracing::Span::current().record("node", node.name.as_str());
                 let mut yielded = false;
                 let mut failure = None;
@@ -396,7 +395,7 @@ where
             let (mut query, mut on_replica) = (query, read);
             loop {
                 let again = if on_replica { query.try_clone() } else { None };
-                let (index, node, mut conn) = if on_replica {
+                let (index, node, mut conn, busy) = if on_replica {
                     self.acquire_reader(&mut tried, via.session.as_deref())
                         .await?
                 } else {
@@ -405,7 +404,6 @@ where
                 // Watch for the node leaving the rotation only on a replica read: a read that
                 // fell back to the writer, or a write, runs to its end.
                 let watch = on_replica && node.serves_reads();
-                let busy = node.start_call();
                 tracing::Span::current().record("node", node.name.as_str());
                 let outcome = self.guarded(&node, watch, conn.fetch_optional(query)).await;
                 match &outcome {
@@ -462,7 +460,7 @@ where
         // connection later runs it, so it is routed again at that point.
         let route = self.route(sql.as_str(), via.force);
         async move {
-            let (_, node, mut conn) = if route.target == Target::Replica {
+            let (_, node, mut conn, _busy) = if route.target == Target::Replica {
                 self.acquire_reader(&mut Vec::new(), None).await?
             } else {
                 self.acquire_writer().await?
@@ -482,7 +480,7 @@ where
         sql: SqlStr,
     ) -> BoxFuture<'e, Result<Describe<DB>, sqlx::Error>> {
         async move {
-            let (_, node, mut conn) = self.acquire_writer().await?;
+            let (_, node, mut conn, _busy) = self.acquire_writer().await?;
             let backoff = self.cluster.settings.ban_backoff;
             conn.describe(sql)
                 .await

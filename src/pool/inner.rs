@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use crate::backend::Backend;
 use crate::cluster::{Cluster, Settings};
 use crate::consistency::{CausalSupport, Consistency, STICKY_FALLBACK, SessionState};
-use crate::node::{Node, Role};
+use crate::node::{Busy, Node, Role};
 use crate::route::Router;
 use crate::{Config, Error, health, redact};
 
@@ -30,7 +30,9 @@ pub(crate) struct Shared<DB: Backend> {
 }
 
 /// A connection and the node (index, node) it came from.
-pub(crate) type Checkout<DB> = (usize, Arc<Node<DB>>, PoolConnection<DB>);
+/// A connection, the node (index, node) it came from, and the statement's place in that
+/// node's load (counted from before the wait for a connection, so queued statements count).
+pub(crate) type Checkout<DB> = (usize, Arc<Node<DB>>, PoolConnection<DB>, Busy<DB>);
 
 impl<DB: Backend> Shared<DB> {
     pub(crate) async fn connect(
@@ -136,6 +138,7 @@ impl<DB: Backend> Shared<DB> {
             moved.as_mut().enable();
             let index = self.cluster.writer_index();
             let node = Arc::clone(self.cluster.writer());
+            let busy = node.start_call();
             let acquired = tokio::select! {
                 biased;
                 conn = node.pool.acquire() => conn,
@@ -144,7 +147,7 @@ impl<DB: Backend> Shared<DB> {
             return match acquired {
                 Ok(conn) => {
                     node.served();
-                    Ok((index, node, conn))
+                    Ok((index, node, conn, busy.connected()))
                 }
                 Err(e) => {
                     node.record_error(&e, self.cluster.settings.ban_backoff);
@@ -181,10 +184,11 @@ impl<DB: Backend> Shared<DB> {
             };
             let Some(index) = index else { break };
             let node = Arc::clone(&self.cluster.nodes[index]);
+            let busy = node.start_call();
             match node.acquire_while_in_rotation().await {
                 Some(Ok(conn)) => {
                     node.served();
-                    return Ok((index, node, conn));
+                    return Ok((index, node, conn, busy.connected()));
                 }
                 Some(Err(e)) if DB::is_unavailable(&e) => {
                     node.record_error(&e, self.cluster.settings.ban_backoff)
@@ -197,10 +201,11 @@ impl<DB: Backend> Shared<DB> {
         }
         let index = self.cluster.writer_index();
         let node = Arc::clone(self.cluster.writer());
+        let busy = node.start_call();
         match node.pool.acquire().await {
             Ok(conn) => {
                 node.served();
-                Ok((index, node, conn))
+                Ok((index, node, conn, busy.connected()))
             }
             Err(e) => {
                 node.record_error(&e, self.cluster.settings.ban_backoff);
