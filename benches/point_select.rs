@@ -128,5 +128,83 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// What partypool adds per statement, without a network: the same point select on an SQLite
+/// file through a plain `SqlitePool` and through a `SqliteReplicaPool` whose reader is that
+/// same file, one at a time. The difference is routing, balancing and bookkeeping.
+fn overhead(c: &mut Criterion) {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    use sqlx::{ConnectOptions, Connection};
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("overhead.db");
+    let (plain, routed) = rt.block_on(async {
+        let mut setup = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE kv (id INTEGER PRIMARY KEY, v TEXT NOT NULL);
+             WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < 1000)
+             INSERT INTO kv SELECT i, hex(randomblob(8)) FROM g;",
+        )
+        .execute(&mut setup)
+        .await
+        .unwrap();
+        setup.close().await.unwrap();
+        let reader = format!("sqlite://{}?mode=ro", path.display());
+        let plain = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect(&reader)
+            .await
+            .unwrap();
+        let routed = partypool::SqliteReplicaPool::connect(
+            &format!("sqlite://{}", path.display()),
+            &[&reader],
+            Config {
+                max_connections: 1,
+                ..Config::default()
+            },
+        )
+        .await
+        .unwrap();
+        (plain, routed)
+    });
+    let mut g = c.benchmark_group("overhead_sqlite_point_select");
+    let mut id = 0;
+    g.bench_function("sqlx_pool", |b| {
+        b.to_async(&rt).iter(|| {
+            id = id % 1000 + 1;
+            let plain = &plain;
+            async move {
+                let _: String = sqlx::query_scalar("SELECT v FROM kv WHERE id = ?")
+                    .bind(id)
+                    .fetch_one(plain)
+                    .await
+                    .unwrap();
+            }
+        })
+    });
+    g.bench_function("replica_pool", |b| {
+        b.to_async(&rt).iter(|| {
+            id = id % 1000 + 1;
+            let routed = &routed;
+            async move {
+                let _: String = sqlx::query_scalar("SELECT v FROM kv WHERE id = ?")
+                    .bind(id)
+                    .fetch_one(routed)
+                    .await
+                    .unwrap();
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, overhead, bench);
 criterion_main!(benches);

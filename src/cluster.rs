@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::backend::Backend;
-use crate::balance::Policy;
+use crate::balance::{Load, Policy};
 use crate::config::Backoff;
 use crate::node::{Node, Role};
 
@@ -125,18 +125,23 @@ impl<DB: Backend> Cluster<DB> {
                 && !tried.contains(i)
                 && min_position.is_none_or(|min| n.position().is_some_and(|p| p >= min))
         };
-        // A handful of replicas: a small vector per pick is cheaper than the round trip by
-        // far (see BENCHMARKS.md).
-        let candidates: Vec<(usize, &Arc<Node<DB>>)> =
-            self.nodes.iter().enumerate().filter(usable).collect();
-        match candidates.len() {
-            0 => None,
-            1 => Some(candidates[0]),
-            _ => {
-                let loads: Vec<_> = candidates.iter().map(|(_, n)| n.load()).collect();
-                Some(candidates[self.policy.pick(&loads).min(candidates.len() - 1)])
-            }
+        // Candidates on the stack: this runs for every read, and pools have a handful of
+        // replicas (more than `MAX` is served by the first `MAX` in the rotation).
+        const MAX: usize = 32;
+        let mut index = [0usize; MAX];
+        let mut loads = [Load::default(); MAX];
+        let mut n = 0;
+        for (i, node) in self.nodes.iter().enumerate().filter(usable).take(MAX) {
+            index[n] = i;
+            loads[n] = node.load();
+            n += 1;
         }
+        let k = match n {
+            0 => return None,
+            1 => 0,
+            _ => self.policy.pick(&loads[..n]).min(n - 1),
+        };
+        Some((index[k], &self.nodes[index[k]]))
     }
 
     /// Chooses the writer after a round of probes.
