@@ -126,8 +126,14 @@ impl<DB: Backend> Shared<DB> {
     /// while we wait for a connection (a promotion), the wait moves with them: nothing has
     /// been sent yet.
     pub(crate) async fn acquire_writer(&self) -> Result<Checkout<DB>, sqlx::Error> {
+        self.acquire_on_writer(true).await
+    }
+
+    /// A connection to the writer, following it if it moves while we wait. Writes (`write`)
+    /// fail at once while writes are blocked; reads that fell back here do not.
+    async fn acquire_on_writer(&self, write: bool) -> Result<Checkout<DB>, sqlx::Error> {
         loop {
-            if let Err(why) = self.cluster.check_writable() {
+            if write && let Err(why) = self.cluster.check_writable() {
                 return Err(sqlx::Error::Io(io::Error::new(
                     io::ErrorKind::NotConnected,
                     why,
@@ -199,19 +205,7 @@ impl<DB: Backend> Shared<DB> {
             tracing::debug!(node = %node.name, "replica unavailable, trying the next node");
             tried.push(index);
         }
-        let index = self.cluster.writer_index();
-        let node = Arc::clone(self.cluster.writer());
-        let busy = node.start_call();
-        match node.pool.acquire().await {
-            Ok(conn) => {
-                node.served();
-                Ok((index, node, conn, busy.connected()))
-            }
-            Err(e) => {
-                node.record_error(&e, self.cluster.settings.ban_backoff);
-                Err(e)
-            }
-        }
+        self.acquire_on_writer(false).await
     }
 
     pub(crate) fn is_closed(&self) -> bool {

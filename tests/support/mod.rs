@@ -233,29 +233,31 @@ impl PgCluster {
                 .args(["-w", "-t", "60", "promote"]);
         });
         check(&out, "pg_ctl promote");
+        self.wait_until(i, "SELECT pg_is_in_recovery()", "f", "leave recovery");
+    }
+
+    /// Polls `sql` on node `i` until it prints `want` (30 s at most).
+    fn wait_until(&self, i: usize, sql: &str, want: &str, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while self.psql(i, "SELECT pg_is_in_recovery()") != "f" {
+        while self.psql(i, sql) != want {
             assert!(
                 Instant::now() < deadline,
-                "{} still in recovery",
+                "{} did not {what} in 30 s",
                 self.nodes[i].name
             );
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
     /// Pauses WAL replay on standby `i` and waits until it is really paused.
     pub fn pause_replay(&self, i: usize) {
         self.psql(i, "SELECT pg_wal_replay_pause()");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.psql(i, "SELECT pg_get_wal_replay_pause_state()") != "paused" {
-            assert!(
-                Instant::now() < deadline,
-                "replay on {} never paused",
-                self.nodes[i].name
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.wait_until(
+            i,
+            "SELECT pg_get_wal_replay_pause_state()",
+            "paused",
+            "pause replay",
+        );
     }
 
     pub fn resume_replay(&self, i: usize) {
@@ -345,23 +347,9 @@ impl PgCluster {
     /// Waits until every replica has replayed everything the primary has written so far.
     pub fn wait_replayed(&self) {
         let lsn = self.psql(0, "SELECT pg_current_wal_lsn()");
-        let deadline = Instant::now() + Duration::from_secs(30);
         for i in 1..self.nodes.len() {
-            loop {
-                let done = self.psql(
-                    i,
-                    &format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn"),
-                );
-                if done == "t" {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "{} did not replay {lsn}",
-                    self.nodes[i].name
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            let sql = format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn");
+            self.wait_until(i, &sql, "t", &format!("replay {lsn}"));
         }
     }
 
