@@ -48,6 +48,9 @@ pub trait Backend: Database<Arguments: Clone> + sealed::Sealed {
     /// URL schemes this backend accepts (sqlx itself does not check them).
     const SCHEMES: &'static [&'static str];
 
+    /// How to begin a read-only transaction on a replica.
+    const BEGIN_READ_ONLY: &'static str;
+
     /// One light query, on one connection, that proves the node answers and tells its role.
     fn probe(
         conn: &mut Self::Connection,
@@ -102,6 +105,7 @@ impl sealed::Sealed for sqlx::Postgres {}
 impl Backend for sqlx::Postgres {
     const DIALECT: Dialect = Dialect::Postgres;
     const SCHEMES: &'static [&'static str] = &["postgres", "postgresql"];
+    const BEGIN_READ_ONLY: &'static str = "BEGIN READ ONLY";
     const CAUSAL: crate::consistency::CausalSupport = crate::consistency::CausalSupport::Positions;
 
     /// The WAL *insert* position: past the commit record of every transaction that has
@@ -183,6 +187,7 @@ impl sealed::Sealed for sqlx::MySql {}
 impl Backend for sqlx::MySql {
     const DIALECT: Dialect = Dialect::MySql;
     const SCHEMES: &'static [&'static str] = &["mysql", "mariadb"];
+    const BEGIN_READ_ONLY: &'static str = "START TRANSACTION READ ONLY";
     const CAUSAL: crate::consistency::CausalSupport =
         crate::consistency::CausalSupport::Unsupported;
 
@@ -225,6 +230,8 @@ impl sealed::Sealed for sqlx::Sqlite {}
 impl Backend for sqlx::Sqlite {
     const DIALECT: Dialect = Dialect::Sqlite;
     const SCHEMES: &'static [&'static str] = &["sqlite"];
+    /// SQLite has no read-only transactions; the readers are opened read-only instead.
+    const BEGIN_READ_ONLY: &'static str = "BEGIN DEFERRED";
     const CAUSAL: crate::consistency::CausalSupport = crate::consistency::CausalSupport::Immediate;
 
     /// SQLite allows one writer at a time: more writer connections only wait on each other's

@@ -558,3 +558,36 @@ fn rand_id() -> i64 {
         .as_nanos() as i64;
     base + NEXT.fetch_add(1, Ordering::Relaxed)
 }
+
+#[tokio::test]
+async fn read_only_transactions_run_on_one_replica_connection() {
+    let c = shared();
+    let pool = pool(c).await;
+    let mut tx = pool.begin_read_only().await.unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..5 {
+        let (pid, port, standby): (i32, i32, bool) =
+            sqlx::query_as("SELECT pg_backend_pid(), inet_server_port(), pg_is_in_recovery()")
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+        assert!(standby, "a read-only transaction runs on a replica");
+        seen.insert((pid, port));
+    }
+    assert_eq!(
+        seen.len(),
+        1,
+        "every statement on the transaction's one connection"
+    );
+    let err = sqlx::query("CREATE TABLE nope (id int)")
+        .execute(&mut *tx)
+        .await
+        .unwrap_err();
+    let code = err
+        .as_database_error()
+        .and_then(|d| d.code())
+        .unwrap_or_default();
+    assert_eq!(code, "25006", "{err}");
+    tx.rollback().await.unwrap();
+    pool.close().await;
+}

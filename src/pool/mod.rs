@@ -179,6 +179,36 @@ impl<DB: Backend> ReplicaPool<DB> {
             .map_err(|e| self.node_error(writer, e))
     }
 
+    /// Begins a read-only transaction on a replica (the primary when none is in the
+    /// rotation): several reads that see one consistent snapshot, without loading the
+    /// primary. Every statement in it stays on its connection; a write in it fails.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: partypool::PgReplicaPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = pool.begin_read_only().await?;
+    /// let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&mut *tx).await?;
+    /// let revenue: Option<i64> = sqlx::query_scalar("SELECT sum(total) FROM orders").fetch_one(&mut *tx).await?;
+    /// tx.commit().await?;
+    /// # let _ = (orders, revenue); Ok(()) }
+    /// ```
+    pub async fn begin_read_only(&self) -> Result<Transaction<'static, DB>, Error> {
+        if self.shared.is_closed() {
+            return Err(Error::Closed {
+                url: self.shared.cluster.configured_primary().url.clone(),
+            });
+        }
+        let cluster = &self.shared.cluster;
+        let node = match cluster.pick_replica(&[]) {
+            Some((_, node)) => node,
+            None => cluster.writer(),
+        };
+        node.served();
+        node.pool
+            .begin_with(DB::BEGIN_READ_ONLY)
+            .await
+            .map_err(|e| self.node_error(node, e))
+    }
+
     /// The node that takes writes, unless writes must fail at once.
     fn writable(&self) -> Result<&Arc<Node<DB>>, Error> {
         let cluster = &self.shared.cluster;
