@@ -70,12 +70,12 @@ fn is_secret_key(k: &str) -> bool {
 fn redact_text(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     let mut rest = raw;
-    // user:pass@ after a scheme.
+    // user:pass@ after a scheme. The password may hold `/`, `?` or `@` (unencoded), so the
+    // userinfo ends at the *last* `@` anywhere: masking too much is fine, too little is not.
     if let Some(scheme_end) = rest.find("://") {
         let (head, tail) = rest.split_at(scheme_end + 3);
         out.push_str(head);
-        let authority_end = tail.find(['/', '?']).unwrap_or(tail.len());
-        if let Some(at) = tail[..authority_end].rfind('@') {
+        if let Some(at) = tail.rfind('@') {
             let userinfo = &tail[..at];
             match userinfo.find(':') {
                 Some(colon) => {
@@ -103,7 +103,11 @@ fn redact_text(raw: &str) -> String {
                 out.push_str(&chars[..i + len]);
                 out.push_str(MASK);
                 let after = &chars[i + len..];
-                let end = after.find([' ', '&', ';']).unwrap_or(after.len());
+                // A quoted value ('…' or "…") runs to its closing quote, spaces included.
+                let end = match after.chars().next() {
+                    Some(q @ ('\'' | '"')) => after[1..].find(q).map_or(after.len(), |e| e + 2),
+                    _ => after.find([' ', '&', ';']).unwrap_or(after.len()),
+                };
                 chars = &after[end..];
             }
             None => {
@@ -144,6 +148,11 @@ mod tests {
             "postgres://app:s3cret@[bad/app",
             "host=db user=app password=s3cret dbname=x",
             "://app:s3cret@",
+            "postgres://app:ab/s3cret@db/app",
+            "postgres://app:s3cret?x@db/app",
+            "postgres://app:s3c@ret@db:5432/app",
+            "host=db password='s3cret and more' user=app",
+            "host=db password=\"s3cret x\" user=app",
         ] {
             let r = redact_url(raw);
             assert!(!r.contains("s3cret"), "{raw} -> {r}");

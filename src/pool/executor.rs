@@ -265,9 +265,13 @@ where
     ) -> Next {
         let backoff = self.cluster.settings.ban_backoff;
         let replica = node.role == Role::Replica;
+        // Run again only what ran on a read-only replica: a statement the router took for a
+        // read may still write (an opaque CALL, an undeclared write function), and on the
+        // primary (a read that fell back there) it may have committed before the failure.
+        let read = read && replica && node.in_recovery() != Some(false);
         let error = match failure {
             Failure::Closed => return Next::Fail(sqlx::Error::PoolClosed),
-            Failure::Db(e) if read && !yielded && replica && DB::is_standby_rejection(&e) => {
+            Failure::Db(e) if read && !yielded && DB::is_standby_rejection(&e) => {
                 return Next::Misroute(e);
             }
             Failure::Db(e) => {

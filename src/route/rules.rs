@@ -197,7 +197,10 @@ pub(crate) fn statement<'a>(
                 }
             }
             Some(Lead::Pragma) => {
-                if tok == Token::Punct(b'=') {
+                let setter_call = tok == Token::Open
+                    && matches!(prev, Some(Token::Word(p)) if !takes_a_table_argument(p));
+                if tok == Token::Punct(b'=') || setter_call {
+                    // `PRAGMA user_version = 5`, and `PRAGMA user_version(5)` too.
                     decide(&mut verdict, Decision::primary(PRAGMA));
                 } else if let Some(w) = word {
                     words_after_lead += 1;
@@ -433,6 +436,24 @@ fn is_read_only_pragma(w: &str) -> bool {
         "max_page_count",
     ];
     READ_ONLY.iter().any(|p| is(w, p))
+}
+
+/// Introspection pragmas whose argument names a table or index (`PRAGMA table_info(t)`);
+/// for every other pragma an argument in parentheses sets a value.
+fn takes_a_table_argument(w: &str) -> bool {
+    const WITH_ARGUMENT: &[&str] = &[
+        "table_info",
+        "table_xinfo",
+        "table_list",
+        "index_list",
+        "index_info",
+        "index_xinfo",
+        "foreign_key_list",
+        "foreign_key_check",
+        "integrity_check",
+        "quick_check",
+    ];
+    WITH_ARGUMENT.iter().any(|p| is(w, p))
 }
 
 fn is(w: &str, k: &str) -> bool {

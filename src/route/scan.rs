@@ -101,12 +101,21 @@ impl<'a> Scanner<'a> {
     fn skip_trivia(&mut self) -> bool {
         let b = self.bytes();
         loop {
-            while self.pos < b.len() && b[self.pos].is_ascii_whitespace() {
+            // ASCII whitespace plus vertical tab, which PostgreSQL's scanner also skips.
+            while self.pos < b.len() && (b[self.pos].is_ascii_whitespace() || b[self.pos] == 0x0b) {
                 self.pos += 1;
             }
             let start = self.pos;
             match (self.peek(0), self.peek(1)) {
-                (Some(b'-'), Some(b'-')) => self.skip_line(),
+                // In MySQL `--` starts a comment only before whitespace (`1--1` is arithmetic).
+                (Some(b'-'), Some(b'-'))
+                    if self.dialect != Dialect::MySql
+                        || self
+                            .peek(2)
+                            .is_none_or(|c| c.is_ascii_whitespace() || c.is_ascii_control()) =>
+                {
+                    self.skip_line()
+                }
                 (Some(b'#'), _) if self.dialect == Dialect::MySql => self.skip_line(),
                 (Some(b'/'), Some(b'*')) => {
                     if self.dialect == Dialect::MySql && self.peek(2) == Some(b'!') {
@@ -122,9 +131,10 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// Skips to the end of the line: `\n` or `\r`, as PostgreSQL's scanner does.
     fn skip_line(&mut self) {
         let b = self.bytes();
-        self.pos = memchr::memchr(b'\n', &b[self.pos..]).map_or(b.len(), |i| self.pos + i);
+        self.pos = memchr::memchr2(b'\n', b'\r', &b[self.pos..]).map_or(b.len(), |i| self.pos + i);
     }
 
     /// Skips a `/* … */` comment starting at `pos`; nested comments count in PostgreSQL.
@@ -226,6 +236,15 @@ impl<'a> Scanner<'a> {
         // A one-letter prefix glued to a quote is a string: E'…' (PostgreSQL escape string,
         // backslashes escape), B'…', X'…', N'…'.
         let word = &self.src[start..self.pos];
+        // U&"…": an identifier with Unicode escapes (`U&"\006Eextval"` is `nextval`), which
+        // this scanner does not decode: give up rather than guess.
+        if word.eq_ignore_ascii_case("u")
+            && self.peek(0) == Some(b'&')
+            && self.peek(1) == Some(b'"')
+        {
+            self.pos = b.len();
+            return Token::Invalid;
+        }
         if word.len() == 1 && self.peek(0) == Some(b'\'') {
             let escapes = self.dialect == Dialect::MySql
                 || (self.dialect == Dialect::Postgres && word.eq_ignore_ascii_case("e"));

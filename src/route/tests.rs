@@ -247,6 +247,8 @@ fn sqlite_pragmas() {
     assert_eq!(sqlite("PRAGMA journal_mode = WAL").reason, "pragma");
     assert_eq!(sqlite("PRAGMA wal_checkpoint(TRUNCATE)").reason, "pragma");
     assert_eq!(sqlite("PRAGMA optimize").reason, "pragma");
+    assert_eq!(sqlite("PRAGMA user_version(5)").reason, "pragma");
+    assert_eq!(sqlite("PRAGMA main.max_page_count(10)").reason, "pragma");
 }
 
 #[test]
@@ -424,4 +426,29 @@ fn dialects() {
         route_in(Dialect::Sqlite, "SELECT last_insert_rowid()").target,
         Target::Primary
     );
+}
+
+#[test]
+fn line_endings_and_odd_whitespace() {
+    primary(
+        "SELECT * FROM jobs --x\rFOR UPDATE SKIP LOCKED",
+        "locking clause",
+    );
+    primary("SELECT 1 --\r; DELETE FROM t", "not a read-only statement");
+    primary("SELECT * FROM t FOR\x0bUPDATE", "locking clause");
+    primary("SELECT nextval\x0b('s')", "sequence function");
+    primary("SELECT U&\"\\006Eextval\"('s')", "unrecognised SQL");
+    // U&'…' strings stay opaque strings.
+    replica("SELECT U&'d\\0061t\\+000061'");
+}
+
+#[test]
+fn mysql_double_dash_needs_whitespace() {
+    let mysql = |sql: &str| route_in(Dialect::MySql, sql);
+    assert_eq!(
+        mysql("SELECT * FROM t WHERE id=1--1 FOR UPDATE").reason,
+        "locking clause"
+    );
+    assert_eq!(mysql("SELECT 1 -- FOR UPDATE").target, Target::Replica);
+    assert_eq!(mysql("SELECT 1 --").target, Target::Replica);
 }
