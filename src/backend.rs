@@ -136,7 +136,9 @@ impl Backend for sqlx::Postgres {
                          ELSE pg_current_wal_lsn() END - '0/0'::pg_lsn)::int8, \
                    CASE WHEN pg_is_in_recovery() \
                         THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END, \
-                   (SELECT timeline_id FROM pg_control_checkpoint())::int8, \
+                   CASE WHEN pg_is_in_recovery() \
+                        THEN (SELECT timeline_id FROM pg_control_checkpoint())::int8 \
+                        ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8 END, \
                    (SELECT system_identifier FROM pg_control_system())",
             )
             .fetch_one(&mut *conn)

@@ -163,7 +163,17 @@ impl<DB: Backend> Cluster<DB> {
             .iter()
             .filter(|(_, n)| n.role == Role::Replica)
             .max_by_key(|(_, n)| (n.timeline(), n.position()));
-        let (writer, block) = if configured_ok {
+        // A configured primary that comes back after a failover, not fenced and not in
+        // recovery, is on an older timeline than the promoted node: writes stay with the
+        // promoted one rather than splitting between two primaries.
+        let superseded =
+            configured_ok && promoted.is_some_and(|(_, p)| p.timeline() > configured.timeline());
+        if superseded {
+            tracing::warn!(
+                "the configured primary is back on an older timeline than a promoted node; writes stay on the promoted node"
+            );
+        }
+        let (writer, block) = if configured_ok && !superseded {
             if claims.len() > 1 {
                 let others: Vec<&str> = claims
                     .iter()
@@ -177,7 +187,9 @@ impl<DB: Backend> Cluster<DB> {
             }
             (0, None)
         } else {
-            let why = if configured.is_healthy() {
+            let why = if superseded {
+                "on an older timeline than a promoted node".to_owned()
+            } else if configured.is_healthy() {
                 "in recovery (a standby)".to_owned()
             } else {
                 "unreachable".to_owned()
@@ -224,10 +236,15 @@ impl<DB: Backend> Cluster<DB> {
             };
             let bytes = head.saturating_sub(replayed);
             // Caught up: no lag, however long ago the last commit was (an idle primary).
+            // Behind: the age of the newest replayed commit — but never more than the time
+            // since it was last seen caught up, or a few bytes of non-commit WAL on a quiet
+            // primary would count the whole quiet period as lag.
             let time = if bytes == 0 {
+                node.caught_up_now();
                 Duration::ZERO
             } else {
-                node.replay_age().unwrap_or_default()
+                let age = node.replay_age().unwrap_or_default();
+                node.since_caught_up().map_or(age, |since| age.min(since))
             };
             node.set_lag(
                 bytes,
@@ -257,12 +274,24 @@ impl<DB: Backend> Cluster<DB> {
     /// Reads every serving replica's replay position now (one light query each, at once) and
     /// wakes readers waiting for a position. Concurrent callers share one refresh.
     pub(crate) async fn refresh_positions(&self) {
+        // Registered before looking at the lock, so a refresh that ends in between still
+        // wakes us.
+        let moved = self.positions_moved.notified();
+        tokio::pin!(moved);
+        moved.as_mut().enable();
         let Ok(_guard) = self.refreshing.try_lock() else {
             // Someone is refreshing: wait for their result instead.
-            let moved = self.positions_moved.notified();
             let _ = tokio::time::timeout(self.settings.health_check_timeout, moved).await;
             return;
         };
+        // Wake the waiters however this ends, even if our caller gives up (drops us) early.
+        struct WakeOnDrop<'a>(&'a Notify);
+        impl Drop for WakeOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.notify_waiters();
+            }
+        }
+        let _wake = WakeOnDrop(&self.positions_moved);
         let timeout = self.settings.health_check_timeout;
         futures_util::future::join_all(self.replicas().iter().filter(|n| n.serves_reads()).map(
             |n| async move {
@@ -276,7 +305,6 @@ impl<DB: Backend> Cluster<DB> {
             },
         ))
         .await;
-        self.positions_moved.notify_waiters();
     }
 
     /// A replica that has replayed `min_position`, waiting up to `causal_wait` for one to

@@ -171,6 +171,8 @@ pub(crate) struct SessionState {
     position: AtomicU64,
     /// Unix time in ms of the session's last write (0: none), for time-based consistency.
     written_at_ms: AtomicU64,
+    /// Writes running (or finished) whose position is not recorded yet.
+    unrecorded: std::sync::atomic::AtomicU32,
 }
 
 impl SessionState {
@@ -181,6 +183,21 @@ impl SessionState {
     pub(crate) fn wrote_now(&self) {
         self.written_at_ms
             .fetch_max(unix_ms(SystemTime::now()), Ordering::AcqRel);
+    }
+
+    pub(crate) fn write_started(&self) {
+        self.unrecorded.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn write_recorded(&self) {
+        self.unrecorded.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Whether reads must go to the primary because a write's position is not known: one is
+    /// still being recorded, or could not be (position `u64::MAX`).
+    pub(crate) fn position_unknown(&self) -> bool {
+        self.unrecorded.load(Ordering::Acquire) > 0
+            || self.position.load(Ordering::Acquire) == u64::MAX
     }
 
     /// The position reads must have reached, if any.

@@ -70,6 +70,8 @@ pub(crate) struct Node<DB: Database> {
     retries: AtomicU64,
     last_error: Mutex<Option<String>>,
     ban: Mutex<Ban>,
+    /// When a probe last found this replica caught up with the primary.
+    caught_up: Mutex<Option<Instant>>,
     /// Balancing weight (`Config::replica_weights`).
     weight: u32,
     /// Statements running on it now.
@@ -121,6 +123,7 @@ impl<DB: Backend> Node<DB> {
             retries: AtomicU64::new(0),
             last_error: Mutex::new(None),
             ban: Mutex::new(Ban::default()),
+            caught_up: Mutex::new(None),
             weight: 1,
             in_flight: AtomicU32::new(0),
             latency: PeakEwma::default(),
@@ -310,6 +313,15 @@ impl<DB: Backend> Node<DB> {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
                 (p == UNKNOWN || p < position).then_some(position)
             });
+    }
+
+    pub(crate) fn caught_up_now(&self) {
+        *lock(&self.caught_up) = Some(Instant::now());
+    }
+
+    /// Time since a probe last found it caught up, if one ever did.
+    pub(crate) fn since_caught_up(&self) -> Option<Duration> {
+        lock(&self.caught_up).map(|t| t.elapsed())
     }
 
     /// Time since the last replayed transaction, as the last probe saw it.

@@ -80,6 +80,24 @@ async fn sessions_read_their_writes_while_every_replica_is_paused() {
         assert_eq!(n, 0, "the replicas are paused: they have none of the notes");
     }
 
+    // A write whose stream is dropped after its first row still counts: the session reads
+    // it back (from the primary while its position is being recorded, or after).
+    {
+        use futures_util::TryStreamExt;
+        let session = pool.session();
+        let mut rows = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO notes (body) VALUES ('dropped'), ('dropped') RETURNING id",
+        )
+        .fetch(&session);
+        let _first = rows.try_next().await.unwrap();
+        drop(rows);
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM notes WHERE body = 'dropped'")
+            .fetch_one(&session)
+            .await
+            .unwrap();
+        assert_eq!(n, 2, "the session sees the write whose stream it dropped");
+    }
+
     // A token carried to another pool (another process's view) gives the same guarantee.
     let session = pool.session();
     sqlx::query("INSERT INTO notes (body) VALUES ('carried')")

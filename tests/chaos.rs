@@ -539,3 +539,42 @@ async fn balancing_policies_on_a_real_cluster() {
     );
     pool.close().await;
 }
+
+/// After a failover, the old primary coming back (not fenced, not in recovery) must not take
+/// the writes back: it is on an older timeline. Never two primaries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_old_primary_does_not_split_the_writes() {
+    let c = PgCluster::start(1);
+    c.psql(0, "CREATE TABLE split (id bigserial PRIMARY KEY)");
+    c.wait_replayed();
+    let pool = connect(&c, &c.replica_urls(), config()).await;
+    blocking(|| {
+        c.stop(0);
+        c.promote(1);
+    });
+    wait_until("writes to move", &pool, |s| {
+        s.node("replica-1").unwrap().writer
+    })
+    .await;
+    blocking(|| c.restart(0));
+    wait_until("the old primary to answer", &pool, |s| {
+        s.node("primary").unwrap().healthy
+    })
+    .await;
+    tokio::time::sleep(INTERVAL * 3).await;
+    let status = pool.status();
+    assert!(status.node("replica-1").unwrap().writer, "{status}");
+    for _ in 0..10 {
+        sqlx::query("INSERT INTO split DEFAULT VALUES")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(who_writes(&pool).await, (c.replica(1).port, false));
+    }
+    assert_eq!(
+        c.psql(0, "SELECT count(*) FROM split"),
+        "0",
+        "nothing written to the old primary"
+    );
+    pool.close().await;
+}

@@ -177,14 +177,59 @@ impl<DB: Backend> Shared<DB> {
         if DB::CAUSAL == CausalSupport::Immediate {
             return;
         }
-        let position = match DB::capture_position(conn).await {
-            Ok(Some(p)) => Some(p),
-            _ => match self.acquire_writer().await {
-                Ok((_, _, mut c, _)) => DB::capture_position(&mut c).await.ok().flatten(),
-                Err(_) => None,
-            },
-        };
+        // Unknown position (the connection broke after the write): the session reads on
+        // the primary from now on, which is never too old.
+        let position = DB::capture_position(conn).await.ok().flatten();
         session.advance(position.unwrap_or(u64::MAX));
+    }
+}
+
+/// A session's write whose position is not recorded yet. While one exists, the session
+/// reads on the primary. Dropped unrecorded — the caller dropped the stream, or the statement
+/// was interrupted and may have committed — it records the primary's position from a fresh
+/// connection in the background.
+struct PendingWrite<DB: Backend> {
+    shared: Arc<Shared<DB>>,
+    session: Arc<SessionState>,
+    recorded: bool,
+}
+
+impl<DB: Backend> PendingWrite<DB> {
+    fn new(shared: &Arc<Shared<DB>>, session: &Arc<SessionState>) -> Self {
+        session.write_started();
+        PendingWrite {
+            shared: Arc::clone(shared),
+            session: Arc::clone(session),
+            recorded: false,
+        }
+    }
+
+    /// Records the position on the connection the write ran on.
+    async fn record(mut self, conn: &mut DB::Connection) {
+        self.shared.record_write(conn, &self.session).await;
+        self.recorded = true;
+        self.session.write_recorded();
+    }
+}
+
+impl<DB: Backend> Drop for PendingWrite<DB> {
+    fn drop(&mut self) {
+        if self.recorded {
+            return;
+        }
+        let (shared, session) = (Arc::clone(&self.shared), Arc::clone(&self.session));
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    shared.record_commit(&session).await;
+                    session.write_recorded();
+                });
+            }
+            Err(_) => {
+                session.advance(u64::MAX);
+                session.write_recorded();
+            }
+        }
     }
 }
 
@@ -312,6 +357,12 @@ where
             let mut pending = Some((query, read));
             while let Some((query, on_replica)) = pending.take() {
                 let again = if on_replica { query.try_clone() } else { None };
+                // A write through a session: until its position is recorded, the session
+                // reads on the primary.
+                let unrecorded = match (&via.session, on_replica) {
+                    (Some(session), false) => Some(PendingWrite::new(&self, session)),
+                    _ => None,
+                };
                 let (index, node, mut conn, busy) = if on_replica {
                     self.acquire_reader(&mut tried, via.session.as_deref()).await?
                 } else {
@@ -343,11 +394,10 @@ where
                         }
                     }
                 }
-                if !on_replica
+                if let Some(write) = unrecorded
                     && matches!(failure, None | Some(Failure::Db(_)))
-                    && let Some(session) = &via.session
                 {
-                    self.record_write(&mut conn, session).await;
+                    write.record(&mut conn).await;
                 }
                 let Some(failure) = failure else {
                     busy.done();
@@ -399,6 +449,12 @@ where
             let (mut query, mut on_replica) = (query, read);
             loop {
                 let again = if on_replica { query.try_clone() } else { None };
+                // A write through a session: until its position is recorded, the session
+                // reads on the primary.
+                let unrecorded = match (&via.session, on_replica) {
+                    (Some(session), false) => Some(PendingWrite::new(&self, session)),
+                    _ => None,
+                };
                 let (index, node, mut conn, busy) = if on_replica {
                     self.acquire_reader(&mut tried, via.session.as_deref())
                         .await?
@@ -414,11 +470,10 @@ where
                     Ok(Ok(_)) => busy.done(),
                     _ => drop(busy),
                 }
-                if !on_replica
+                if let Some(write) = unrecorded
                     && outcome.is_ok()
-                    && let Some(session) = &via.session
                 {
-                    self.record_write(&mut conn, session).await;
+                    write.record(&mut conn).await;
                 }
                 let failure = match outcome {
                     Ok(Ok(row)) => return Ok(row),

@@ -176,7 +176,10 @@ impl<DB: Backend> Shared<DB> {
         let settings = &self.cluster.settings;
         // A session that wrote recently reads on the primary (time-based consistency), or
         // only on replicas that have replayed its writes (position-based).
-        let sticky = session.is_some_and(|s| settings.sticky.is_some_and(|d| s.sticky(d)));
+        let sticky = session.is_some_and(|s| {
+            settings.sticky.is_some_and(|d| s.sticky(d))
+                || (settings.sticky.is_none() && s.position_unknown())
+        });
         let min_position = session
             .and_then(|s| s.min_position())
             .filter(|_| settings.sticky.is_none());
