@@ -292,7 +292,13 @@ impl<DB: Backend> Cluster<DB> {
             }
         }
         let _wake = WakeOnDrop(&self.positions_moved);
-        let timeout = self.settings.health_check_timeout;
+        // Bounded by the refresh interval too: the health task runs refreshes and probes in
+        // turn, and a hung replica must not delay the probe that takes it out of rotation.
+        let timeout = self.settings.health_check_timeout.min(
+            self.settings
+                .position_interval
+                .max(Duration::from_millis(10)),
+        );
         futures_util::future::join_all(self.replicas().iter().filter(|n| n.serves_reads()).map(
             |n| async move {
                 let read = async {
