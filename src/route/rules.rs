@@ -406,54 +406,50 @@ fn is_explain_option(w: &str) -> bool {
     OPTIONS.iter().any(|o| is(w, o))
 }
 
-/// SQLite pragmas that only report (when not given `= value`).
+/// SQLite introspection pragmas whose argument names a table or index
+/// (`PRAGMA table_info(t)`).
+const PRAGMAS_WITH_TABLE_ARGUMENT: &[&str] = &[
+    "table_info",
+    "table_xinfo",
+    "table_list",
+    "index_list",
+    "index_info",
+    "index_xinfo",
+    "foreign_key_list",
+    "foreign_key_check",
+    "integrity_check",
+    "quick_check",
+];
+
+/// SQLite pragmas that report a value when given none (`PRAGMA user_version`); with
+/// `= value` or `(value)` they set it.
+const PRAGMAS_REPORTING_A_VALUE: &[&str] = &[
+    "database_list",
+    "collation_list",
+    "function_list",
+    "module_list",
+    "pragma_list",
+    "compile_options",
+    "page_count",
+    "page_size",
+    "freelist_count",
+    "user_version",
+    "schema_version",
+    "application_id",
+    "data_version",
+    "encoding",
+    "max_page_count",
+];
+
+/// SQLite pragmas that only report (when not given a value to set).
 fn is_read_only_pragma(w: &str) -> bool {
-    const READ_ONLY: &[&str] = &[
-        "table_info",
-        "table_xinfo",
-        "table_list",
-        "index_list",
-        "index_info",
-        "index_xinfo",
-        "foreign_key_list",
-        "foreign_key_check",
-        "database_list",
-        "collation_list",
-        "function_list",
-        "module_list",
-        "pragma_list",
-        "compile_options",
-        "integrity_check",
-        "quick_check",
-        "page_count",
-        "page_size",
-        "freelist_count",
-        "user_version",
-        "schema_version",
-        "application_id",
-        "data_version",
-        "encoding",
-        "max_page_count",
-    ];
-    READ_ONLY.iter().any(|p| is(w, p))
+    takes_a_table_argument(w) || PRAGMAS_REPORTING_A_VALUE.iter().any(|p| is(w, p))
 }
 
-/// Introspection pragmas whose argument names a table or index (`PRAGMA table_info(t)`);
-/// for every other pragma an argument in parentheses sets a value.
+/// For these an argument in parentheses names a table; for every other pragma it sets a
+/// value.
 fn takes_a_table_argument(w: &str) -> bool {
-    const WITH_ARGUMENT: &[&str] = &[
-        "table_info",
-        "table_xinfo",
-        "table_list",
-        "index_list",
-        "index_info",
-        "index_xinfo",
-        "foreign_key_list",
-        "foreign_key_check",
-        "integrity_check",
-        "quick_check",
-    ];
-    WITH_ARGUMENT.iter().any(|p| is(w, p))
+    PRAGMAS_WITH_TABLE_ARGUMENT.iter().any(|p| is(w, p))
 }
 
 fn is(w: &str, k: &str) -> bool {

@@ -269,26 +269,31 @@ impl PgCluster {
         format!("postgres://postgres:{SECRET}@127.0.0.1:{port}/postgres")
     }
 
+    /// psql connected to node `i` as `postgres`, stopping at the first error.
+    fn psql_command(&self, i: usize) -> Command {
+        let mut cmd = Command::new(self.bin.join("psql"));
+        cmd.args([
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+        ])
+        .arg("-p")
+        .arg(self.nodes[i].port.to_string())
+        .stdin(Stdio::null());
+        cmd
+    }
+
     /// Runs SQL on node `i` with psql and returns its unaligned output.
     pub fn psql(&self, i: usize, sql: &str) -> String {
-        let out = Command::new(self.bin.join("psql"))
-            .args([
-                "-X",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-            ])
-            .arg("-p")
-            .arg(self.nodes[i].port.to_string())
-            .arg("-d")
-            .arg("postgres")
-            .arg("-c")
-            .arg(sql)
-            .stdin(Stdio::null())
+        let out = self
+            .psql_command(i)
+            .args(["-At", "-c", sql])
             .output()
             .expect("run psql");
         check(&out, &format!("psql on {}: {sql}", self.nodes[i].name));
@@ -298,22 +303,11 @@ impl PgCluster {
     /// Runs a SQL file on node `i` with psql (statements one by one, stopping at the first
     /// error).
     pub fn psql_file(&self, i: usize, path: &Path) {
-        let out = Command::new(self.bin.join("psql"))
-            .args([
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-            ])
-            .arg("-p")
-            .arg(self.nodes[i].port.to_string())
-            .args(["-d", "postgres", "-f"])
+        let out = self
+            .psql_command(i)
+            .arg("-q")
+            .arg("-f")
             .arg(path)
-            .stdin(Stdio::null())
             .output()
             .expect("run psql");
         check(
