@@ -113,6 +113,12 @@ impl<DB: Backend> Cluster<DB> {
         self.pick_replica_at(tried, None)
     }
 
+    /// The next replica that serves reads, or the writer when none does.
+    pub(crate) fn reader(&self) -> &Arc<Node<DB>> {
+        self.pick_replica(&[])
+            .map_or_else(|| self.writer(), |(_, node)| node)
+    }
+
     /// Like [`pick_replica`](Self::pick_replica), among replicas known to have replayed at
     /// least `min_position`.
     pub(crate) fn pick_replica_at(

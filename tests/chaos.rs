@@ -91,6 +91,21 @@ async fn finish(
     all
 }
 
+/// Every read of the background workload succeeded.
+fn assert_no_read_failed(reads: &[Read]) {
+    let failed: Vec<&String> = reads
+        .iter()
+        .filter_map(|r| r.result.as_ref().err())
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} reads failed: {:?}",
+        failed.len(),
+        reads.len(),
+        &failed[..failed.len().min(5)]
+    );
+}
+
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
@@ -134,17 +149,7 @@ async fn a_killed_replica_costs_no_read() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let reads = finish(stop, handles).await;
 
-    let failed: Vec<&String> = reads
-        .iter()
-        .filter_map(|r| r.result.as_ref().err())
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} reads failed: {:?}",
-        failed.len(),
-        reads.len(),
-        &failed[..failed.len().min(5)]
-    );
+    assert_no_read_failed(&reads);
     let after: HashSet<u16> = reads
         .iter()
         .filter(|r| r.started > killed + INTERVAL + PROBE_TIMEOUT)
@@ -190,16 +195,7 @@ async fn a_black_holed_replica_never_hangs_a_call() {
     tokio::time::sleep(Duration::from_millis(2000)).await;
     let reads = finish(stop, handles).await;
 
-    let failed: Vec<&String> = reads
-        .iter()
-        .filter_map(|r| r.result.as_ref().err())
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "{} reads failed: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(5)]
-    );
+    assert_no_read_failed(&reads);
     // No call takes longer than the configured timeouts: a read stuck on the black hole is
     // cut off when the health check gives up on the node (about one interval plus one probe
     // timeout after the fault), then retried; `statement_timeout` bounds everything.
@@ -480,16 +476,7 @@ async fn reset_connections_are_retried_elsewhere() {
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let reads = finish(stop, handles).await;
-    let failed: Vec<&String> = reads
-        .iter()
-        .filter_map(|r| r.result.as_ref().err())
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "{} reads failed: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(5)]
-    );
+    assert_no_read_failed(&reads);
     let ports: HashSet<u16> = reads
         .iter()
         .rev()

@@ -13,7 +13,7 @@
 use std::io::{self, BufRead, BufWriter, Write};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use partypool::{Dialect, Router};
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 #[command(
     name = "partypool",
     version,
-    about = "Explain how partypool routes SQL"
+    about = "Explain how partypool routes SQL, and show a deployment's topology"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -31,27 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Print where a statement would run (primary or replica) and why.
-    Route {
-        /// The SQL dialect.
-        #[arg(long, value_enum, default_value = "postgres")]
-        dialect: DialectArg,
-        /// Read JSON lines `{"sql": "..."}` from stdin and write one
-        /// `{"target": ..., "reason": ...}` line per input line, in order.
-        #[arg(long, conflicts_with = "sql")]
-        jsonl: bool,
-        /// A function of yours that writes (repeatable), like `Config::write_functions`.
-        #[arg(long = "write-function", value_name = "NAME")]
-        write_functions: Vec<String>,
-        /// Strict mode: calls of functions not known to be read-only go to the primary.
-        #[arg(long)]
-        strict: bool,
-        /// A read-only function of yours, for strict mode (repeatable).
-        #[arg(long = "read-only-function", value_name = "NAME")]
-        read_only_functions: Vec<String>,
-        /// The SQL text to classify.
-        #[arg(required_unless_present = "jsonl")]
-        sql: Option<String>,
-    },
+    Route(RouteArgs),
     /// Connect to a PostgreSQL deployment, probe every node, print the topology table. Exits 0
     /// when the primary is reachable, 2 otherwise.
     Status {
@@ -69,6 +49,29 @@ enum Command {
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
+}
+
+#[derive(Args)]
+struct RouteArgs {
+    /// The SQL dialect.
+    #[arg(long, value_enum, default_value = "postgres")]
+    dialect: DialectArg,
+    /// Read JSON lines `{"sql": "..."}` from stdin and write one
+    /// `{"target": ..., "reason": ...}` line per input line, in order.
+    #[arg(long, conflicts_with = "sql")]
+    jsonl: bool,
+    /// A function of yours that writes (repeatable), like `Config::write_functions`.
+    #[arg(long = "write-function", value_name = "NAME")]
+    write_functions: Vec<String>,
+    /// Strict mode: calls of functions not known to be read-only go to the primary.
+    #[arg(long)]
+    strict: bool,
+    /// A read-only function of yours, for strict mode (repeatable).
+    #[arg(long = "read-only-function", value_name = "NAME")]
+    read_only_functions: Vec<String>,
+    /// The SQL text to classify.
+    #[arg(required_unless_present = "jsonl")]
+    sql: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -106,37 +109,27 @@ enum Output {
 }
 
 fn main() -> ExitCode {
-    let (dialect, jsonl, write_functions, strict, read_only_functions, sql) =
-        match Cli::parse().command {
-            Command::Status {
-                primary,
-                replicas,
-                timeout,
-            } => return status(&primary, &replicas, timeout),
-            Command::Route {
-                dialect,
-                jsonl,
-                write_functions,
-                strict,
-                read_only_functions,
-                sql,
-            } => (
-                dialect,
-                jsonl,
-                write_functions,
-                strict,
-                read_only_functions,
-                sql,
-            ),
-        };
-    let mut router = write_functions
-        .iter()
-        .fold(Router::new(dialect.into()), |r, f| r.write_function(f));
-    if strict {
-        router = router.strict_functions(&read_only_functions);
+    match Cli::parse().command {
+        Command::Status {
+            primary,
+            replicas,
+            timeout,
+        } => status(&primary, &replicas, timeout),
+        Command::Route(args) => route(args),
     }
-    let result = match sql {
-        Some(sql) if !jsonl => {
+}
+
+/// `partypool route`: one statement, or JSON lines from stdin.
+fn route(args: RouteArgs) -> ExitCode {
+    let mut router = args
+        .write_functions
+        .iter()
+        .fold(Router::new(args.dialect.into()), |r, f| r.write_function(f));
+    if args.strict {
+        router = router.strict_functions(&args.read_only_functions);
+    }
+    let result = match args.sql {
+        Some(sql) if !args.jsonl => {
             let r = router.route(&sql);
             println!("{}\t{}", r.target, r.reason);
             Ok(())

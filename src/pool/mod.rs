@@ -128,11 +128,7 @@ impl<DB: Backend> ReplicaPool<DB> {
     /// The next replica's pool by the balancing policy, or the primary's when no replica is
     /// in the rotation (the original package's `GetReadDB`).
     pub fn replica(&self) -> &Pool<DB> {
-        let cluster = &self.shared.cluster;
-        let node = match cluster.pick_replica(&[]) {
-            Some((_, node)) => node,
-            None => cluster.writer(),
-        };
+        let node = self.shared.cluster.reader();
         node.served();
         &node.pool
     }
@@ -192,16 +188,8 @@ impl<DB: Backend> ReplicaPool<DB> {
     /// # let _ = (orders, revenue); Ok(()) }
     /// ```
     pub async fn begin_read_only(&self) -> Result<Transaction<'static, DB>, Error> {
-        if self.shared.is_closed() {
-            return Err(Error::Closed {
-                url: self.shared.cluster.configured_primary().url.clone(),
-            });
-        }
-        let cluster = &self.shared.cluster;
-        let node = match cluster.pick_replica(&[]) {
-            Some((_, node)) => node,
-            None => cluster.writer(),
-        };
+        self.check_open()?;
+        let node = self.shared.cluster.reader();
         node.served();
         node.pool
             .begin_with(DB::BEGIN_READ_ONLY)
@@ -209,14 +197,20 @@ impl<DB: Backend> ReplicaPool<DB> {
             .map_err(|e| self.node_error(node, e))
     }
 
-    /// The node that takes writes, unless writes must fail at once.
-    fn writable(&self) -> Result<&Arc<Node<DB>>, Error> {
-        let cluster = &self.shared.cluster;
+    /// `Error::Closed` after [`close`](Self::close).
+    fn check_open(&self) -> Result<(), Error> {
         if self.shared.is_closed() {
             return Err(Error::Closed {
-                url: cluster.configured_primary().url.clone(),
+                url: self.shared.cluster.configured_primary().url.clone(),
             });
         }
+        Ok(())
+    }
+
+    /// The node that takes writes, unless writes must fail at once.
+    fn writable(&self) -> Result<&Arc<Node<DB>>, Error> {
+        self.check_open()?;
+        let cluster = &self.shared.cluster;
         cluster
             .check_writable()
             .map_err(|reason| Error::NoPrimary { reason })?;
