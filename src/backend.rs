@@ -33,6 +33,16 @@ pub struct Probe {
     pub cluster_id: Option<u64>,
 }
 
+/// A point in the primary's log, as captured right after a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogPosition {
+    /// The position in bytes (PostgreSQL's WAL LSN).
+    pub position: u64,
+    /// The timeline it is on (PostgreSQL), which a promotion increments.
+    pub timeline: Option<u64>,
+}
+
 /// A database partypool can route for. Implemented for sqlx's `Postgres`, `MySql` and
 /// `Sqlite`; sealed.
 pub trait Backend: Database<Arguments: Clone> + sealed::Sealed {
@@ -65,10 +75,11 @@ pub trait Backend: Database<Arguments: Clone> + sealed::Sealed {
     /// What this backend offers for read-your-writes sessions.
     const CAUSAL: crate::consistency::CausalSupport;
 
-    /// On the primary, right after a write committed: a log position at or past it.
+    /// On the primary, right after a write committed, on the write's own connection: a log
+    /// position at or past its commit, and its timeline.
     fn capture_position(
         conn: &mut Self::Connection,
-    ) -> impl Future<Output = Result<Option<u64>, sqlx::Error>> + Send {
+    ) -> impl Future<Output = Result<Option<LogPosition>, sqlx::Error>> + Send {
         let _ = conn;
         std::future::ready(Ok(None))
     }
@@ -86,15 +97,13 @@ pub trait Backend: Database<Arguments: Clone> + sealed::Sealed {
     fn is_standby_rejection(e: &sqlx::Error) -> bool;
 }
 
-/// Errors of the transport and the pool, the same for every database.
+/// Errors of the transport, the same for every database. Not `PoolTimedOut`: a full pool
+/// says nothing about the node (a refused connection that sqlx kept retrying is confirmed by
+/// a probe instead).
 fn is_transport_error(e: &sqlx::Error) -> bool {
     matches!(
         e,
-        sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::WorkerCrashed
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed
     )
 }
 
@@ -109,13 +118,21 @@ impl Backend for sqlx::Postgres {
     const CAUSAL: crate::consistency::CausalSupport = crate::consistency::CausalSupport::Positions;
 
     /// The WAL *insert* position: past the commit record of every transaction that has
-    /// committed, even with `synchronous_commit = off` (where the write position can lag).
-    async fn capture_position(conn: &mut Self::Connection) -> Result<Option<u64>, sqlx::Error> {
-        let p: Option<i64> =
-            sqlx::query_scalar("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::int8")
-                .fetch_one(&mut *conn)
-                .await?;
-        Ok(p.map(|p| p.max(0) as u64))
+    /// committed, even with `synchronous_commit = off` (where the write position can lag);
+    /// and the timeline of the WAL segment it is in.
+    async fn capture_position(
+        conn: &mut Self::Connection,
+    ) -> Result<Option<LogPosition>, sqlx::Error> {
+        let (p, tl): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT (l - '0/0'::pg_lsn)::int8, ('x' || substr(pg_walfile_name(l), 1, 8))::bit(32)::int8 \
+             FROM pg_current_wal_insert_lsn() AS l",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(p.map(|p| LogPosition {
+            position: p.max(0) as u64,
+            timeline: tl.map(|t| t.max(0) as u64),
+        }))
     }
 
     async fn replayed_position(conn: &mut Self::Connection) -> Result<Option<u64>, sqlx::Error> {

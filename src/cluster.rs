@@ -1,8 +1,7 @@
 //! The nodes as a whole: which one takes writes, which ones may serve reads, and the signal
 //! that tells running calls the pool is closing.
 
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -11,7 +10,8 @@ use tokio::sync::Notify;
 use crate::backend::Backend;
 use crate::balance::{Load, Policy};
 use crate::config::Backoff;
-use crate::node::{Node, Role};
+use crate::consistency::{At, Rules};
+use crate::node::Node;
 
 /// Settings the health task and the query path read.
 #[derive(Debug, Clone, Copy)]
@@ -24,30 +24,37 @@ pub(crate) struct Settings {
     pub(crate) follow_promotion: bool,
     pub(crate) max_read_retries: u32,
     pub(crate) statement_timeout: Option<Duration>,
-    /// `None`: sessions track positions; `Some(d)`: they read on the primary for `d` after
-    /// a write.
-    pub(crate) sticky: Option<Duration>,
+    pub(crate) rules: Rules,
     pub(crate) causal_wait: Duration,
     pub(crate) position_interval: Duration,
 }
+
+const NONE: u64 = u64::MAX;
 
 pub(crate) struct Cluster<DB: Backend> {
     /// `nodes[0]` is the configured primary, the rest are replicas in configuration order.
     pub(crate) nodes: Vec<Arc<Node<DB>>>,
     pub(crate) settings: Settings,
     policy: Box<dyn Policy>,
+    /// Itself, for the probes that confirm a statement's connection error in the background.
+    me: Weak<Cluster<DB>>,
     /// The node that takes writes: the configured primary, or a promoted replica.
     writer: AtomicUsize,
-    /// Why writes must fail at once (the primary is gone and `follow_promotion` is off).
+    /// The newest timeline that has taken writes (`NONE`: none yet). No node on an older
+    /// timeline ever takes writes again.
+    writes_timeline: AtomicU64,
+    /// Why writes must fail at once (the writer is gone and `follow_promotion` is off).
     write_block: Mutex<Option<String>>,
     /// Woken when writes move to another node.
     writer_moved: Notify,
-    /// The cluster's identity (0: not known yet, or the backend has none).
+    /// The cluster's identity: the configured primary's system identifier (`NONE`: not
+    /// known, or the backend has none). Set once, at connect.
     cluster_id: AtomicU64,
-    /// Woken when a replica's replay position moves.
+    /// Woken when a refresh of replay positions ends.
     positions_moved: Notify,
-    /// Held while replay positions are being refreshed, so callers share one refresh.
-    refreshing: tokio::sync::Mutex<()>,
+    /// Held while replay positions are being refreshed, so callers share one refresh, and
+    /// when the last one started: at most one per `position_interval`.
+    refreshing: tokio::sync::Mutex<Option<tokio::time::Instant>>,
     closing: AtomicBool,
     closed_signal: Notify,
 }
@@ -57,20 +64,22 @@ impl<DB: Backend> Cluster<DB> {
         nodes: Vec<Arc<Node<DB>>>,
         settings: Settings,
         policy: Box<dyn Policy>,
-    ) -> Self {
-        Cluster {
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Cluster {
             nodes,
             settings,
             policy,
+            me: me.clone(),
             writer: AtomicUsize::new(0),
+            writes_timeline: AtomicU64::new(NONE),
             write_block: Mutex::new(None),
             writer_moved: Notify::new(),
-            cluster_id: AtomicU64::new(0),
+            cluster_id: AtomicU64::new(NONE),
             positions_moved: Notify::new(),
-            refreshing: tokio::sync::Mutex::new(()),
+            refreshing: tokio::sync::Mutex::new(None),
             closing: AtomicBool::new(false),
             closed_signal: Notify::new(),
-        }
+        })
     }
 
     pub(crate) fn configured_primary(&self) -> &Arc<Node<DB>> {
@@ -110,7 +119,7 @@ impl<DB: Backend> Cluster<DB> {
     /// The next replica that serves reads, by the balancing policy, skipping `tried`
     /// (indices into `nodes`); `None` when there is none.
     pub(crate) fn pick_replica(&self, tried: &[usize]) -> Option<(usize, &Arc<Node<DB>>)> {
-        self.pick_replica_at(tried, None)
+        self.pick(tried, None, false)
     }
 
     /// The next replica that serves reads, or the writer when none does.
@@ -119,17 +128,23 @@ impl<DB: Backend> Cluster<DB> {
             .map_or_else(|| self.writer(), |(_, node)| node)
     }
 
-    /// Like [`pick_replica`](Self::pick_replica), among replicas known to have replayed at
-    /// least `min_position`.
-    pub(crate) fn pick_replica_at(
+    /// The next replica that serves reads, skipping `tried`, among those known to have
+    /// replayed `at` (on its timeline) when given, and among those with a free connection
+    /// when `free` (so a full pool does not make a read wait while another replica idles).
+    pub(crate) fn pick(
         &self,
         tried: &[usize],
-        min_position: Option<u64>,
+        at: Option<At>,
+        free: bool,
     ) -> Option<(usize, &Arc<Node<DB>>)> {
         let usable = |(i, n): &(usize, &Arc<Node<DB>>)| {
             n.serves_reads()
                 && !tried.contains(i)
-                && min_position.is_none_or(|min| n.position().is_some_and(|p| p >= min))
+                && at.is_none_or(|at| {
+                    n.position().is_some_and(|p| p >= at.position)
+                        && (at.timeline.is_none() || n.timeline() == at.timeline)
+                })
+                && (!free || n.has_free_connection())
         };
         // Candidates on the stack: this runs for every read, and pools have a handful of
         // replicas (more than `MAX` is served by the first `MAX` in the rotation).
@@ -150,78 +165,84 @@ impl<DB: Backend> Cluster<DB> {
         Some((index[k], &self.nodes[index[k]]))
     }
 
-    /// Chooses the writer after a round of probes.
+    /// Chooses the writer after a round of probes: an election with memory.
     ///
-    /// Never two primaries: the configured primary keeps the writes while it is reachable and
-    /// not in recovery, even if another node also claims to be a primary (split brain: warn).
-    /// Otherwise, with `follow_promotion`, the reachable promoted node with the most advanced
-    /// timeline and position takes them; without it, writes fail at once with the reason.
+    /// - The writer keeps the writes while it is reachable and not in recovery. Another node
+    ///   that claims the primary role meanwhile (an accidental promotion, an unfenced old
+    ///   primary) gets no writes, and no reads either (it is not a standby): a warning, and
+    ///   `status()` says why.
+    /// - Writes move only once the writer is lost (unreachable, or in recovery), to a node
+    ///   of the same cluster promoted on a newer timeline than any that took writes before
+    ///   (with `follow_promotion`); the newest timeline and position win.
+    /// - Once writes were on timeline T, no node on an older timeline takes them again: a
+    ///   stalled or failing writer makes writes wait or fail (bounded by the timeouts), never
+    ///   go back.
     pub(crate) fn elect_writer(&self) {
-        let configured = self.configured_primary();
-        let claims: Vec<(usize, &Arc<Node<DB>>)> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| n.is_healthy() && n.in_recovery() == Some(false))
-            .collect();
-        let configured_ok = configured.is_healthy() && configured.in_recovery() != Some(true);
-        let promoted = claims
-            .iter()
-            .filter(|(_, n)| n.role == Role::Replica)
-            .max_by_key(|(_, n)| (n.timeline(), n.position()));
-        // A configured primary that comes back after a failover, not fenced and not in
-        // recovery, is on an older timeline than the promoted node: writes stay with the
-        // promoted one rather than splitting between two primaries.
-        let superseded =
-            configured_ok && promoted.is_some_and(|(_, p)| p.timeline() > configured.timeline());
-        if superseded {
-            tracing::warn!(
-                "the configured primary is back on an older timeline than a promoted node; writes stay on the promoted node"
-            );
-        }
-        let (writer, block) = if configured_ok && !superseded {
-            if claims.len() > 1 {
-                let others: Vec<&str> = claims
-                    .iter()
-                    .skip(1)
-                    .map(|(_, n)| n.name.as_str())
-                    .collect();
-                tracing::warn!(
-                    ?others,
-                    "more than one node claims to be the primary; writes stay on the configured primary"
-                );
+        let current = self.writer_index();
+        let writer = &self.nodes[current];
+        let holds = writer.is_healthy() && writer.in_recovery() != Some(true) && !writer.is_foreign();
+        let floor = match self.writes_timeline.load(Ordering::Acquire) {
+            NONE => None,
+            t => Some(t),
+        };
+        let mut next = current;
+        let mut block = None;
+        if holds {
+            if let Some(t) = writer.timeline() {
+                self.writes_timeline.fetch_max_or_set(t);
             }
-            (0, None)
         } else {
-            let why = if superseded {
-                "on an older timeline than a promoted node".to_owned()
-            } else if configured.is_healthy() {
-                "in recovery (a standby)".to_owned()
+            let promoted = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(i, n)| {
+                    *i != current
+                        && n.is_healthy()
+                        && n.in_recovery() == Some(false)
+                        && !n.is_foreign()
+                        && match (floor, n.timeline()) {
+                            (None, _) => true,
+                            (Some(f), Some(t)) => t > f,
+                            (Some(_), None) => false,
+                        }
+                })
+                .max_by_key(|(_, n)| (n.timeline(), n.position()));
+            let why = if writer.is_healthy() {
+                "in recovery (a standby)"
             } else {
-                "unreachable".to_owned()
+                "unreachable"
             };
             match (promoted, self.settings.follow_promotion) {
-                (Some((i, _)), true) => (*i, None),
-                (Some((_, n)), false) => (
-                    0,
-                    Some(format!(
-                        "the configured primary is {why}; {} has been promoted, but follow_promotion is off",
-                        n.name
-                    )),
-                ),
-                (None, false) => (
-                    0,
-                    Some(format!(
-                        "the configured primary is {why} and follow_promotion is off"
-                    )),
-                ),
-                // Nothing promoted yet: writes keep trying the configured primary.
-                (None, true) => (0, None),
+                (Some((i, n)), true) => {
+                    next = i;
+                    if let Some(t) = n.timeline() {
+                        self.writes_timeline.fetch_max_or_set(t);
+                    }
+                }
+                (Some((_, n)), false) => {
+                    block = Some(format!(
+                        "{} (the writer) is {why}; {} has been promoted, but follow_promotion is off",
+                        writer.name, n.name
+                    ))
+                }
+                (None, false) => {
+                    block = Some(format!(
+                        "{} (the writer) is {why} and follow_promotion is off",
+                        writer.name
+                    ))
+                }
+                // Nothing promoted (on a newer timeline) yet: writes keep trying the writer.
+                (None, true) => {}
             }
-        };
-        let before = self.writer.swap(writer, Ordering::AcqRel);
-        if before != writer {
-            tracing::warn!(from = %self.nodes[before].name, to = %self.nodes[writer].name, "writes move to another node");
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            n.set_writer(i == next);
+            n.set_rival(i != next && n.is_healthy() && n.in_recovery() == Some(false) && !n.is_foreign());
+        }
+        let before = self.writer.swap(next, Ordering::AcqRel);
+        if before != next {
+            tracing::warn!(from = %self.nodes[before].name, to = %self.nodes[next].name, "writes move to another node");
             self.writer_moved.notify_waiters();
         }
         *lock(&self.write_block) = block;
@@ -261,33 +282,64 @@ impl<DB: Backend> Cluster<DB> {
         }
     }
 
-    /// The cluster's identity, once the primary has answered.
+    /// The cluster's identity: the configured primary's system identifier.
     pub(crate) fn cluster_id(&self) -> Option<u64> {
         match self.cluster_id.load(Ordering::Acquire) {
-            0 => None,
+            NONE => None,
             id => Some(id),
         }
     }
 
+    /// Sets the cluster's identity, once (from the configured primary's first probe).
     pub(crate) fn set_cluster_id(&self, id: Option<u64>) {
-        if let Some(id) = id.filter(|id| *id != 0) {
+        if let Some(id) = id.filter(|id| *id != NONE) {
             let _ = self
                 .cluster_id
-                .compare_exchange(0, id, Ordering::AcqRel, Ordering::Acquire);
+                .compare_exchange(NONE, id, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+
+    /// A statement on `node` failed in a way that may mean the node is gone: probe it now
+    /// (in the background, one probe at a time per node). The probe, not the statement,
+    /// decides whether it leaves the rotation.
+    pub(crate) fn suspect(&self, node: &Arc<Node<DB>>) {
+        if !node.start_suspecting() {
+            return;
+        }
+        let (Some(me), Ok(runtime)) = (self.me.upgrade(), tokio::runtime::Handle::try_current())
+        else {
+            node.stop_suspecting();
+            return;
+        };
+        let node = Arc::clone(node);
+        runtime.spawn(async move {
+            crate::health::check(&me, &node).await;
+            node.stop_suspecting();
+        });
+    }
+
+    /// Counts a statement's error on `node`; a connection-class error asks for a probe.
+    pub(crate) fn report(&self, node: &Arc<Node<DB>>, e: &sqlx::Error) {
+        if node.record_error(e) {
+            self.suspect(node);
         }
     }
 
     /// Reads every serving replica's replay position now (one light query each, at once) and
-    /// wakes readers waiting for a position. Concurrent callers share one refresh.
+    /// wakes readers waiting for a position. Concurrent callers share one refresh, and
+    /// refreshes start at most once per `position_interval`, however many sessions wait:
+    /// the load on replicas is bounded per pool, not per session. Nothing refreshes while
+    /// no session waits.
     pub(crate) async fn refresh_positions(&self) {
         // Registered before looking at the lock, so a refresh that ends in between still
         // wakes us.
         let moved = self.positions_moved.notified();
         tokio::pin!(moved);
         moved.as_mut().enable();
-        let Ok(_guard) = self.refreshing.try_lock() else {
+        let Ok(mut last) = self.refreshing.try_lock() else {
             // Someone is refreshing: wait for their result instead.
-            let _ = tokio::time::timeout(self.settings.health_check_timeout, moved).await;
+            let wait = self.settings.health_check_timeout + self.settings.position_interval;
+            let _ = tokio::time::timeout(wait, moved).await;
             return;
         };
         // Wake the waiters however this ends, even if our caller gives up (drops us) early.
@@ -298,13 +350,12 @@ impl<DB: Backend> Cluster<DB> {
             }
         }
         let _wake = WakeOnDrop(&self.positions_moved);
-        // Bounded by the refresh interval too: the health task runs refreshes and probes in
-        // turn, and a hung replica must not delay the probe that takes it out of rotation.
-        let timeout = self.settings.health_check_timeout.min(
-            self.settings
-                .position_interval
-                .max(Duration::from_millis(10)),
-        );
+        if let Some(at) = *last {
+            tokio::time::sleep_until(at + self.settings.position_interval).await;
+        }
+        *last = Some(tokio::time::Instant::now());
+        // Bounded: a hung replica must not hold every waiting session.
+        let timeout = self.settings.health_check_timeout;
         futures_util::future::join_all(self.replicas().iter().filter(|n| n.serves_reads()).map(
             |n| async move {
                 let read = async {
@@ -319,10 +370,10 @@ impl<DB: Backend> Cluster<DB> {
         .await;
     }
 
-    /// A replica that has replayed `min_position`, waiting up to `causal_wait` for one to
-    /// catch up (refreshing positions meanwhile); `None` when none does in time.
-    pub(crate) async fn replica_at(&self, tried: &[usize], min_position: u64) -> Option<usize> {
-        if let Some((i, _)) = self.pick_replica_at(tried, Some(min_position)) {
+    /// A replica that has replayed `at`, waiting up to `causal_wait` for one to catch up
+    /// (refreshing positions meanwhile); `None` when none does in time.
+    pub(crate) async fn replica_at(&self, tried: &[usize], at: At) -> Option<usize> {
+        if let Some((i, _)) = self.pick(tried, Some(at), false) {
             return Some(i);
         }
         // No replica in the rotation at all: nothing to wait for.
@@ -330,17 +381,12 @@ impl<DB: Backend> Cluster<DB> {
         let deadline = tokio::time::Instant::now() + self.settings.causal_wait;
         loop {
             let _ = tokio::time::timeout_at(deadline, self.refresh_positions()).await;
-            if let Some((i, _)) = self.pick_replica_at(tried, Some(min_position)) {
+            if let Some((i, _)) = self.pick(tried, Some(at), false) {
                 return Some(i);
             }
             if tokio::time::Instant::now() >= deadline {
                 return None;
             }
-            // Replication usually needs well under a millisecond on a LAN: look again soon.
-            tokio::time::sleep(
-                Duration::from_millis(2).min(deadline - tokio::time::Instant::now()),
-            )
-            .await;
         }
     }
 
@@ -348,7 +394,7 @@ impl<DB: Backend> Cluster<DB> {
         self.closing.load(Ordering::Acquire)
     }
 
-    /// Tells every running call to stop (they fail with `PoolClosed`).
+    /// Tells every running call to stop.
     pub(crate) fn start_closing(&self) {
         self.closing.store(true, Ordering::Release);
         self.closed_signal.notify_waiters();
@@ -363,6 +409,19 @@ impl<DB: Backend> Cluster<DB> {
             return;
         }
         notified.await;
+    }
+}
+
+/// `fetch_max` where `NONE` (u64::MAX) means unset.
+trait MaxOrSet {
+    fn fetch_max_or_set(&self, v: u64);
+}
+
+impl MaxOrSet for AtomicU64 {
+    fn fetch_max_or_set(&self, v: u64) {
+        let _ = self.fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
+            (old == NONE || old < v).then_some(v)
+        });
     }
 }
 

@@ -35,7 +35,7 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -72,16 +72,62 @@ pub enum CausalSupport {
 /// The fallback of [`Consistency::Causal`] on backends without positions.
 pub(crate) const STICKY_FALLBACK: Duration = Duration::from_secs(2);
 
-/// A session's high-water mark: "my reads must see at least this".
+/// How long a write whose position could not be recorded (its connection broke, it was
+/// interrupted, its commit failed) may still be settling on the primary. Until then the
+/// session and the holders of its token read on the primary; afterwards the first read on
+/// the primary records the primary's position, which is then past the write if it
+/// committed. `statement_timeout` plus a second when one is set.
+pub(crate) fn settle_window(statement_timeout: Option<Duration>) -> Duration {
+    statement_timeout.map_or(Duration::from_secs(30), |t| t + Duration::from_secs(1))
+}
+
+/// A log position on a timeline: "my reads must see at least this".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct At {
+    pub(crate) position: u64,
+    /// PostgreSQL's timeline (a promotion starts a new one); `None` when the backend has
+    /// none. Positions on different timelines are not comparable.
+    pub(crate) timeline: Option<u64>,
+}
+
+/// Where a session's next read may go: the one place the read-your-writes decision is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadAt {
+    /// Any replica (no writes yet, or replicas see everything at once).
+    Anywhere,
+    /// Only the primary: a write is being recorded, or its outcome is still settling, or
+    /// time-based consistency says so.
+    Primary,
+    /// The primary, then record its position after the read (a settled unknown write, or a
+    /// token from an older timeline: the primary's state now covers all that survived).
+    PrimaryThenRecord,
+    /// A replica on this timeline that has replayed at least this far, else (after
+    /// `causal_wait`) the primary, whose position is then checked against it (a token ahead
+    /// of the primary is clamped to it).
+    AtLeast(At),
+}
+
+/// A session's high-water mark, carried between requests and processes.
 ///
-/// Its string form is `pp1-l-<cluster>-<position>` (a log position) or
-/// `pp1-t-<cluster>-<unix ms>` (a write time, for time-based consistency), all hexadecimal.
+/// Its string form names the format version, the kind, and the cluster (PostgreSQL's system
+/// identifier), all hexadecimal:
+///
+/// - `pp2-l-<cluster>-<timeline>-<position>`: reads must see this log position on this
+///   timeline;
+/// - `pp2-p-<cluster>-<unix ms>`: a write whose position is not known yet, issued by then;
+///   holders read on the primary until it has settled;
+/// - `pp2-t-<cluster>-<unix ms>`: a write time, for time-based consistency.
+///
+/// A token is untrusted input: one from another cluster or of the wrong kind is refused by
+/// [`ReplicaPool::session_with`](crate::ReplicaPool::session_with), and one ahead of the
+/// primary is clamped to the primary's position after one check.
 ///
 /// ```
-/// use partypool::CausalToken;
-/// let t: CausalToken = "pp1-l-6f1a2b3c4d5e6f70-3000148".parse()?;
-/// assert_eq!(t.to_string(), "pp1-l-6f1a2b3c4d5e6f70-3000148");
-/// assert!("pp1-l-zz-1".parse::<CausalToken>().is_err());
+/// use partypool::{CausalToken, TokenKind};
+/// let t: CausalToken = "pp2-l-6f1a2b3c4d5e6f70-1-3000148".parse()?;
+/// assert_eq!(t.to_string(), "pp2-l-6f1a2b3c4d5e6f70-1-3000148");
+/// assert_eq!((t.kind(), t.timeline(), t.position()), (TokenKind::Position, Some(1), Some(0x3000148)));
+/// assert!("pp2-l-zz-1-1".parse::<CausalToken>().is_err());
 /// # Ok::<(), partypool::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -92,8 +138,32 @@ pub struct CausalToken {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Mark {
-    Position(u64),
+    Position(At),
+    Pending(u64),
     WrittenAt(u64),
+}
+
+/// What a [`CausalToken`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenKind {
+    /// A log position on a timeline (`l`).
+    Position,
+    /// A write whose position is not known yet (`p`): holders read on the primary until it
+    /// has settled.
+    Pending,
+    /// A write time, for [`Consistency::StickyFor`] (`t`).
+    Time,
+}
+
+impl fmt::Display for TokenKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TokenKind::Position => "position (l)",
+            TokenKind::Pending => "pending (p)",
+            TokenKind::Time => "time (t)",
+        })
+    }
 }
 
 impl CausalToken {
@@ -103,20 +173,41 @@ impl CausalToken {
         self.cluster
     }
 
+    /// What it records.
+    pub fn kind(&self) -> TokenKind {
+        match self.mark {
+            Mark::Position(_) => TokenKind::Position,
+            Mark::Pending(_) => TokenKind::Pending,
+            Mark::WrittenAt(_) => TokenKind::Time,
+        }
+    }
+
     /// The log position reads must have reached, for a position token.
     pub fn position(&self) -> Option<u64> {
         match self.mark {
-            Mark::Position(p) => Some(p),
-            Mark::WrittenAt(_) => None,
+            Mark::Position(at) => Some(at.position),
+            _ => None,
+        }
+    }
+
+    /// The timeline of that position, when the backend has timelines.
+    pub fn timeline(&self) -> Option<u64> {
+        match self.mark {
+            Mark::Position(at) => at.timeline,
+            _ => None,
         }
     }
 }
 
 impl fmt::Display for CausalToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self.cluster;
         match self.mark {
-            Mark::Position(p) => write!(f, "pp1-l-{:016x}-{p:x}", self.cluster),
-            Mark::WrittenAt(t) => write!(f, "pp1-t-{:016x}-{t:x}", self.cluster),
+            Mark::Position(At { position, timeline }) => {
+                write!(f, "pp2-l-{c:016x}-{:x}-{position:x}", timeline.unwrap_or(0))
+            }
+            Mark::Pending(t) => write!(f, "pp2-p-{c:016x}-{t:x}"),
+            Mark::WrittenAt(t) => write!(f, "pp2-t-{c:016x}-{t:x}"),
         }
     }
 }
@@ -125,28 +216,47 @@ impl FromStr for CausalToken {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Error> {
-        let bad =
-            |why: &str| Error::InvalidToken(format!("{why} (expected pp1-l-<cluster>-<position>)"));
-        let mut parts = s.trim().split('-');
-        if parts.next() != Some("pp1") {
-            return Err(bad("not a partypool token"));
+        let bad = |why: &str| {
+            Error::InvalidToken(format!(
+                "{why} (expected pp2-l-<cluster>-<timeline>-<position>, pp2-p-<cluster>-<ms> or pp2-t-<cluster>-<ms>)"
+            ))
+        };
+        let s = s.trim();
+        if s.len() > 80 {
+            return Err(bad("too long"));
         }
-        let kind = parts.next().ok_or_else(|| bad("no kind"))?;
-        let cluster = parts.next().ok_or_else(|| bad("no cluster"))?;
-        let value = parts.next().ok_or_else(|| bad("no position"))?;
-        if parts.next().is_some() {
-            return Err(bad("trailing text"));
+        let parts: Vec<&str> = s.split('-').collect();
+        match parts.first() {
+            Some(&"pp2") => {}
+            Some(&"pp1") => return Err(bad("an old token format (pp1)")),
+            _ => return Err(bad("not a partypool token")),
         }
-        let hex = |v: &str, what: &str| {
+        let hex = |v: Option<&&str>, what: &str| {
+            let v = v.ok_or_else(|| bad(&format!("no {what}")))?;
+            if v.is_empty() || v.starts_with('+') {
+                return Err(bad(&format!("{what} is not hexadecimal")));
+            }
             u64::from_str_radix(v, 16).map_err(|_| bad(&format!("{what} is not hexadecimal")))
         };
-        let cluster = hex(cluster, "cluster")?;
-        let value = hex(value, "position")?;
-        let mark = match kind {
-            "l" => Mark::Position(value),
-            "t" => Mark::WrittenAt(value),
+        let kind = parts.get(1).copied().ok_or_else(|| bad("no kind"))?;
+        let cluster = hex(parts.get(2), "cluster")?;
+        let (mark, len) = match kind {
+            "l" => {
+                let timeline = hex(parts.get(3), "timeline")?;
+                let position = hex(parts.get(4), "position")?;
+                let timeline = (timeline != 0).then_some(timeline);
+                (Mark::Position(At { position, timeline }), 5)
+            }
+            "p" => (Mark::Pending(hex(parts.get(3), "time")?), 4),
+            "t" => (Mark::WrittenAt(hex(parts.get(3), "time")?), 4),
             _ => return Err(bad("unknown kind")),
         };
+        if parts.len() != len {
+            return Err(bad("trailing text"));
+        }
+        if matches!(mark, Mark::Position(At { position: u64::MAX, .. })) {
+            return Err(bad("position out of range"));
+        }
         Ok(CausalToken { cluster, mark })
     }
 }
@@ -164,25 +274,75 @@ impl<'de> Deserialize<'de> for CausalToken {
     }
 }
 
+/// What the pool's consistency settings say about sessions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rules {
+    pub(crate) support: CausalSupport,
+    /// `Some(d)`: time-based, reads on the primary for `d` after a write.
+    pub(crate) sticky: Option<Duration>,
+    pub(crate) settle: Duration,
+}
+
+impl Rules {
+    /// The token kind sessions of this pool issue and accept, if any.
+    pub(crate) fn token_kind(&self) -> Option<TokenKind> {
+        match (self.sticky, self.support) {
+            (Some(_), _) => Some(TokenKind::Time),
+            (None, CausalSupport::Positions) => Some(TokenKind::Position),
+            (None, _) => None,
+        }
+    }
+}
+
 /// What a session has written, shared by the session and the statements it runs.
 #[derive(Debug, Default)]
 pub(crate) struct SessionState {
-    /// Highest primary position after the session's writes (0: none).
-    position: AtomicU64,
-    /// Unix time in ms of the session's last write (0: none), for time-based consistency.
-    written_at_ms: AtomicU64,
+    marks: std::sync::Mutex<Marks>,
     /// Writes running (or finished) whose position is not recorded yet.
-    unrecorded: std::sync::atomic::AtomicU32,
+    unrecorded: AtomicU32,
+    /// Woken when a write's position is recorded.
+    recorded: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Marks {
+    /// The newest position after the session's writes.
+    at: Option<At>,
+    /// Unix ms of the session's last write (0: none), for time-based consistency.
+    written_at_ms: u64,
+    /// Unix ms since which a write's position is unknown.
+    unknown_since_ms: Option<u64>,
 }
 
 impl SessionState {
-    pub(crate) fn advance(&self, position: u64) {
-        self.position.fetch_max(position, Ordering::AcqRel);
+    fn marks(&self) -> std::sync::MutexGuard<'_, Marks> {
+        self.marks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A write's position: positions only move forward on a timeline, and a newer timeline
+    /// replaces an older one.
+    pub(crate) fn recorded(&self, at: At) {
+        let mut m = self.marks();
+        m.at = Some(match m.at {
+            Some(old) if old.timeline == at.timeline => At {
+                position: old.position.max(at.position),
+                ..at
+            },
+            Some(old) if old.timeline > at.timeline => old,
+            _ => at,
+        });
+    }
+
+    /// A write whose position could not be recorded: reads go to the primary until it has
+    /// settled.
+    pub(crate) fn unknown(&self, now_ms: u64) {
+        let mut m = self.marks();
+        m.unknown_since_ms = Some(m.unknown_since_ms.map_or(now_ms, |t| t.max(now_ms)));
     }
 
     pub(crate) fn wrote_now(&self) {
-        self.written_at_ms
-            .fetch_max(unix_ms(SystemTime::now()), Ordering::AcqRel);
+        let mut m = self.marks();
+        m.written_at_ms = m.written_at_ms.max(unix_ms(SystemTime::now()));
     }
 
     pub(crate) fn write_started(&self) {
@@ -191,35 +351,134 @@ impl SessionState {
 
     pub(crate) fn write_recorded(&self) {
         self.unrecorded.fetch_sub(1, Ordering::AcqRel);
+        self.recorded.notify_waiters();
     }
 
-    /// Whether reads must go to the primary because a write's position is not known: one is
-    /// still being recorded, or could not be (position `u64::MAX`).
-    pub(crate) fn position_unknown(&self) -> bool {
-        self.unrecorded.load(Ordering::Acquire) > 0
-            || self.position.load(Ordering::Acquire) == u64::MAX
-    }
-
-    /// The position reads must have reached, if any.
-    pub(crate) fn min_position(&self) -> Option<u64> {
-        match self.position.load(Ordering::Acquire) {
-            0 => None,
-            p => Some(p),
+    /// Where the next read may go. `writer_timeline` is the writer's timeline now.
+    pub(crate) fn read_at(&self, rules: &Rules, writer_timeline: Option<u64>, now_ms: u64) -> ReadAt {
+        let m = *self.marks();
+        if let Some(window) = rules.sticky {
+            let until = m.written_at_ms.saturating_add(window.as_millis() as u64);
+            return if m.written_at_ms != 0 && now_ms < until {
+                ReadAt::Primary
+            } else {
+                ReadAt::Anywhere
+            };
+        }
+        if rules.support != CausalSupport::Positions {
+            return ReadAt::Anywhere;
+        }
+        if self.unrecorded.load(Ordering::Acquire) > 0 {
+            return ReadAt::Primary;
+        }
+        if let Some(since) = m.unknown_since_ms {
+            return if now_ms < since.saturating_add(rules.settle.as_millis() as u64) {
+                ReadAt::Primary
+            } else {
+                ReadAt::PrimaryThenRecord
+            };
+        }
+        match m.at {
+            None => ReadAt::Anywhere,
+            Some(at) if at.timeline.is_some() && writer_timeline.is_some() && at.timeline != writer_timeline => {
+                ReadAt::PrimaryThenRecord
+            }
+            Some(at) => ReadAt::AtLeast(at),
         }
     }
 
-    /// Whether reads must stay on the primary for time-based consistency.
-    pub(crate) fn sticky(&self, window: Duration) -> bool {
-        match self.written_at_ms.load(Ordering::Acquire) {
-            0 => false,
-            t => unix_ms(SystemTime::now()) < t.saturating_add(window.as_millis() as u64),
+    /// The primary's position, read after a read that [`read_at`](Self::read_at) sent
+    /// there: settles an unknown write whose window has passed, replaces a position from
+    /// another timeline, and clamps a position ahead of the primary (a forged or corrupt
+    /// token) to it.
+    pub(crate) fn reconcile(&self, primary: At, rules: &Rules, now_ms: u64) {
+        let mut m = self.marks();
+        if let Some(since) = m.unknown_since_ms
+            && now_ms >= since.saturating_add(rules.settle.as_millis() as u64)
+        {
+            m.unknown_since_ms = None;
+            m.at = Some(m.at.map_or(primary, |old| {
+                if old.timeline == primary.timeline {
+                    At {
+                        position: old.position.max(primary.position),
+                        ..primary
+                    }
+                } else {
+                    primary
+                }
+            }));
+            return;
         }
+        match m.at {
+            Some(old) if old.timeline != primary.timeline => m.at = Some(primary),
+            Some(old) if old.position > primary.position => {
+                tracing::warn!(
+                    token = old.position,
+                    primary = primary.position,
+                    "a session position is ahead of the primary (a forged or corrupt token?); clamped to the primary's"
+                );
+                m.at = Some(primary);
+            }
+            _ => {}
+        }
+    }
+
+    /// The session's token, if it wrote (or was made from a token).
+    pub(crate) fn token(&self, cluster: u64) -> Option<CausalToken> {
+        let m = *self.marks();
+        let mark = if self.unrecorded.load(Ordering::Acquire) > 0 {
+            Mark::Pending(m.unknown_since_ms.unwrap_or(0).max(unix_ms(SystemTime::now())))
+        } else if let Some(since) = m.unknown_since_ms {
+            Mark::Pending(since)
+        } else if let Some(at) = m.at {
+            Mark::Position(at)
+        } else if m.written_at_ms != 0 {
+            Mark::WrittenAt(m.written_at_ms)
+        } else {
+            return None;
+        };
+        Some(CausalToken { cluster, mark })
+    }
+
+    /// Starts from a token that [`ReplicaPool::session_with`](crate::ReplicaPool::session_with)
+    /// accepted.
+    fn from_token(token: CausalToken) -> Self {
+        let state = SessionState::default();
+        {
+            let mut m = state.marks();
+            match token.mark {
+                Mark::Position(at) => m.at = Some(at),
+                Mark::Pending(ms) => m.unknown_since_ms = Some(ms),
+                Mark::WrittenAt(ms) => m.written_at_ms = ms,
+            }
+        }
+        state
+    }
+
+    /// Waits (up to `limit`) until no write's position is still being recorded.
+    async fn settled(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                let recorded = self.recorded.notified();
+                tokio::pin!(recorded);
+                recorded.as_mut().enable();
+                if self.unrecorded.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                recorded.await;
+            }
+        })
+        .await;
     }
 }
 
-fn unix_ms(t: SystemTime) -> u64 {
+pub(crate) fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub(crate) fn now_ms() -> u64 {
+    unix_ms(SystemTime::now())
 }
 
 /// An executor that reads its own writes, across requests too. Made by
@@ -236,36 +495,37 @@ pub struct Session<DB: crate::Backend> {
 
 impl<DB: crate::Backend> Session<DB> {
     pub(crate) fn new(pool: crate::ReplicaPool<DB>, token: Option<CausalToken>) -> Self {
-        let state = SessionState::default();
-        if let Some(t) = token {
-            match t.mark {
-                Mark::Position(p) => state.advance(p),
-                Mark::WrittenAt(ms) => state.written_at_ms.store(ms, Ordering::Release),
-            }
-        }
         Session {
             pool,
-            state: Arc::new(state),
+            state: Arc::new(token.map(SessionState::from_token).unwrap_or_default()),
         }
     }
 
     /// The token to carry to the next request: `None` until the session has written
     /// something (or was made from a token).
+    ///
+    /// It never describes a state older than a write the session issued: while a write's
+    /// position is still being recorded (e.g. its result stream was dropped and is being
+    /// drained in the background) it is a [`TokenKind::Pending`] token, whose holders read on
+    /// the primary. [`settled_token`](Self::settled_token) waits for the position instead.
     pub fn token(&self) -> Option<CausalToken> {
-        let cluster = self.pool.shared.cluster.cluster_id().unwrap_or(0);
-        if let Some(p) = self.state.min_position() {
-            return Some(CausalToken {
-                cluster,
-                mark: Mark::Position(p),
-            });
-        }
-        match self.state.written_at_ms.load(Ordering::Acquire) {
-            0 => None,
-            t => Some(CausalToken {
-                cluster,
-                mark: Mark::WrittenAt(t),
-            }),
-        }
+        self.state.token(self.pool.shared.cluster.cluster_id().unwrap_or(0))
+    }
+
+    /// Like [`token`](Self::token), but first waits (bounded by the settle window:
+    /// `statement_timeout` plus a second, or 30 s) until the positions of the session's
+    /// writes are recorded, so the token is a position whenever that is possible. Use it at
+    /// the end of a request.
+    ///
+    /// ```no_run
+    /// # async fn demo(session: partypool::Session<sqlx::Postgres>) {
+    /// let header = session.settled_token().await.map(|t| t.to_string());
+    /// # let _ = header; }
+    /// ```
+    pub async fn settled_token(&self) -> Option<CausalToken> {
+        let rules = self.pool.shared.rules();
+        self.state.settled(rules.settle).await;
+        self.token()
     }
 
     /// The pool this session reads and writes through.
@@ -301,14 +561,27 @@ pub struct SessionTransaction<'s, DB: crate::Backend> {
 }
 
 impl<DB: crate::Backend> SessionTransaction<'_, DB> {
-    /// Commits, then records the primary's position in the session.
+    /// Commits, then records the primary's position in the session. If the commit fails
+    /// or is cancelled midway, its outcome is unknown: the session reads on the primary
+    /// until it has settled (it never reads a state without the transaction's writes).
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
-        if let Some(tx) = self.tx.take() {
-            tx.commit().await?;
-            let shared = &self.session.pool.shared;
-            shared.record_commit(&self.session.state).await;
+        let Some(tx) = self.tx.take() else {
+            return Ok(());
+        };
+        let shared = &self.session.pool.shared;
+        let state = &self.session.state;
+        // Until recorded, the session reads on the primary; dropped midway (the future was
+        // cancelled), the guard marks the outcome unknown.
+        let pending = crate::pool::PendingWrite::new(shared, state, true);
+        match tx.commit().await {
+            Ok(()) => {
+                // The commit returned: any writer connection's position is past it now.
+                shared.record_commit(state).await;
+                pending.recorded();
+                Ok(())
+            }
+            Err(e) => Err(e), // `pending` drops: unknown
         }
-        Ok(())
     }
 
     /// Rolls back.
@@ -346,6 +619,19 @@ impl<DB: crate::Backend> fmt::Debug for Session<DB> {
 mod tests {
     use super::*;
 
+    const RULES: Rules = Rules {
+        support: CausalSupport::Positions,
+        sticky: None,
+        settle: Duration::from_secs(10),
+    };
+
+    fn at(position: u64, timeline: u64) -> At {
+        At {
+            position,
+            timeline: Some(timeline),
+        }
+    }
+
     #[test]
     fn consistency_reads_from_config_files() {
         let sticky: Consistency = serde_json::from_str(r#"{ "sticky_for": "2s" }"#).unwrap();
@@ -356,29 +642,101 @@ mod tests {
 
     #[test]
     fn tokens_round_trip() {
-        for t in [
-            CausalToken {
-                cluster: u64::MAX,
-                mark: Mark::Position(0x3000148),
-            },
-            CausalToken {
-                cluster: 1,
-                mark: Mark::WrittenAt(1_790_000_000_000),
-            },
+        for mark in [
+            Mark::Position(at(0x3000148, 3)),
+            Mark::Pending(1_790_000_000_000),
+            Mark::WrittenAt(1_790_000_000_000),
         ] {
+            let t = CausalToken {
+                cluster: u64::MAX,
+                mark,
+            };
             assert_eq!(t.to_string().parse::<CausalToken>().unwrap(), t);
         }
     }
 
     #[test]
-    fn state_moves_forward_only() {
+    fn garbled_tokens_are_errors() {
+        for bad in [
+            "",
+            "pp2",
+            "pp1-l-1-10",
+            "pp2-l-1-1",
+            "pp2-l-1-1-10-0",
+            "pp2-x-1-1",
+            "pp2-l-+1-1-1",
+            "pp2-l-1-1-ffffffffffffffff",
+            "pp2-l-1-1-1ffffffffffffffff",
+            &"pp2-l-1-1-".repeat(20),
+        ] {
+            assert!(bad.parse::<CausalToken>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_read_decision() {
         let s = SessionState::default();
-        assert_eq!(s.min_position(), None);
-        s.advance(10);
-        s.advance(5);
-        assert_eq!(s.min_position(), Some(10));
-        assert!(!s.sticky(Duration::from_secs(1)));
+        assert_eq!(s.read_at(&RULES, Some(1), 0), ReadAt::Anywhere);
+        s.recorded(at(100, 1));
+        assert_eq!(s.read_at(&RULES, Some(1), 0), ReadAt::AtLeast(at(100, 1)));
+        // The writer moved to a newer timeline: the position means nothing there.
+        assert_eq!(s.read_at(&RULES, Some(2), 0), ReadAt::PrimaryThenRecord);
+        // A write being recorded: the primary.
+        s.write_started();
+        assert_eq!(s.read_at(&RULES, Some(1), 0), ReadAt::Primary);
+        assert_eq!(s.token(7).unwrap().kind(), TokenKind::Pending);
+        s.write_recorded();
+        // A write whose position is unknown: the primary until it settles, then the
+        // primary once more to record its position.
+        s.unknown(1_000);
+        assert_eq!(s.read_at(&RULES, Some(1), 5_000), ReadAt::Primary);
+        assert_eq!(s.read_at(&RULES, Some(1), 11_000), ReadAt::PrimaryThenRecord);
+        assert_eq!(s.token(7).unwrap().to_string(), "pp2-p-0000000000000007-3e8");
+        s.reconcile(at(500, 1), &RULES, 11_000);
+        assert_eq!(s.read_at(&RULES, Some(1), 11_000), ReadAt::AtLeast(at(500, 1)));
+    }
+
+    #[test]
+    fn settling_too_early_records_nothing() {
+        let s = SessionState::default();
+        s.unknown(1_000);
+        s.reconcile(at(500, 1), &RULES, 2_000);
+        assert_eq!(s.read_at(&RULES, Some(1), 2_000), ReadAt::Primary);
+    }
+
+    #[test]
+    fn positions_ahead_of_the_primary_are_clamped() {
+        let s = SessionState::from_token("pp2-l-7-1-ffffffffffff".parse().unwrap());
+        s.reconcile(at(0x5000, 1), &RULES, 0);
+        assert_eq!(s.token(7).unwrap().position(), Some(0x5000));
+        // Never lowered below a real position.
+        s.recorded(at(0x6000, 1));
+        s.reconcile(at(0x5800, 1), &RULES, 0);
+        assert_eq!(s.token(7).unwrap().position(), Some(0x6000));
+    }
+
+    #[test]
+    fn timelines_only_move_forward() {
+        let s = SessionState::default();
+        s.recorded(at(900, 2));
+        s.recorded(at(5_000, 1));
+        assert_eq!(s.token(1).unwrap().timeline(), Some(2));
+        assert_eq!(s.token(1).unwrap().position(), Some(900));
+        s.recorded(at(10, 3));
+        assert_eq!(s.token(1).unwrap().position(), Some(10));
+    }
+
+    #[test]
+    fn time_based_sessions() {
+        let rules = Rules {
+            sticky: Some(Duration::from_secs(1)),
+            ..RULES
+        };
+        let s = SessionState::default();
+        assert_eq!(s.read_at(&rules, None, now_ms()), ReadAt::Anywhere);
         s.wrote_now();
-        assert!(s.sticky(Duration::from_secs(1)));
+        assert_eq!(s.read_at(&rules, None, now_ms()), ReadAt::Primary);
+        assert_eq!(s.read_at(&rules, None, now_ms() + 2_000), ReadAt::Anywhere);
+        assert_eq!(s.token(0).unwrap().kind(), TokenKind::Time);
     }
 }

@@ -89,6 +89,17 @@ pub enum Error {
         found: u64,
     },
 
+    /// A causal token of a kind this pool does not use: a time token on a pool that tracks
+    /// log positions, or the reverse (e.g. a token from a pool with other consistency
+    /// settings, or from another backend).
+    #[error("causal token of kind {found}, but this pool's sessions use {expected}")]
+    WrongTokenKind {
+        /// The kind this pool issues and accepts (`None`: it needs no tokens).
+        expected: String,
+        /// The token's.
+        found: crate::TokenKind,
+    },
+
     /// The pool was used after [`ReplicaPool::close`](crate::ReplicaPool::close).
     #[error("the partypool is closed (primary {url})")]
     Closed {
@@ -105,4 +116,67 @@ impl From<Error> for sqlx::Error {
             other => sqlx::Error::Configuration(Box::new(other)),
         }
     }
+}
+
+/// The error inside a statement's [`sqlx::Error::Io`] when the statement was sent to the
+/// writer (or ran on a node that is not a read-only replica) and then interrupted — by
+/// [`close`](crate::ReplicaPool::close), by
+/// [`Config::statement_timeout`](crate::Config::statement_timeout), or by a broken
+/// connection — so the server may have committed it. It is never reported as
+/// [`sqlx::Error::PoolClosed`] or [`sqlx::Error::PoolTimedOut`], which mean "never ran".
+/// Test for it with [`may_have_committed`]; do not retry such a write blindly.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} on {node}; the statement may have committed")]
+pub struct OutcomeUnknown {
+    /// The node it was sent to.
+    pub node: String,
+    /// What interrupted it.
+    pub what: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl OutcomeUnknown {
+    /// Wraps the reason into the `sqlx::Error` a statement returns.
+    pub(crate) fn error(
+        node: &str,
+        kind: std::io::ErrorKind,
+        what: String,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> sqlx::Error {
+        sqlx::Error::Io(std::io::Error::new(
+            kind,
+            OutcomeUnknown {
+                node: node.to_owned(),
+                what,
+                source,
+            },
+        ))
+    }
+
+    /// The `OutcomeUnknown` inside `e`, if any.
+    pub fn of(e: &sqlx::Error) -> Option<&OutcomeUnknown> {
+        match e {
+            sqlx::Error::Io(io) => io.get_ref()?.downcast_ref::<OutcomeUnknown>(),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a statement that failed with `e` may nevertheless have committed: it was sent to
+/// the writer and interrupted before its outcome came back (see [`OutcomeUnknown`]).
+/// Statements that failed with a database error, or that never left partypool
+/// ([`sqlx::Error::PoolClosed`], [`sqlx::Error::PoolTimedOut`]), did not commit.
+///
+/// ```no_run
+/// # async fn demo(pool: partypool::PgReplicaPool) {
+/// match sqlx::query("UPDATE accounts SET balance = balance - 10 WHERE id = 1").execute(&pool).await {
+///     Ok(_) => {}
+///     Err(e) if partypool::may_have_committed(&e) => { /* check before doing it again */ }
+///     Err(e) => { /* it did not run: safe to retry */ let _ = e; }
+/// }
+/// # }
+/// ```
+pub fn may_have_committed(e: &sqlx::Error) -> bool {
+    OutcomeUnknown::of(e).is_some()
 }

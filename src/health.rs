@@ -1,12 +1,19 @@
 //! The health task: one background task per pool that probes every node concurrently.
 //!
-//! Every `health_check_interval` it runs [`Backend::probe`] on every node that is not banned,
-//! all at once, each bounded by `health_check_timeout`. A failed or slow probe takes the node
-//! out of the rotation and bans it from probing for a while (exponential backoff); the first
-//! successful probe after the ban brings it back (half-open). Statements that fail with a
-//! connection-class error take a node out at once ([`Node::record_error`]). After each round
-//! the task chooses the node that takes writes ([`Cluster::elect_writer`]) and measures each
-//! replica's lag ([`Cluster::update_lag`]).
+//! Every `health_check_interval` it runs [`Backend::probe`] on every node that is not banned
+//! (and always on the writer), all at once, each bounded by `health_check_timeout`. A failed
+//! or slow probe takes the node out of the rotation and bans it from probing for a while
+//! ([`Ban`](crate::ban::Ban)); the first successful probe after the ban brings it back
+//! (half-open). A statement that fails with a connection-class error asks for an immediate
+//! probe of its node ([`Cluster::suspect`]); only the probe takes the node out, so one
+//! terminated backend, or a full pool, never does. A probe that reports another cluster's
+//! system identifier keeps the node out of everything. After each round the task chooses the
+//! node that takes writes ([`Cluster::elect_writer`]) and measures each replica's lag
+//! ([`Cluster::update_lag`]).
+//!
+//! Replay positions for read-your-writes sessions are not polled here: sessions that wait
+//! refresh them on demand ([`Cluster::refresh_positions`]), so a pool without waiting
+//! sessions costs each replica only its probe.
 //!
 //! The task holds only a [`Weak`] reference to the cluster and stops when the pool is closed
 //! or dropped (the shutdown channel's sender lives in the pool).
@@ -21,7 +28,6 @@ use tokio::time::MissedTickBehavior;
 
 use crate::backend::{Backend, Probe};
 use crate::cluster::{Cluster, Settings};
-use crate::consistency::CausalSupport;
 use crate::node::Node;
 
 /// Runs the backend's probe on an idle pooled connection if there is one, else on a fresh
@@ -46,12 +52,24 @@ pub(crate) async fn probe<DB: Backend>(node: &Node<DB>) -> Result<Probe, sqlx::E
     probe
 }
 
-/// Probes one node, bounded by `timeout`, and records the outcome.
+/// Probes one node, bounded by `health_check_timeout`, and records the outcome.
 pub(crate) async fn check<DB: Backend>(cluster: &Cluster<DB>, node: &Node<DB>) {
     let timeout = cluster.settings.health_check_timeout;
-    match tokio::time::timeout(timeout, probe(node)).await {
+    let outcome = tokio::time::timeout(timeout, probe(node)).await;
+    record(cluster, node, outcome);
+}
+
+/// Records a probe's outcome: the node's identity is checked against the cluster's before it
+/// may enter the rotation.
+pub(crate) fn record<DB: Backend>(
+    cluster: &Cluster<DB>,
+    node: &Node<DB>,
+    outcome: Result<Result<Probe, sqlx::Error>, tokio::time::error::Elapsed>,
+) {
+    let timeout = cluster.settings.health_check_timeout;
+    match outcome {
         Ok(Ok(probe)) => {
-            cluster.set_cluster_id(probe.cluster_id);
+            node.check_identity(&probe, cluster.cluster_id());
             node.mark_up(probe)
         }
         Ok(Err(e)) => node.mark_down(&e.to_string(), cluster.settings.ban_backoff),
@@ -62,14 +80,14 @@ pub(crate) async fn check<DB: Backend>(cluster: &Cluster<DB>, node: &Node<DB>) {
     }
 }
 
-/// One round: probe every node that is not banned, at once; then choose the writer and
-/// measure lag.
+/// One round: probe every node that is not banned, and the writer, at once; then choose the
+/// writer and measure lag.
 pub(crate) async fn round<DB: Backend>(cluster: &Cluster<DB>) {
     join_all(
         cluster
             .nodes
             .iter()
-            .filter(|n| !n.is_banned())
+            .filter(|n| n.is_writer() || !n.is_banned())
             .map(|n| check(cluster, n)),
     )
     .await;
@@ -89,24 +107,17 @@ pub(crate) fn spawn<DB: Backend>(
         probes.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // The pool probed every node while connecting; skip the immediate first tick.
         probes.tick().await;
-        // Replay positions for read-your-writes sessions, between full probes.
-        let track_positions = DB::CAUSAL == CausalSupport::Positions && settings.sticky.is_none();
-        let mut positions = tokio::time::interval(settings.position_interval);
-        positions.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            let full = tokio::select! {
+            tokio::select! {
                 _ = &mut shutdown => break,
-                _ = probes.tick() => true,
-                _ = positions.tick(), if track_positions => false,
+                _ = probes.tick() => {}
             };
             let Some(cluster) = cluster.upgrade() else {
                 break;
             };
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = async {
-                    if full { round(&cluster).await } else { cluster.refresh_positions().await }
-                } => {}
+                _ = round(&cluster) => {}
             }
         }
         tracing::debug!("health task stopped");

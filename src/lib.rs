@@ -32,6 +32,7 @@
 
 pub mod backend;
 pub mod balance;
+mod ban;
 mod cluster;
 pub mod config;
 pub mod consistency;
@@ -43,12 +44,12 @@ mod redact;
 pub mod route;
 pub mod status;
 
-pub use backend::Backend;
+pub use backend::{Backend, LogPosition};
 pub use balance::Balance;
 pub use config::Config;
-pub use consistency::{CausalToken, Consistency, Session};
-pub use error::Error;
-pub use node::Role;
+pub use consistency::{CausalToken, Consistency, Session, TokenKind};
+pub use error::{Error, may_have_committed};
+pub use status::Role;
 pub use pool::{Builder, ReplicaPool, Targeted};
 pub use route::{Dialect, Route, Router, Target, route, route_in};
 pub use status::{NodeStatus, Status};

@@ -6,34 +6,16 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use sqlx::pool::PoolConnection;
 use sqlx::{Database, Pool};
 use tokio::sync::Notify;
 
 use crate::backend::{Backend, Probe};
 use crate::balance::{Load, PeakEwma};
+use crate::ban::Ban;
 use crate::config::Backoff;
 use crate::redact;
-
-/// The role a node was configured with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// The write primary.
-    Primary,
-    /// A read replica.
-    Replica,
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Primary => "primary",
-            Role::Replica => "replica",
-        })
-    }
-}
+pub use crate::status::Role;
 
 const RECOVERY_UNKNOWN: u8 = 0;
 const RECOVERY_NO: u8 = 1;
@@ -82,16 +64,16 @@ pub(crate) struct Node<DB: Database> {
     /// Woken when the node leaves the rotation, so waits on its pool and reads running on
     /// it give up at once.
     down: Notify,
-}
-
-/// Exponential backoff for a node that keeps failing: while banned it is not probed; the
-/// first successful probe after the ban brings it back (half-open).
-#[derive(Debug, Default)]
-struct Ban {
-    until: Option<Instant>,
-    /// Consecutive bans without a stable period in between.
-    strikes: u32,
-    readmitted: Option<Instant>,
+    /// The system identifier its last probe reported (`UNKNOWN` if none).
+    system_id: AtomicU64,
+    /// Its system identifier is not the cluster's: it serves nothing.
+    foreign: AtomicBool,
+    /// It claims the primary role (not in recovery) but is not the writer.
+    rival: AtomicBool,
+    /// It takes the writes now (set by the election); the writer is never banned.
+    writer: AtomicBool,
+    /// A probe to confirm a statement's connection error is running.
+    suspected: AtomicBool,
 }
 
 impl<DB: Backend> Node<DB> {
@@ -129,6 +111,11 @@ impl<DB: Backend> Node<DB> {
             latency: PeakEwma::default(),
             metrics: NodeMetrics::new(&name_for_metrics),
             down: Notify::new(),
+            system_id: AtomicU64::new(UNKNOWN),
+            foreign: AtomicBool::new(false),
+            rival: AtomicBool::new(false),
+            writer: AtomicBool::new(false),
+            suspected: AtomicBool::new(false),
         }
     }
 
@@ -161,13 +148,84 @@ impl<DB: Backend> Node<DB> {
         self.healthy.load(Ordering::Acquire)
     }
 
-    /// Whether reads may go here: a reachable replica that is a standby (or cannot tell) and
-    /// is not lagging.
+    /// Whether reads may go here: a reachable replica of this cluster that is a standby (or
+    /// cannot tell) and is not lagging.
     pub(crate) fn serves_reads(&self) -> bool {
         self.role == Role::Replica
             && self.is_healthy()
             && !self.lagging.load(Ordering::Acquire)
             && self.in_recovery() != Some(false)
+            && !self.is_foreign()
+    }
+
+    /// Whether its system identifier is another cluster's.
+    pub(crate) fn is_foreign(&self) -> bool {
+        self.foreign.load(Ordering::Acquire)
+    }
+
+    /// The system identifier its last probe reported.
+    pub(crate) fn system_id(&self) -> Option<u64> {
+        known(self.system_id.load(Ordering::Relaxed))
+    }
+
+    /// Checks a probe's system identifier against the cluster's (`None`: not known, or the
+    /// backend has none). Called before [`mark_up`](Self::mark_up), so a node of another
+    /// cluster never enters the rotation, not even for a moment.
+    pub(crate) fn check_identity(&self, probe: &Probe, cluster: Option<u64>) {
+        self.system_id
+            .store(probe.cluster_id.unwrap_or(UNKNOWN), Ordering::Relaxed);
+        let foreign = matches!((probe.cluster_id, cluster), (Some(a), Some(b)) if a != b);
+        if foreign && !self.foreign.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                node = %self.name,
+                system_identifier = probe.cluster_id,
+                cluster = cluster,
+                "node belongs to another cluster; it serves neither reads nor writes"
+            );
+            self.down.notify_waiters();
+        } else if !foreign {
+            self.foreign.store(false, Ordering::Release);
+        }
+    }
+
+    pub(crate) fn is_writer(&self) -> bool {
+        self.writer.load(Ordering::Acquire)
+    }
+
+    /// Set by the election. The writer is never banned: it is probed every round.
+    pub(crate) fn set_writer(&self, writer: bool) {
+        self.writer.store(writer, Ordering::Release);
+        if writer {
+            lock(&self.ban).lift();
+        }
+    }
+
+    /// Set by the election: it claims the primary role but does not take the writes.
+    pub(crate) fn set_rival(&self, rival: bool) {
+        if rival && !self.rival.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                node = %self.name,
+                "node claims the primary role but another node takes the writes; it gets no writes and serves no reads"
+            );
+        } else if !rival {
+            self.rival.store(false, Ordering::Release);
+        }
+    }
+
+    /// Marks that a statement's connection error is being confirmed by a probe; `false` if
+    /// one is running already.
+    pub(crate) fn start_suspecting(&self) -> bool {
+        !self.suspected.swap(true, Ordering::AcqRel)
+    }
+
+    pub(crate) fn stop_suspecting(&self) {
+        self.suspected.store(false, Ordering::Release);
+    }
+
+    /// Whether its pool could hand out a connection without waiting for one to come back:
+    /// an idle one, or room to open one.
+    pub(crate) fn has_free_connection(&self) -> bool {
+        self.pool.num_idle() > 0 || self.pool.size() < self.pool.options().get_max_connections()
     }
 
     pub(crate) fn in_recovery(&self) -> Option<bool> {
@@ -211,7 +269,7 @@ impl<DB: Backend> Node<DB> {
 
     /// Whether the health task should skip probing it now (banned after failures).
     pub(crate) fn is_banned(&self) -> bool {
-        lock(&self.ban).until.is_some_and(|t| Instant::now() < t)
+        lock(&self.ban).is_banned(Instant::now())
     }
 
     /// A probe succeeded.
@@ -238,38 +296,19 @@ impl<DB: Backend> Node<DB> {
         );
         self.metrics.healthy.set(1.0);
         if !self.healthy.swap(true, Ordering::AcqRel) {
-            let mut ban = lock(&self.ban);
-            ban.until = None;
-            ban.readmitted = Some(Instant::now());
+            lock(&self.ban).readmit(Instant::now());
             tracing::info!(node = %self.name, "node is healthy, in the rotation");
         }
     }
 
-    /// A probe failed, or a statement failed in a way that says the node is unreachable.
-    /// A replica is banned from probing for a while, longer each time it fails again soon.
+    /// A probe failed: the node leaves the rotation. Unless it takes the writes, it is banned
+    /// from probing for a while ([`Ban`]), longer each time it fails again soon.
     pub(crate) fn mark_down(&self, why: &str, backoff: Backoff) {
         let why = self.scrub(why);
         let was_healthy = self.healthy.swap(false, Ordering::AcqRel);
         self.metrics.healthy.set(0.0);
-        if self.role == Role::Replica {
-            let mut ban = lock(&self.ban);
-            let now = Instant::now();
-            // A node that was up for a while starts over at the base ban; one that fails again
-            // soon after coming back, or fails its probe after a ban, waits twice as long.
-            let first = ban.until.is_none() && ban.readmitted.is_none();
-            let stable = ban
-                .readmitted
-                .is_some_and(|t| now.duration_since(t) >= backoff.max);
-            ban.strikes = if first || (was_healthy && stable) {
-                0
-            } else {
-                ban.strikes.saturating_add(1)
-            };
-            let length = backoff
-                .base
-                .saturating_mul(1 << ban.strikes.min(16))
-                .min(backoff.max);
-            ban.until = Some(now + length);
+        if !self.is_writer() {
+            lock(&self.ban).fail(Instant::now(), was_healthy, backoff);
         }
         if was_healthy {
             tracing::warn!(node = %self.name, error = %why, "node is unhealthy, leaving the rotation");
@@ -354,13 +393,12 @@ impl<DB: Backend> Node<DB> {
         }
     }
 
-    /// Records an error a statement returned on this node; a connection-class error takes
-    /// the node out of the rotation at once.
-    pub(crate) fn record_error(&self, e: &sqlx::Error, backoff: Backoff) {
+    /// Counts an error a statement returned on this node. Returns whether it is evidence
+    /// against the node (a connection-class error) that a probe should confirm; the error
+    /// alone never takes the node out (one terminated backend is not a dead server).
+    pub(crate) fn record_error(&self, e: &sqlx::Error) -> bool {
         self.count_error();
-        if DB::is_unavailable(e) {
-            self.mark_down(&e.to_string(), backoff);
-        }
+        DB::is_unavailable(e)
     }
 
     /// Counts an error without judging the node (e.g. a statement timeout).
@@ -369,14 +407,29 @@ impl<DB: Backend> Node<DB> {
         self.metrics.errors.increment(1);
     }
 
-    pub(crate) fn status(&self, writer: bool) -> crate::status::NodeStatus {
+    /// Its row in [`Status`](crate::Status); `cluster` is the cluster's system identifier,
+    /// `writer` the name of the node that takes the writes.
+    pub(crate) fn status(&self, cluster: Option<u64>, writer: &str) -> crate::status::NodeStatus {
         let lag = |v: &AtomicU64| v.load(Ordering::Relaxed);
         let replica = self.role == Role::Replica && self.in_recovery() != Some(false);
+        let excluded = if self.is_foreign() {
+            Some(format!(
+                "another cluster (system identifier {}, the primary's is {})",
+                self.system_id().unwrap_or_default(),
+                cluster.unwrap_or_default()
+            ))
+        } else if self.rival.load(Ordering::Acquire) && !self.is_writer() {
+            Some(format!(
+                "claims the primary role while {writer} takes the writes"
+            ))
+        } else {
+            None
+        };
         crate::status::NodeStatus {
             name: self.name.clone(),
             url: self.url.clone(),
             role: self.role,
-            writer,
+            writer: self.is_writer(),
             healthy: self.is_healthy(),
             lagging: self.lagging.load(Ordering::Relaxed),
             in_recovery: self.in_recovery(),
@@ -391,6 +444,8 @@ impl<DB: Backend> Node<DB> {
             connections: self.pool.size(),
             idle: self.pool.num_idle(),
             last_error: lock(&self.last_error).clone(),
+            excluded,
+            timeline: self.timeline(),
         }
     }
 }
@@ -492,52 +547,57 @@ mod tests {
         )
     }
 
-    fn ban_length(n: &Node<sqlx::Sqlite>) -> Duration {
-        lock(&n.ban)
-            .until
-            .unwrap()
-            .saturating_duration_since(Instant::now())
-    }
-
     #[tokio::test]
-    async fn bans_double_while_failing_and_reset_after_a_stable_period() {
+    async fn probes_ban_and_readmit() {
         let backoff = Backoff {
             base: Duration::from_millis(100),
             max: Duration::from_millis(400),
         };
         let n = node(Role::Replica);
-        n.mark_down("refused", backoff); // never up: first failure
-        assert!(n.is_banned());
-        assert!(ban_length(&n) <= Duration::from_millis(100));
-        // Each failed probe after a ban doubles it, up to the maximum.
-        let mut expected = [200, 400, 400].into_iter();
-        for _ in 0..3 {
-            n.mark_down("refused", backoff);
-            let len = ban_length(&n);
-            let want = Duration::from_millis(expected.next().unwrap());
-            assert!(
-                len > want - Duration::from_millis(20) && len <= want,
-                "{len:?} vs {want:?}"
-            );
-        }
-        // Half-open: one good probe brings it back.
+        n.mark_down("refused", backoff);
+        assert!(n.is_banned() && !n.is_healthy());
         n.mark_up(Probe::default());
         assert!(n.is_healthy() && !n.is_banned());
-        // Failing again soon after coming back: the ban keeps growing.
-        n.mark_down("reset", backoff);
-        assert!(ban_length(&n) > Duration::from_millis(300));
-        // After a stable period as long as the maximum, it starts over.
-        n.mark_up(Probe::default());
-        lock(&n.ban).readmitted = Some(Instant::now() - Duration::from_millis(500));
-        n.mark_down("reset", backoff);
-        assert!(ban_length(&n) <= Duration::from_millis(100));
     }
 
     #[tokio::test]
-    async fn the_primary_is_never_banned() {
-        let n = node(Role::Primary);
+    async fn a_statement_error_alone_never_takes_a_node_out() {
+        let n = node(Role::Replica);
+        n.mark_up(Probe::default());
+        let e = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(n.record_error(&e), "asks for a probe");
+        assert!(!n.record_error(&sqlx::Error::PoolTimedOut), "a full pool is no evidence");
+        assert!(n.is_healthy() && !n.is_banned());
+    }
+
+    #[tokio::test]
+    async fn the_writer_is_never_banned() {
+        let n = node(Role::Replica);
+        n.set_writer(true);
         n.mark_down("refused", Backoff::default());
         assert!(!n.is_healthy() && !n.is_banned());
+    }
+
+    #[tokio::test]
+    async fn another_clusters_node_serves_nothing() {
+        let n = node(Role::Replica);
+        let probe = Probe {
+            in_recovery: Some(true),
+            cluster_id: Some(7),
+            ..Probe::default()
+        };
+        n.check_identity(&probe, Some(8));
+        n.mark_up(probe);
+        assert!(n.is_healthy() && !n.serves_reads());
+        n.check_identity(&probe, Some(7));
+        assert!(n.serves_reads());
+    }
+
+    #[tokio::test]
+    async fn a_primary_that_is_not_the_writer_is_banned_like_any_node() {
+        let n = node(Role::Primary);
+        n.mark_down("refused", Backoff::default());
+        assert!(!n.is_healthy() && n.is_banned());
     }
 
     #[tokio::test]

@@ -2,9 +2,26 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::node::Role;
+/// The role a node was configured with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The write primary.
+    Primary,
+    /// A read replica.
+    Replica,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        })
+    }
+}
 
 /// A snapshot of the pool, from [`ReplicaPool::status`](crate::ReplicaPool::status).
 ///
@@ -71,6 +88,12 @@ pub struct NodeStatus {
     pub idle: usize,
     /// The last reason it was marked unhealthy (kept after it recovers), password scrubbed.
     pub last_error: Option<String>,
+    /// Why a reachable node serves neither reads nor writes, e.g. `another cluster` (its
+    /// system identifier is not the primary's) or `claims the primary role while primary
+    /// takes the writes` (an accidental promotion, or an unfenced old primary).
+    pub excluded: Option<String>,
+    /// Its timeline as the last probe saw it (PostgreSQL; a promotion increments it).
+    pub timeline: Option<u64>,
 }
 
 impl Status {
@@ -99,10 +122,11 @@ impl NodeStatus {
     }
 
     fn state_cell(&self) -> &'static str {
-        match (self.healthy, self.lagging) {
-            (false, _) => "down",
-            (true, true) => "lagging",
-            (true, false) => "up",
+        match (self.healthy, self.excluded.is_some(), self.lagging) {
+            (false, _, _) => "down",
+            (true, true, _) => "excluded",
+            (true, false, true) => "lagging",
+            (true, false, false) => "up",
         }
     }
 
@@ -147,7 +171,11 @@ impl fmt::Display for Status {
                     n.retries.to_string(),
                     n.misroutes.to_string(),
                     n.url.clone(),
-                    n.last_error.clone().unwrap_or_else(|| "-".into()),
+                    match (&n.excluded, &n.last_error) {
+                        (Some(why), _) => format!("excluded: {why}"),
+                        (None, Some(e)) => e.clone(),
+                        (None, None) => "-".into(),
+                    },
                 ]
             })
             .collect();

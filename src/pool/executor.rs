@@ -13,13 +13,14 @@ use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
 use sqlx::error::BoxDynError;
+use sqlx::pool::PoolConnection;
 use sqlx::{Database, Describe, Execute, Executor, SqlStr};
-use tracing::Instrument;
 
 use super::ReplicaPool;
 use super::inner::Shared;
 use crate::backend::Backend;
-use crate::consistency::{CausalSupport, Session, SessionState};
+use crate::consistency::{At, CausalSupport, Session, SessionState, now_ms};
+use crate::error::OutcomeUnknown;
 use crate::node::{Node, Role};
 use crate::route::{Route, Target, fingerprint};
 
@@ -98,8 +99,8 @@ enum Failure {
     Timeout(Duration),
     /// The replica left the rotation (down, hung, lagging) while the statement ran on it.
     LeftRotation,
-    /// The pool is closing.
-    Closed,
+    /// The pool is closing; `sent` when the statement had been handed to the driver.
+    Closed { sent: bool },
 }
 
 /// The span of one routed call. The node's name (never its URL) is filled in once a
@@ -155,79 +156,219 @@ fn io_error(kind: io::ErrorKind, message: String) -> sqlx::Error {
     sqlx::Error::Io(io::Error::new(kind, message))
 }
 
+/// What `fetch_many` and `fetch_optional` differ in: the driver call run on one connection.
+/// Everything else — routing, the session, retries, the misroute fallback, timeouts — is
+/// one attempt loop ([`Shared::attempts`]).
+trait Op<DB: Backend>: Copy + Send + 'static {
+    type Item: Send + 'static;
+
+    fn run<'c>(
+        self,
+        conn: &'c mut DB::Connection,
+        query: Routed<DB>,
+    ) -> BoxStream<'c, Result<Self::Item, sqlx::Error>>
+    where
+        for<'x> &'x mut DB::Connection: Executor<'x, Database = DB>;
+}
+
+/// `Executor::fetch_many`: every result as it comes.
+#[derive(Clone, Copy)]
+struct Many;
+
+impl<DB: Backend> Op<DB> for Many {
+    type Item = Either<DB::QueryResult, DB::Row>;
+
+    fn run<'c>(
+        self,
+        conn: &'c mut DB::Connection,
+        query: Routed<DB>,
+    ) -> BoxStream<'c, Result<Self::Item, sqlx::Error>>
+    where
+        for<'x> &'x mut DB::Connection: Executor<'x, Database = DB>,
+    {
+        conn.fetch_many(query)
+    }
+}
+
+/// `Executor::fetch_optional`: one item, the first row if any.
+#[derive(Clone, Copy)]
+struct Optional;
+
+impl<DB: Backend> Op<DB> for Optional {
+    type Item = Option<DB::Row>;
+
+    fn run<'c>(
+        self,
+        conn: &'c mut DB::Connection,
+        query: Routed<DB>,
+    ) -> BoxStream<'c, Result<Self::Item, sqlx::Error>>
+    where
+        for<'x> &'x mut DB::Connection: Executor<'x, Database = DB>,
+    {
+        conn.fetch_optional(query).into_stream().boxed()
+    }
+}
+
 impl<DB: Backend> Shared<DB> {
     /// After a transaction committed through a session: record the primary's position from
-    /// any writer connection (the position is global and only grows).
+    /// any writer connection. The commit has returned, so the position now is past it.
     pub(crate) async fn record_commit(&self, session: &SessionState) {
         match self.acquire_writer().await {
             Ok((_, _, mut conn, _)) => self.record_write(&mut conn, session).await,
-            Err(_) => session.advance(u64::MAX),
+            Err(_) => session.unknown(now_ms()),
         }
     }
 
-    /// After a statement ran on the primary through a session: remember where the primary's
-    /// log is now, on the same connection (one light query), so the session's later reads
-    /// see it. If that fails, any writer connection will do (the position is global); if
-    /// that fails too, the session reads on the primary from now on (never too old).
+    /// After a session's statement finished on the primary: record where the primary's log
+    /// is now, on the same connection (one light query), so the session's later reads see
+    /// it. If that fails, the position is unknown and the session reads on the primary
+    /// until the write has settled (never too old).
     async fn record_write(&self, conn: &mut DB::Connection, session: &SessionState) {
-        if self.cluster.settings.sticky.is_some() || DB::CAUSAL == CausalSupport::Unsupported {
+        let rules = self.rules();
+        if rules.sticky.is_some() || DB::CAUSAL == CausalSupport::Unsupported {
             session.wrote_now();
             return;
         }
         if DB::CAUSAL == CausalSupport::Immediate {
             return;
         }
-        // Unknown position (the connection broke after the write): the session reads on
-        // the primary from now on, which is never too old.
-        let position = DB::capture_position(conn).await.ok().flatten();
-        session.advance(position.unwrap_or(u64::MAX));
+        match DB::capture_position(conn).await {
+            Ok(Some(p)) => session.recorded(At {
+                position: p.position,
+                timeline: p.timeline,
+            }),
+            _ => session.unknown(now_ms()),
+        }
+    }
+
+    /// After a read that went to the primary because of the session: the primary's
+    /// position, to settle or check the session's ([`SessionState::reconcile`]).
+    async fn reconcile(&self, conn: &mut DB::Connection, session: &SessionState) {
+        if let Ok(Some(p)) = DB::capture_position(conn).await {
+            let at = At {
+                position: p.position,
+                timeline: p.timeline,
+            };
+            session.reconcile(at, &self.rules(), now_ms());
+        }
     }
 }
 
 /// A session's write whose position is not recorded yet. While one exists, the session
-/// reads on the primary. Dropped unrecorded — the caller dropped the stream, or the statement
-/// was interrupted and may have committed — it records the primary's position from a fresh
-/// connection in the background.
-struct PendingWrite<DB: Backend> {
+/// reads on the primary and its token is a pending one. It ends one of four ways: recorded
+/// on the write's own connection; handed the connection to record in the background (the
+/// caller dropped the stream: the driver first drains the statement, so the position is
+/// taken after its commit); marked unknown (interrupted, the commit failed); or dropped
+/// before anything was sent.
+pub(crate) struct PendingWrite<DB: Backend> {
     shared: Arc<Shared<DB>>,
     session: Arc<SessionState>,
-    recorded: bool,
+    /// Whether the statement may have reached the server.
+    sent: bool,
+    finished: bool,
 }
 
 impl<DB: Backend> PendingWrite<DB> {
-    fn new(shared: &Arc<Shared<DB>>, session: &Arc<SessionState>) -> Self {
+    pub(crate) fn new(shared: &Arc<Shared<DB>>, session: &Arc<SessionState>, sent: bool) -> Self {
         session.write_started();
         PendingWrite {
             shared: Arc::clone(shared),
             session: Arc::clone(session),
-            recorded: false,
+            sent,
+            finished: false,
+        }
+    }
+
+    fn finish(&mut self) {
+        if !self.finished {
+            self.finished = true;
+            self.session.write_recorded();
         }
     }
 
     /// Records the position on the connection the write ran on.
     async fn record(mut self, conn: &mut DB::Connection) {
         self.shared.record_write(conn, &self.session).await;
-        self.recorded = true;
-        self.session.write_recorded();
+        self.finish();
+    }
+
+    /// The position was recorded by the caller.
+    pub(crate) fn recorded(mut self) {
+        self.finish();
+    }
+
+    /// The write's outcome is unknown.
+    fn unknown(mut self) {
+        self.session.unknown(now_ms());
+        self.finish();
+    }
+
+    /// Records the position on `conn` in the background, bounded by the settle window.
+    fn in_background(mut self, mut conn: PoolConnection<DB>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return self.unknown();
+        };
+        self.finished = true; // the task finishes it
+        let (shared, session) = (Arc::clone(&self.shared), Arc::clone(&self.session));
+        runtime.spawn(async move {
+            let limit = shared.rules().settle;
+            let record = shared.record_write(&mut conn, &session);
+            if tokio::time::timeout(limit, record).await.is_err() {
+                conn.close_on_drop();
+                session.unknown(now_ms());
+            }
+            session.write_recorded();
+        });
     }
 }
 
 impl<DB: Backend> Drop for PendingWrite<DB> {
     fn drop(&mut self) {
-        if self.recorded {
-            return;
+        if !self.finished && self.sent {
+            self.session.unknown(now_ms());
         }
-        let (shared, session) = (Arc::clone(&self.shared), Arc::clone(&self.session));
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    shared.record_commit(&session).await;
-                    session.write_recorded();
-                });
-            }
-            Err(_) => {
-                session.advance(u64::MAX);
-                session.write_recorded();
+        self.finish();
+    }
+}
+
+/// One attempt's connection, and the session write running on it: dropped midway (the
+/// caller dropped the stream or the future), the write's position is recorded on this
+/// connection in the background.
+struct Attempt<DB: Backend> {
+    conn: Option<PoolConnection<DB>>,
+    write: Option<PendingWrite<DB>>,
+}
+
+impl<DB: Backend> Attempt<DB> {
+    fn conn(&mut self) -> &mut DB::Connection {
+        self.conn.as_mut().expect("the attempt's connection")
+    }
+
+    /// The statement ended with its outcome known: record a session write's position.
+    async fn record(&mut self) {
+        if let (Some(write), Some(conn)) = (self.write.take(), self.conn.as_mut()) {
+            write.record(conn).await;
+        }
+    }
+
+    /// The statement was interrupted: its connection's state and a write's outcome are
+    /// unknown.
+    fn abandon(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.close_on_drop();
+        }
+        if let Some(write) = self.write.take() {
+            write.unknown();
+        }
+    }
+}
+
+impl<DB: Backend> Drop for Attempt<DB> {
+    fn drop(&mut self) {
+        if let Some(write) = self.write.take() {
+            match self.conn.take() {
+                Some(conn) => write.in_background(conn),
+                None => write.unknown(),
             }
         }
     }
@@ -260,13 +401,18 @@ where
     }
 
     /// Waits for `work`, unless the pool closes, the node leaves the rotation (only when
-    /// `watch` — reads on replicas), or `statement_timeout` passes first.
+    /// `watch` — reads on replicas), or `statement_timeout` passes first. `first`: nothing
+    /// has been handed to the driver yet.
     async fn guarded<T>(
         &self,
         node: &Node<DB>,
         watch: bool,
+        first: bool,
         work: impl Future<Output = T>,
     ) -> Result<T, Failure> {
+        if self.cluster.is_closing() {
+            return Err(Failure::Closed { sent: !first });
+        }
         let left = node.left_rotation();
         tokio::pin!(left);
         left.as_mut().enable();
@@ -290,45 +436,67 @@ where
         };
         tokio::select! {
             biased;
-            _ = self.cluster.closing() => Err(Failure::Closed),
+            _ = self.cluster.closing() => Err(Failure::Closed { sent: true }),
             _ = left_or_never => Err(Failure::LeftRotation),
             r = timed => r,
         }
     }
 
-    /// Decides what follows a failed attempt on `node`. Only reads that returned nothing yet
-    /// are ever run again, and only after a failure that says nothing ran (a refusal) or that
+    /// Decides what follows a failed attempt on `node`.
+    ///
+    /// Only reads that ran on a read-only replica (`standby`) and returned nothing yet are
+    /// ever run again, and only after a failure that says nothing ran (a refusal) or that
     /// concerns the node rather than the statement (connection-class error, timeout, the node
-    /// leaving the rotation).
+    /// leaving the rotation): a statement the router took for a read may still write (an
+    /// opaque CALL, an undeclared write function), and on the primary it may have committed.
+    /// For the same reason a statement interrupted anywhere but on a standby fails with an
+    /// [`OutcomeUnknown`] error, never one that says it did not run.
     fn after_failure(
         &self,
-        node: &Node<DB>,
+        node: &Arc<Node<DB>>,
         failure: Failure,
-        read: bool,
+        standby: bool,
         yielded: bool,
         retries_left: bool,
     ) -> Next {
-        let backoff = self.cluster.settings.ban_backoff;
-        let replica = node.role == Role::Replica;
-        // Run again only what ran on a read-only replica: a statement the router took for a
-        // read may still write (an opaque CALL, an undeclared write function), and on the
-        // primary (a read that fell back there) it may have committed before the failure.
-        let read = read && replica && node.in_recovery() != Some(false);
+        let unknown = |kind, what: String, source| Next::Fail(OutcomeUnknown::error(&node.name, kind, what, source));
         let error = match failure {
-            Failure::Closed => return Next::Fail(sqlx::Error::PoolClosed),
-            Failure::Db(e) if read && !yielded && DB::is_standby_rejection(&e) => {
+            Failure::Closed { sent: false } => return Next::Fail(sqlx::Error::PoolClosed),
+            Failure::Closed { sent: true } if standby => return Next::Fail(sqlx::Error::PoolClosed),
+            Failure::Closed { sent: true } => {
+                return unknown(
+                    io::ErrorKind::ConnectionAborted,
+                    "interrupted by close()".into(),
+                    None,
+                );
+            }
+            Failure::Db(e) if standby && !yielded && DB::is_standby_rejection(&e) => {
                 return Next::Misroute(e);
             }
             Failure::Db(e) => {
-                node.record_error(&e, backoff);
-                if read && !yielded && retries_left && DB::is_unavailable(&e) {
+                self.cluster.report(node, &e);
+                if standby && !yielded && retries_left && DB::is_unavailable(&e) {
                     node.retried();
                     return Next::Retry;
+                }
+                if !standby && is_cut_off(&e) {
+                    let kind = match &e {
+                        sqlx::Error::Io(io) => io.kind(),
+                        _ => io::ErrorKind::ConnectionAborted,
+                    };
+                    return unknown(kind, "the connection broke".into(), Some(Box::new(e)));
                 }
                 return Next::Fail(e);
             }
             Failure::Timeout(t) => {
                 node.count_error();
+                if !standby {
+                    return unknown(
+                        io::ErrorKind::TimedOut,
+                        format!("statement timed out after {t:?}"),
+                        None,
+                    );
+                }
                 io_error(
                     io::ErrorKind::TimedOut,
                     format!("statement timed out after {t:?} on {}", node.name),
@@ -339,7 +507,7 @@ where
                 format!("{} left the rotation while the statement ran", node.name),
             ),
         };
-        if read && !yielded && retries_left {
+        if standby && !yielded && retries_left {
             node.retried();
             Next::Retry
         } else {
@@ -347,7 +515,16 @@ where
         }
     }
 
-    fn fetch_many<'e>(self: Arc<Self>, query: Routed<DB>, via: Via) -> ResultStream<'e, DB> {
+    /// The attempt loop behind every routed statement: route, take a connection (a session
+    /// decides where its reads may go), run `op` on it, and after a failure run a read again
+    /// elsewhere or a refused "read" once on the primary (see
+    /// [`after_failure`](Self::after_failure)).
+    fn attempts<'e, O: Op<DB>>(
+        self: Arc<Self>,
+        query: Routed<DB>,
+        via: Via,
+        op: O,
+    ) -> BoxStream<'e, Result<O::Item, sqlx::Error>> {
         let route = self.route(query.sql.as_str(), via.force);
         let read = route.target == Target::Replica;
         let span = call_span(route);
@@ -359,25 +536,34 @@ where
                 let again = if on_replica { query.try_clone() } else { None };
                 // A write through a session: until its position is recorded, the session
                 // reads on the primary.
-                let unrecorded = match (&via.session, on_replica) {
-                    (Some(session), false) => Some(PendingWrite::new(&self, session)),
+                let write = match (&via.session, on_replica) {
+                    (Some(session), false) => Some(PendingWrite::new(&self, session, false)),
                     _ => None,
                 };
-                let (index, node, mut conn, busy) = if on_replica {
+                let ((index, node, conn, busy), reconcile) = if on_replica {
                     self.acquire_reader(&mut tried, via.session.as_deref()).await?
                 } else {
-                    self.acquire_writer().await?
+                    (self.acquire_writer().await?, false)
+                };
+                let mut attempt = Attempt {
+                    conn: Some(conn),
+                    write: write.map(|mut w| {
+                        w.sent = true;
+                        w
+                    }),
                 };
                 // Watch for the node leaving the rotation only on a replica read: a read that
                 // fell back to the writer, or a write, runs to its end.
                 let watch = on_replica && node.serves_reads();
+                let standby = on_replica && node.role == Role::Replica && node.in_recovery() != Some(false);
                 tracing::Span::current().record("node", node.name.as_str());
                 let mut yielded = false;
                 let mut failure = None;
                 {
-                    let mut results = conn.fetch_many(query);
+                    let mut results = op.run(attempt.conn(), query);
+                    let mut first = true;
                     loop {
-                        match self.guarded(&node, watch, results.next()).await {
+                        match self.guarded(&node, watch, first, results.next()).await {
                             Ok(Some(Ok(item))) => {
                                 yielded = true;
                                 yield item;
@@ -392,25 +578,24 @@ where
                                 break;
                             }
                         }
+                        first = false;
                     }
                 }
-                if let Some(write) = unrecorded
-                    && matches!(failure, None | Some(Failure::Db(_)))
-                {
-                    write.record(&mut conn).await;
+                match &failure {
+                    None | Some(Failure::Db(_)) => attempt.record().await,
+                    Some(_) => attempt.abandon(),
                 }
                 let Some(failure) = failure else {
+                    if reconcile && let Some(session) = &via.session {
+                        self.reconcile(attempt.conn(), session).await;
+                    }
                     busy.done();
                     break;
                 };
                 drop(busy);
-                if !matches!(failure, Failure::Db(_)) {
-                    // Interrupted mid-statement: the connection's state is unknown.
-                    conn.close_on_drop();
-                }
-                drop(conn);
+                drop(attempt);
                 let retries_left = again.is_some() && attempts < self.cluster.settings.max_read_retries;
-                match self.after_failure(&node, failure, on_replica, yielded, retries_left) {
+                match self.after_failure(&node, failure, standby, yielded, retries_left) {
                     Next::Retry => {
                         tried.push(index);
                         attempts += 1;
@@ -435,77 +620,24 @@ where
         .boxed()
     }
 
+    fn fetch_many<'e>(self: Arc<Self>, query: Routed<DB>, via: Via) -> ResultStream<'e, DB> {
+        self.attempts(query, via, Many)
+    }
+
     fn fetch_optional<'e>(
         self: Arc<Self>,
         query: Routed<DB>,
         via: Via,
     ) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>> {
-        let route = self.route(query.sql.as_str(), via.force);
-        let read = route.target == Target::Replica;
-        let span = call_span(route);
+        let mut results = self.attempts(query, via, Optional);
         async move {
-            let mut tried = Vec::new();
-            let mut attempts = 0;
-            let (mut query, mut on_replica) = (query, read);
-            loop {
-                let again = if on_replica { query.try_clone() } else { None };
-                // A write through a session: until its position is recorded, the session
-                // reads on the primary.
-                let unrecorded = match (&via.session, on_replica) {
-                    (Some(session), false) => Some(PendingWrite::new(&self, session)),
-                    _ => None,
-                };
-                let (index, node, mut conn, busy) = if on_replica {
-                    self.acquire_reader(&mut tried, via.session.as_deref())
-                        .await?
-                } else {
-                    self.acquire_writer().await?
-                };
-                // Watch for the node leaving the rotation only on a replica read: a read that
-                // fell back to the writer, or a write, runs to its end.
-                let watch = on_replica && node.serves_reads();
-                tracing::Span::current().record("node", node.name.as_str());
-                let outcome = self.guarded(&node, watch, conn.fetch_optional(query)).await;
-                match &outcome {
-                    Ok(Ok(_)) => busy.done(),
-                    _ => drop(busy),
-                }
-                if let Some(write) = unrecorded
-                    && outcome.is_ok()
-                {
-                    write.record(&mut conn).await;
-                }
-                let failure = match outcome {
-                    Ok(Ok(row)) => return Ok(row),
-                    Ok(Err(e)) => Failure::Db(e),
-                    Err(f) => {
-                        conn.close_on_drop();
-                        f
-                    }
-                };
-                drop(conn);
-                let retries_left =
-                    again.is_some() && attempts < self.cluster.settings.max_read_retries;
-                match (
-                    self.after_failure(&node, failure, on_replica, false, retries_left),
-                    again,
-                ) {
-                    (Next::Retry, Some(q)) => {
-                        tried.push(index);
-                        attempts += 1;
-                        tracing::Span::current().record("retries", attempts);
-                        query = q;
-                    }
-                    (Next::Misroute(e), Some(q)) => {
-                        self.misrouted(&node, &q.sql, &e);
-                        (query, on_replica) = (q, false);
-                    }
-                    (Next::Retry, None) => unreachable!("retries need a copy of the query"),
-                    (Next::Misroute(e) | Next::Fail(e), _) => return Err(e),
-                }
+            // Polled to its end (one item), so a session write is recorded before we return.
+            let mut row = None;
+            while let Some(item) = results.next().await {
+                row = item?;
             }
+            Ok(row)
         }
-        .instrument(span)
         .boxed()
     }
 
@@ -520,14 +652,13 @@ where
         let route = self.route(sql.as_str(), via.force);
         async move {
             let (_, node, mut conn, _busy) = if route.target == Target::Replica {
-                self.acquire_reader(&mut Vec::new(), None).await?
+                self.acquire_reader(&mut Vec::new(), None).await?.0
             } else {
                 self.acquire_writer().await?
             };
-            let backoff = self.cluster.settings.ban_backoff;
             conn.prepare_with(sql, parameters)
                 .await
-                .inspect_err(|e| node.record_error(e, backoff))
+                .inspect_err(|e| self.cluster.report(&node, e))
         }
         .boxed()
     }
@@ -540,13 +671,20 @@ where
     ) -> BoxFuture<'e, Result<Describe<DB>, sqlx::Error>> {
         async move {
             let (_, node, mut conn, _busy) = self.acquire_writer().await?;
-            let backoff = self.cluster.settings.ban_backoff;
             conn.describe(sql)
                 .await
-                .inspect_err(|e| node.record_error(e, backoff))
+                .inspect_err(|e| self.cluster.report(&node, e))
         }
         .boxed()
     }
+}
+
+/// Errors that cut a statement off from its outcome: the transport broke.
+fn is_cut_off(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed
+    )
 }
 
 /// Implements `sqlx::Executor` for a handle type, given how to get the shared state and the

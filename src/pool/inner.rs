@@ -13,7 +13,9 @@ use tokio::task::JoinHandle;
 
 use crate::backend::Backend;
 use crate::cluster::{Cluster, Settings};
-use crate::consistency::{CausalSupport, Consistency, STICKY_FALLBACK, SessionState};
+use crate::consistency::{
+    CausalSupport, Consistency, ReadAt, Rules, STICKY_FALLBACK, SessionState, now_ms, settle_window,
+};
 use crate::node::{Busy, Node, Role};
 use crate::route::Router;
 use crate::{Config, Error, health, redact};
@@ -65,33 +67,36 @@ impl<DB: Backend> Shared<DB> {
             follow_promotion: config.follow_promotion,
             max_read_retries: config.max_read_retries,
             statement_timeout: config.statement_timeout,
-            sticky: match (config.consistency, DB::CAUSAL) {
-                (Consistency::StickyFor(d), _) => Some(d),
-                (Consistency::Causal, CausalSupport::Unsupported) => Some(STICKY_FALLBACK),
-                (Consistency::Causal, _) => None,
+            rules: Rules {
+                support: DB::CAUSAL,
+                sticky: match (config.consistency, DB::CAUSAL) {
+                    (Consistency::StickyFor(d), _) => Some(d),
+                    (Consistency::Causal, CausalSupport::Unsupported) => Some(STICKY_FALLBACK),
+                    (Consistency::Causal, _) => None,
+                },
+                settle: settle_window(config.statement_timeout),
             },
             causal_wait: config.causal_wait,
             position_interval: config.position_interval,
         };
-        let cluster = Arc::new(Cluster::new(nodes, settings, config.balance.policy()));
+        let cluster = Cluster::new(nodes, settings, config.balance.policy());
 
         // Probe everything at once: the primary must answer within the acquire timeout;
         // replicas that do not answer start unhealthy and the health task keeps probing them.
+        // The results are recorded after the primary's, whose system identifier is the
+        // cluster's: a node of another cluster never enters the rotation.
         let primary = cluster.configured_primary();
         let primary_wait = config.acquire_timeout.max(config.health_check_timeout);
-        let (first, _) = tokio::join!(
+        let (first, replicas) = tokio::join!(
             tokio::time::timeout(primary_wait, health::probe(&**primary)),
-            join_all(
-                cluster
-                    .replicas()
-                    .iter()
-                    .map(|n| health::check(&cluster, n))
-            ),
+            join_all(cluster.replicas().iter().map(|n| {
+                tokio::time::timeout(config.health_check_timeout, health::probe(&**n))
+            })),
         );
         match first.unwrap_or(Err(sqlx::Error::PoolTimedOut)) {
             Ok(probe) => {
                 cluster.set_cluster_id(probe.cluster_id);
-                primary.mark_up(probe);
+                health::record(&cluster, primary, Ok(Ok(probe)));
                 if probe.in_recovery == Some(true) {
                     tracing::warn!(node = %primary.name, "the configured primary is in recovery (a standby)");
                 }
@@ -106,6 +111,9 @@ impl<DB: Backend> Shared<DB> {
                     source,
                 });
             }
+        }
+        for (node, outcome) in cluster.replicas().iter().zip(replicas) {
+            health::record(&cluster, node, outcome);
         }
         cluster.elect_writer();
         cluster.update_lag();
@@ -129,6 +137,11 @@ impl<DB: Backend> Shared<DB> {
         self.acquire_on_writer(true).await
     }
 
+    /// The consistency rules of this pool's sessions.
+    pub(crate) fn rules(&self) -> Rules {
+        self.cluster.settings.rules
+    }
+
     /// A connection to the writer, following it if it moves while we wait. Writes (`write`)
     /// fail at once while writes are blocked; reads that fell back here do not.
     async fn acquire_on_writer(&self, write: bool) -> Result<Checkout<DB>, sqlx::Error> {
@@ -145,6 +158,7 @@ impl<DB: Backend> Shared<DB> {
             let index = self.cluster.writer_index();
             let node = Arc::clone(self.cluster.writer());
             let busy = node.start_call();
+            let had_room = node.has_free_connection();
             let acquired = tokio::select! {
                 biased;
                 conn = node.pool.acquire() => conn,
@@ -156,51 +170,78 @@ impl<DB: Backend> Shared<DB> {
                     Ok((index, node, conn, busy.connected()))
                 }
                 Err(e) => {
-                    node.record_error(&e, self.cluster.settings.ban_backoff);
+                    self.acquire_failed(&node, had_room, &e);
                     Err(e)
                 }
             };
         }
     }
 
-    /// A connection for a read: the next replica in the rotation not in `tried`. When a
-    /// replica's pool cannot give one because the node is unavailable (refused, timed out, or
-    /// it left the rotation while we waited), it leaves the rotation and the next one is
-    /// tried; with none left, the writer. Nothing has been sent to a server at this point,
-    /// so moving on is always safe.
+    /// Getting a connection from `node` failed. A full pool (`PoolTimedOut` while it had no
+    /// room) says nothing about the node; a connection that could not be opened (refused
+    /// until the timeout, a connection-class error) asks for a probe.
+    fn acquire_failed(&self, node: &Arc<Node<DB>>, had_room: bool, e: &sqlx::Error) {
+        match e {
+            sqlx::Error::PoolTimedOut if !had_room => {}
+            sqlx::Error::PoolTimedOut => {
+                node.count_error();
+                self.cluster.suspect(node);
+            }
+            sqlx::Error::PoolClosed => {}
+            e => self.cluster.report(node, e),
+        }
+    }
+
+    /// A connection for a read, and whether to reconcile the session with the primary's
+    /// position after the read (it went to the primary because of the session).
+    ///
+    /// The session (if any) decides where the read may go ([`SessionState::read_at`]). A
+    /// replica read takes the next replica in the rotation not in `tried`, preferring one
+    /// with a free connection; when every one is busy it waits for the chosen one, bounded
+    /// by `acquire_timeout`, and then fails with `PoolTimedOut` like a plain pool: a full
+    /// pool never moves reads to the primary or takes a replica out. A replica that cannot
+    /// give a connection because it is unavailable (refused, it left the rotation while we
+    /// waited) is probed and the next one is tried; with none left, the writer. Nothing has
+    /// been sent to a server at this point, so moving on is always safe.
     pub(crate) async fn acquire_reader(
         &self,
         tried: &mut Vec<usize>,
         session: Option<&SessionState>,
-    ) -> Result<Checkout<DB>, sqlx::Error> {
-        let settings = &self.cluster.settings;
-        // A session that wrote recently reads on the primary (time-based consistency), or
-        // only on replicas that have replayed its writes (position-based).
-        let sticky = session.is_some_and(|s| {
-            settings.sticky.is_some_and(|d| s.sticky(d))
-                || (settings.sticky.is_none() && s.position_unknown())
+    ) -> Result<(Checkout<DB>, bool), sqlx::Error> {
+        let decision = session.map_or(ReadAt::Anywhere, |s| {
+            s.read_at(
+                &self.cluster.settings.rules,
+                self.cluster.writer().timeline(),
+                now_ms(),
+            )
         });
-        let min_position = session
-            .and_then(|s| s.min_position())
-            .filter(|_| settings.sticky.is_none());
+        let at = match decision {
+            ReadAt::Primary => return Ok((self.acquire_on_writer(false).await?, false)),
+            ReadAt::PrimaryThenRecord => return Ok((self.acquire_on_writer(false).await?, true)),
+            ReadAt::AtLeast(at) => Some(at),
+            ReadAt::Anywhere => None,
+        };
         loop {
-            if sticky {
-                break;
-            }
-            let index = match min_position {
-                None => self.cluster.pick_replica(tried).map(|(i, _)| i),
-                Some(min) => self.cluster.replica_at(tried, min).await,
+            let index = match at {
+                None => self
+                    .cluster
+                    .pick(tried, None, true)
+                    .or_else(|| self.cluster.pick(tried, None, false))
+                    .map(|(i, _)| i),
+                Some(at) => self.cluster.replica_at(tried, at).await,
             };
             let Some(index) = index else { break };
             let node = Arc::clone(&self.cluster.nodes[index]);
             let busy = node.start_call();
+            let had_room = node.has_free_connection();
             match node.acquire_while_in_rotation().await {
                 Some(Ok(conn)) => {
                     node.served();
-                    return Ok((index, node, conn, busy.connected()));
+                    return Ok(((index, node, conn, busy.connected()), false));
                 }
-                Some(Err(e)) if DB::is_unavailable(&e) => {
-                    node.record_error(&e, self.cluster.settings.ban_backoff)
+                Some(Err(e @ sqlx::Error::PoolTimedOut)) if !had_room => return Err(e),
+                Some(Err(e)) if DB::is_unavailable(&e) || matches!(e, sqlx::Error::PoolTimedOut) => {
+                    self.acquire_failed(&node, had_room, &e)
                 }
                 Some(Err(e)) => return Err(e),
                 None => {}
@@ -208,7 +249,9 @@ impl<DB: Backend> Shared<DB> {
             tracing::debug!(node = %node.name, "replica unavailable, trying the next node");
             tried.push(index);
         }
-        self.acquire_on_writer(false).await
+        // No replica (that has the session's writes): the writer. A session's position is
+        // then checked against the primary's (a forged token ahead of it is clamped).
+        Ok((self.acquire_on_writer(false).await?, at.is_some()))
     }
 
     pub(crate) fn is_closed(&self) -> bool {

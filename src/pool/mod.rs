@@ -46,6 +46,7 @@ use sqlx::{Acquire, Pool, SqlSafeStr, Transaction};
 
 pub use builder::Builder;
 pub use executor::Targeted;
+pub(crate) use executor::PendingWrite;
 
 use crate::backend::Backend;
 use crate::consistency::{CausalToken, Session};
@@ -258,13 +259,29 @@ impl<DB: Backend> ReplicaPool<DB> {
 
     /// A session that continues from a token another request (or process) handed over.
     ///
-    /// Fails with [`Error::ForeignToken`] when the token belongs to another cluster.
+    /// Fails with [`Error::ForeignToken`] when the token belongs to another cluster, and
+    /// with [`Error::WrongTokenKind`] when it is of a kind this pool does not use (a time
+    /// token on a pool that tracks positions, or the reverse). A pending token
+    /// ([`TokenKind::Pending`](crate::TokenKind::Pending)) is accepted where positions are.
     pub fn session_with(&self, token: CausalToken) -> Result<Session<DB>, Error> {
+        use crate::TokenKind;
         let expected = self.shared.cluster.cluster_id().unwrap_or(0);
         if token.cluster() != expected {
             return Err(Error::ForeignToken {
                 expected,
                 found: token.cluster(),
+            });
+        }
+        let wanted = self.shared.rules().token_kind();
+        let fits = match (wanted, token.kind()) {
+            (Some(TokenKind::Position), TokenKind::Position | TokenKind::Pending) => true,
+            (Some(w), k) => w == k,
+            (None, _) => false,
+        };
+        if !fits {
+            return Err(Error::WrongTokenKind {
+                expected: wanted.map_or_else(|| "no tokens".to_owned(), |k| k.to_string()),
+                found: token.kind(),
             });
         }
         Ok(Session::new(self.clone(), Some(token)))
@@ -273,13 +290,12 @@ impl<DB: Backend> ReplicaPool<DB> {
     /// A snapshot of every node: role, health, counters, last error. Its `Display` is a table.
     pub fn status(&self) -> Status {
         let cluster = &self.shared.cluster;
-        let writer = cluster.writer_index();
+        let writer = &cluster.writer().name;
         Status {
             nodes: cluster
                 .nodes
                 .iter()
-                .enumerate()
-                .map(|(i, n)| n.status(i == writer))
+                .map(|n| n.status(cluster.cluster_id(), writer))
                 .collect(),
             closed: self.shared.is_closed(),
         }
@@ -297,13 +313,13 @@ impl<DB: Backend> ReplicaPool<DB> {
         self.shared.is_closed()
     }
 
-    fn node_error(&self, node: &Node<DB>, source: sqlx::Error) -> Error {
+    fn node_error(&self, node: &Arc<Node<DB>>, source: sqlx::Error) -> Error {
         if matches!(source, sqlx::Error::PoolClosed) {
             return Error::Closed {
                 url: node.url.clone(),
             };
         }
-        node.record_error(&source, self.shared.cluster.settings.ban_backoff);
+        self.shared.cluster.report(node, &source);
         Error::Node {
             node: node.name.clone(),
             url: node.url.clone(),

@@ -178,14 +178,19 @@ impl PgCluster {
         );
     }
 
-    /// Starts a stopped node again on its port.
+    /// Starts a stopped node again on its port. Tried for a few seconds: right after a
+    /// SIGKILL the old postmaster's children may still hold the port or shared memory.
     pub fn restart(&self, i: usize) {
-        assert!(
-            self.try_start(i),
-            "restart {}: see {}",
-            self.nodes[i].name,
-            self.log(i).display()
-        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.try_start(i) {
+            assert!(
+                Instant::now() < deadline,
+                "restart {}: see {}",
+                self.nodes[i].name,
+                self.log(i).display()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     fn try_start(&self, i: usize) -> bool {
@@ -223,6 +228,55 @@ impl PgCluster {
             .unwrap_or_else(|e| panic!("read {}: {e}", pid_file.display()));
         let pid = pid.lines().next().unwrap_or_default().trim().to_owned();
         run(Command::new("kill").args(["-KILL", &pid]));
+    }
+
+    /// The postmaster's pid of node `i`.
+    pub fn pid(&self, i: usize) -> String {
+        let pid_file = self.nodes[i].data.join("postmaster.pid");
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|e| panic!("read {}: {e}", pid_file.display()));
+        pid.lines().next().unwrap_or_default().trim().to_owned()
+    }
+
+    /// Stalls node `i`: SIGSTOP to its postmaster *and* each child by pid (the children call
+    /// `setsid()`, so a process-group signal would stop only the postmaster). Undo with
+    /// [`unstall`](Self::unstall); always do.
+    pub fn stall(&self, i: usize) {
+        self.signal_all(i, "-STOP");
+    }
+
+    /// Lets a stalled node run again (SIGCONT to the postmaster and its children).
+    pub fn unstall(&self, i: usize) {
+        self.signal_all(i, "-CONT");
+    }
+
+    fn signal_all(&self, i: usize, signal: &str) {
+        let pid = self.pid(i);
+        let children = Command::new("pgrep")
+            .args(["-P", &pid])
+            .output()
+            .expect("run pgrep");
+        let mut pids = vec![pid];
+        pids.extend(
+            String::from_utf8_lossy(&children.stdout)
+                .split_whitespace()
+                .map(str::to_owned),
+        );
+        // The postmaster first on SIGSTOP (it cannot fork new children meanwhile), last on
+        // SIGCONT.
+        if signal == "-CONT" {
+            pids.reverse();
+        }
+        for p in pids {
+            let _ = Command::new("kill").args([signal, &p]).status();
+        }
+    }
+
+    /// Node `i`'s system identifier (the same on every node of one cluster).
+    pub fn system_id(&self, i: usize) -> u64 {
+        self.psql(i, "SELECT system_identifier FROM pg_control_system()")
+            .parse::<i64>()
+            .expect("system identifier") as u64
     }
 
     /// Promotes standby `i` to a primary and waits until it accepts writes.
@@ -345,6 +399,13 @@ impl PgCluster {
             let sql = format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn");
             self.wait_until(i, &sql, "t", &format!("replay {lsn}"));
         }
+    }
+
+    /// Waits until replica `i` has replayed everything the primary has written so far.
+    pub fn wait_replayed_on(&self, i: usize) {
+        let lsn = self.psql(0, "SELECT pg_current_wal_lsn()");
+        let sql = format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn");
+        self.wait_until(i, &sql, "t", &format!("replay {lsn}"));
     }
 
     fn pg_cmd(&self, tool: &str, args: impl FnOnce(&mut Command)) -> Output {
