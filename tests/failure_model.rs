@@ -307,14 +307,13 @@ async fn nodes_of_another_cluster_are_not_trusted() {
     pool.close().await;
 }
 
-/// The end of the commit record of the newest transaction that inserted into the WAL since
-/// `from`, read with pg_walinspect on the primary.
+/// The end of the newest commit record since `from`, read with pg_walinspect on the primary
+/// (created beforehand: its own commit would count).
 fn last_commit_end(c: &PgCluster, from: &str) -> u64 {
-    c.psql(0, "CREATE EXTENSION IF NOT EXISTS pg_walinspect");
     let end = c.psql(
         0,
         &format!(
-            "SELECT (max(end_lsn) - '0/0'::pg_lsn)::int8 FROM pg_get_wal_records_info('{from}', pg_current_wal_insert_lsn()) \
+            "SELECT (max(end_lsn) - '0/0'::pg_lsn)::int8 FROM pg_get_wal_records_info('{from}', pg_current_wal_flush_lsn()) \
              WHERE resource_manager = 'Transaction' AND record_type = 'COMMIT'"
         ),
     );
@@ -328,6 +327,7 @@ async fn tokens_are_never_older_than_the_writes() {
     let _serial = serial().await;
     let c = PgCluster::start(2);
     c.psql(0, "CREATE TABLE big (id bigint)");
+    c.psql(0, "CREATE EXTENSION pg_walinspect");
     c.wait_replayed();
     let pool = connect(&c.primary_url(), &c.replica_urls(), config()).await;
     blocking(|| {
