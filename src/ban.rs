@@ -22,6 +22,8 @@ pub(crate) struct Ban {
     /// Consecutive failures without a stable period in between.
     strikes: u32,
     readmitted: Option<Instant>,
+    /// Whether it ever failed.
+    failed: bool,
 }
 
 impl Ban {
@@ -33,7 +35,8 @@ impl Ban {
     /// A probe failed at `now`; `was_up` says whether the node was in the rotation until
     /// then. Returns the length of the new ban.
     pub(crate) fn fail(&mut self, now: Instant, was_up: bool, backoff: Backoff) -> Duration {
-        let first = self.until.is_none() && self.readmitted.is_none();
+        let first = !self.failed;
+        self.failed = true;
         let stable = self
             .readmitted
             .is_some_and(|t| now.duration_since(t) >= backoff.max);

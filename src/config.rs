@@ -52,7 +52,7 @@ use crate::route::{Dialect, Router};
 /// | `follow_promotion` | `true` | send writes to a promoted replica when the primary is gone |
 /// | `consistency` | `causal` | how sessions read their own writes |
 /// | `causal_wait` | 50 ms | how long a session read waits for a replica to catch up |
-/// | `position_interval` | 100 ms | how often replay positions are refreshed |
+/// | `position_interval` | 10 ms | the shortest time between two refreshes of replay positions (only while sessions wait) |
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -118,8 +118,11 @@ pub struct Config {
     /// it reads on the primary instead. Default: 50 ms.
     #[serde(with = "humantime_serde")]
     pub causal_wait: Duration,
-    /// How often replicas' replay positions are refreshed for sessions (one light query per
-    /// replica). Default: 100 ms.
+    /// The shortest time between two refreshes of replicas' replay positions (one light
+    /// query per replica). Positions are refreshed only while a session waits for a replica
+    /// to catch up, and every waiting session shares the same refresh: at most one query per
+    /// replica per interval per pool, however many sessions wait, and none while none does.
+    /// Default: 10 ms.
     #[serde(with = "humantime_serde")]
     pub position_interval: Duration,
 }
@@ -174,7 +177,7 @@ impl Default for Config {
             follow_promotion: true,
             consistency: Consistency::Causal,
             causal_wait: Duration::from_millis(50),
-            position_interval: Duration::from_millis(100),
+            position_interval: Duration::from_millis(10),
         }
     }
 }

@@ -312,6 +312,9 @@ struct Marks {
     written_at_ms: u64,
     /// Unix ms since which a write's position is unknown.
     unknown_since_ms: Option<u64>,
+    /// `at` came from a token (untrusted input), not from a write this session recorded:
+    /// only such a position is ever clamped to the primary's.
+    from_token: bool,
 }
 
 impl SessionState {
@@ -323,14 +326,8 @@ impl SessionState {
     /// replaces an older one.
     pub(crate) fn recorded(&self, at: At) {
         let mut m = self.marks();
-        m.at = Some(match m.at {
-            Some(old) if old.timeline == at.timeline => At {
-                position: old.position.max(at.position),
-                ..at
-            },
-            Some(old) if old.timeline > at.timeline => old,
-            _ => at,
-        });
+        m.from_token = false;
+        m.at = Some(merge(m.at, at));
     }
 
     /// A write whose position could not be recorded: reads go to the primary until it has
@@ -397,27 +394,24 @@ impl SessionState {
             && now_ms >= since.saturating_add(rules.settle.as_millis() as u64)
         {
             m.unknown_since_ms = None;
-            m.at = Some(m.at.map_or(primary, |old| {
-                if old.timeline == primary.timeline {
-                    At {
-                        position: old.position.max(primary.position),
-                        ..primary
-                    }
-                } else {
-                    primary
-                }
-            }));
+            m.at = Some(merge(m.at, primary));
             return;
         }
         match m.at {
-            Some(old) if old.timeline != primary.timeline => m.at = Some(primary),
-            Some(old) if old.position > primary.position => {
+            // From an older timeline, or a token's (untrusted) other one: the primary's
+            // state now covers all of it that survived.
+            Some(old) if old.timeline < primary.timeline || (m.from_token && old.timeline != primary.timeline) => {
+                m.at = Some(primary);
+                m.from_token = false;
+            }
+            Some(old) if old.position > primary.position && m.from_token => {
                 tracing::warn!(
                     token = old.position,
                     primary = primary.position,
                     "a session position is ahead of the primary (a forged or corrupt token?); clamped to the primary's"
                 );
                 m.at = Some(primary);
+                m.from_token = false;
             }
             _ => {}
         }
@@ -447,7 +441,10 @@ impl SessionState {
         {
             let mut m = state.marks();
             match token.mark {
-                Mark::Position(at) => m.at = Some(at),
+                Mark::Position(at) => {
+                    m.at = Some(at);
+                    m.from_token = true;
+                }
                 Mark::Pending(ms) => m.unknown_since_ms = Some(ms),
                 Mark::WrittenAt(ms) => m.written_at_ms = ms,
             }
@@ -469,6 +466,18 @@ impl SessionState {
             }
         })
         .await;
+    }
+}
+
+/// Positions only move forward on a timeline, and a newer timeline replaces an older one.
+fn merge(old: Option<At>, new: At) -> At {
+    match old {
+        Some(old) if old.timeline == new.timeline => At {
+            position: old.position.max(new.position),
+            ..new
+        },
+        Some(old) if old.timeline > new.timeline => old,
+        _ => new,
     }
 }
 
@@ -709,10 +718,19 @@ mod tests {
         let s = SessionState::from_token("pp2-l-7-1-ffffffffffff".parse().unwrap());
         s.reconcile(at(0x5000, 1), &RULES, 0);
         assert_eq!(s.token(7).unwrap().position(), Some(0x5000));
-        // Never lowered below a real position.
+        // A position this session recorded is never lowered (a concurrent write of the same
+        // session may have recorded it after the primary's position was read).
         s.recorded(at(0x6000, 1));
         s.reconcile(at(0x5800, 1), &RULES, 0);
         assert_eq!(s.token(7).unwrap().position(), Some(0x6000));
+    }
+
+    #[test]
+    fn a_forged_timeline_is_replaced_once() {
+        let s = SessionState::from_token("pp2-l-7-9-10".parse().unwrap());
+        assert_eq!(s.read_at(&RULES, Some(1), 0), ReadAt::PrimaryThenRecord);
+        s.reconcile(at(0x5000, 1), &RULES, 0);
+        assert_eq!(s.read_at(&RULES, Some(1), 0), ReadAt::AtLeast(at(0x5000, 1)));
     }
 
     #[test]
