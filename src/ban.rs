@@ -114,7 +114,11 @@ mod tests {
         ban.fail(t0, true, B);
         ban.lift();
         assert!(!ban.is_banned(t0));
-        assert_eq!(ban.fail(t0 + MS, false, B), 200 * MS, "still counts as failing");
+        assert_eq!(
+            ban.fail(t0 + MS, false, B),
+            200 * MS,
+            "still counts as failing"
+        );
     }
 
     #[test]

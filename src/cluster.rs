@@ -1,8 +1,8 @@
 //! The nodes as a whole: which one takes writes, which ones may serve reads, and the signal
 //! that tells running calls the pool is closing.
 
-use std::sync::{Arc, Mutex, Weak};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -180,7 +180,8 @@ impl<DB: Backend> Cluster<DB> {
     pub(crate) fn elect_writer(&self) {
         let current = self.writer_index();
         let writer = &self.nodes[current];
-        let holds = writer.is_healthy() && writer.in_recovery() != Some(true) && !writer.is_foreign();
+        let holds =
+            writer.is_healthy() && writer.in_recovery() != Some(true) && !writer.is_foreign();
         let floor = match self.writes_timeline.load(Ordering::Acquire) {
             NONE => None,
             t => Some(t),
@@ -238,7 +239,9 @@ impl<DB: Backend> Cluster<DB> {
         }
         for (i, n) in self.nodes.iter().enumerate() {
             n.set_writer(i == next);
-            n.set_rival(i != next && n.is_healthy() && n.in_recovery() == Some(false) && !n.is_foreign());
+            n.set_rival(
+                i != next && n.is_healthy() && n.in_recovery() == Some(false) && !n.is_foreign(),
+            );
         }
         let before = self.writer.swap(next, Ordering::AcqRel);
         if before != next {

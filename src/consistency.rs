@@ -254,7 +254,13 @@ impl FromStr for CausalToken {
         if parts.len() != len {
             return Err(bad("trailing text"));
         }
-        if matches!(mark, Mark::Position(At { position: u64::MAX, .. })) {
+        if matches!(
+            mark,
+            Mark::Position(At {
+                position: u64::MAX,
+                ..
+            })
+        ) {
             return Err(bad("position out of range"));
         }
         Ok(CausalToken { cluster, mark })
@@ -352,7 +358,12 @@ impl SessionState {
     }
 
     /// Where the next read may go. `writer_timeline` is the writer's timeline now.
-    pub(crate) fn read_at(&self, rules: &Rules, writer_timeline: Option<u64>, now_ms: u64) -> ReadAt {
+    pub(crate) fn read_at(
+        &self,
+        rules: &Rules,
+        writer_timeline: Option<u64>,
+        now_ms: u64,
+    ) -> ReadAt {
         let m = *self.marks();
         if let Some(window) = rules.sticky {
             let until = m.written_at_ms.saturating_add(window.as_millis() as u64);
@@ -377,7 +388,11 @@ impl SessionState {
         }
         match m.at {
             None => ReadAt::Anywhere,
-            Some(at) if at.timeline.is_some() && writer_timeline.is_some() && at.timeline != writer_timeline => {
+            Some(at)
+                if at.timeline.is_some()
+                    && writer_timeline.is_some()
+                    && at.timeline != writer_timeline =>
+            {
                 ReadAt::PrimaryThenRecord
             }
             Some(at) => ReadAt::AtLeast(at),
@@ -400,7 +415,10 @@ impl SessionState {
         match m.at {
             // From an older timeline, or a token's (untrusted) other one: the primary's
             // state now covers all of it that survived.
-            Some(old) if old.timeline < primary.timeline || (m.from_token && old.timeline != primary.timeline) => {
+            Some(old)
+                if old.timeline < primary.timeline
+                    || (m.from_token && old.timeline != primary.timeline) =>
+            {
                 m.at = Some(primary);
                 m.from_token = false;
             }
@@ -421,7 +439,11 @@ impl SessionState {
     pub(crate) fn token(&self, cluster: u64) -> Option<CausalToken> {
         let m = *self.marks();
         let mark = if self.unrecorded.load(Ordering::Acquire) > 0 {
-            Mark::Pending(m.unknown_since_ms.unwrap_or(0).max(unix_ms(SystemTime::now())))
+            Mark::Pending(
+                m.unknown_since_ms
+                    .unwrap_or(0)
+                    .max(unix_ms(SystemTime::now())),
+            )
         } else if let Some(since) = m.unknown_since_ms {
             Mark::Pending(since)
         } else if let Some(at) = m.at {
@@ -518,7 +540,8 @@ impl<DB: crate::Backend> Session<DB> {
     /// drained in the background) it is a [`TokenKind::Pending`] token, whose holders read on
     /// the primary. [`settled_token`](Self::settled_token) waits for the position instead.
     pub fn token(&self) -> Option<CausalToken> {
-        self.state.token(self.pool.shared.cluster.cluster_id().unwrap_or(0))
+        self.state
+            .token(self.pool.shared.cluster.cluster_id().unwrap_or(0))
     }
 
     /// Like [`token`](Self::token), but first waits (bounded by the settle window:
@@ -699,10 +722,19 @@ mod tests {
         // primary once more to record its position.
         s.unknown(1_000);
         assert_eq!(s.read_at(&RULES, Some(1), 5_000), ReadAt::Primary);
-        assert_eq!(s.read_at(&RULES, Some(1), 11_000), ReadAt::PrimaryThenRecord);
-        assert_eq!(s.token(7).unwrap().to_string(), "pp2-p-0000000000000007-3e8");
+        assert_eq!(
+            s.read_at(&RULES, Some(1), 11_000),
+            ReadAt::PrimaryThenRecord
+        );
+        assert_eq!(
+            s.token(7).unwrap().to_string(),
+            "pp2-p-0000000000000007-3e8"
+        );
         s.reconcile(at(500, 1), &RULES, 11_000);
-        assert_eq!(s.read_at(&RULES, Some(1), 11_000), ReadAt::AtLeast(at(500, 1)));
+        assert_eq!(
+            s.read_at(&RULES, Some(1), 11_000),
+            ReadAt::AtLeast(at(500, 1))
+        );
     }
 
     #[test]
@@ -730,7 +762,10 @@ mod tests {
         let s = SessionState::from_token("pp2-l-7-9-10".parse().unwrap());
         assert_eq!(s.read_at(&RULES, Some(1), 0), ReadAt::PrimaryThenRecord);
         s.reconcile(at(0x5000, 1), &RULES, 0);
-        assert_eq!(s.read_at(&RULES, Some(1), 0), ReadAt::AtLeast(at(0x5000, 1)));
+        assert_eq!(
+            s.read_at(&RULES, Some(1), 0),
+            ReadAt::AtLeast(at(0x5000, 1))
+        );
     }
 
     #[test]

@@ -49,9 +49,9 @@ pub use balance::Balance;
 pub use config::Config;
 pub use consistency::{CausalToken, Consistency, Session, TokenKind};
 pub use error::{Error, may_have_committed};
-pub use status::Role;
 pub use pool::{Builder, ReplicaPool, Targeted};
 pub use route::{Dialect, Route, Router, Target, route, route_in};
+pub use status::Role;
 pub use status::{NodeStatus, Status};
 
 /// A [`ReplicaPool`] over PostgreSQL.

@@ -566,7 +566,10 @@ mod tests {
         n.mark_up(Probe::default());
         let e = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
         assert!(n.record_error(&e), "asks for a probe");
-        assert!(!n.record_error(&sqlx::Error::PoolTimedOut), "a full pool is no evidence");
+        assert!(
+            !n.record_error(&sqlx::Error::PoolTimedOut),
+            "a full pool is no evidence"
+        );
         assert!(n.is_healthy() && !n.is_banned());
     }
 

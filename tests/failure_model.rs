@@ -56,14 +56,21 @@ async fn who<'e>(ex: impl sqlx::Executor<'e, Database = sqlx::Postgres>) -> (u16
     (row.get::<i32, _>(0) as u16, row.get(1))
 }
 
-async fn wait_until(what: &str, pool: &PgReplicaPool, mut cond: impl FnMut(&partypool::Status) -> bool) {
+async fn wait_until(
+    what: &str,
+    pool: &PgReplicaPool,
+    mut cond: impl FnMut(&partypool::Status) -> bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let status = pool.status();
         if cond(&status) {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}:\n{status}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}:\n{status}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -74,9 +81,15 @@ fn count_on(c: &PgCluster, i: usize, table: &str, ids: &[i64]) -> usize {
         return 0;
     }
     let list: Vec<String> = ids.iter().map(i64::to_string).collect();
-    c.psql(i, &format!("SELECT count(*) FROM {table} WHERE id IN ({})", list.join(",")))
-        .parse()
-        .unwrap()
+    c.psql(
+        i,
+        &format!(
+            "SELECT count(*) FROM {table} WHERE id IN ({})",
+            list.join(",")
+        ),
+    )
+    .parse()
+    .unwrap()
 }
 
 /// 1. A full pool is not a down node: 40 slow reads on replica pools of 2 connections each
@@ -114,29 +127,55 @@ async fn a_full_pool_is_not_a_down_node() {
     for r in reads {
         while !r.is_finished() {
             let s = pool.status();
-            if s.nodes.iter().filter(|n| n.healthy).count() < worst.nodes.iter().filter(|n| n.healthy).count() {
+            if s.nodes.iter().filter(|n| n.healthy).count()
+                < worst.nodes.iter().filter(|n| n.healthy).count()
+            {
                 worst = s;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         results.push(r.await.unwrap());
     }
-    let ok: Vec<(u16, bool)> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+    let ok: Vec<(u16, bool)> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .collect();
     let on_primary = ok.iter().filter(|(_, standby)| !standby).count();
-    assert_eq!(on_primary, 0, "{on_primary} of {} reads ran on the primary", ok.len());
-    assert!(worst.nodes.iter().all(|n| n.healthy), "a node left the rotation:\n{worst}");
+    assert_eq!(
+        on_primary,
+        0,
+        "{on_primary} of {} reads ran on the primary",
+        ok.len()
+    );
+    assert!(
+        worst.nodes.iter().all(|n| n.healthy),
+        "a node left the rotation:\n{worst}"
+    );
     for e in results.iter().filter_map(|r| r.as_ref().err()) {
-        assert!(matches!(e, sqlx::Error::PoolTimedOut), "a read failed with {e}");
+        assert!(
+            matches!(e, sqlx::Error::PoolTimedOut),
+            "a read failed with {e}"
+        );
     }
-    assert!(ok.len() >= 20, "only {} of 40 reads got a connection", ok.len());
+    assert!(
+        ok.len() >= 20,
+        "only {} of 40 reads got a connection",
+        ok.len()
+    );
     let ports: HashSet<u16> = ok.iter().map(|w| w.0).collect();
     assert_eq!(ports.len(), 2, "both replicas served: {ports:?}");
-    println!("{} of 40 reads ran (all on replicas), {} timed out waiting", ok.len(), 40 - ok.len());
+    println!(
+        "{} of 40 reads ran (all on replicas), {} timed out waiting",
+        ok.len(),
+        40 - ok.len()
+    );
 
     // An administrator terminates one backend running a read on replica-1.
     let pool2 = pool.clone();
     let long = tokio::spawn(async move {
-        sqlx::query("SELECT pg_sleep(2), inet_server_port()").fetch_one(pool2.on_replica()).await
+        sqlx::query("SELECT pg_sleep(2), inet_server_port()")
+            .fetch_one(pool2.on_replica())
+            .await
     });
     let mut terminated = false;
     for _ in 0..100 {
@@ -155,9 +194,14 @@ async fn a_full_pool_is_not_a_down_node() {
         }
     }
     assert!(terminated, "found the backend to terminate");
-    long.await.unwrap().expect("the read ran again on another node");
+    long.await
+        .unwrap()
+        .expect("the read ran again on another node");
     let status = pool.status();
-    assert!(status.nodes.iter().all(|n| n.healthy), "one terminated backend took a node out:\n{status}");
+    assert!(
+        status.nodes.iter().all(|n| n.healthy),
+        "one terminated backend took a node out:\n{status}"
+    );
     pool.close().await;
 }
 
@@ -174,19 +218,37 @@ async fn an_accidental_promotion_gets_no_writes() {
     tokio::time::sleep(INTERVAL * 5).await;
     let ids: Vec<i64> = (1..=20).collect();
     for id in &ids {
-        sqlx::query("INSERT INTO acc VALUES ($1)").bind(id).execute(&pool).await.unwrap();
+        sqlx::query("INSERT INTO acc VALUES ($1)")
+            .bind(id)
+            .execute(&pool)
+            .await
+            .unwrap();
     }
-    assert_eq!(blocking(|| count_on(&c, 0, "acc", &ids)), 20, "every write on the primary");
-    assert_eq!(blocking(|| count_on(&c, 1, "acc", &ids)), 0, "no write on the promoted replica");
+    assert_eq!(
+        blocking(|| count_on(&c, 0, "acc", &ids)),
+        20,
+        "every write on the primary"
+    );
+    assert_eq!(
+        blocking(|| count_on(&c, 1, "acc", &ids)),
+        0,
+        "no write on the promoted replica"
+    );
     for _ in 0..20 {
         let (port, standby) = who(&pool).await;
         assert!(standby && port != c.replica(1).port, "a read ran on {port}");
     }
     let status = pool.status();
     let rival = status.node("replica-1").unwrap();
-    assert!(!rival.writer && status.node("primary").unwrap().writer, "{status}");
     assert!(
-        rival.excluded.as_deref().is_some_and(|why| why.contains("primary")),
+        !rival.writer && status.node("primary").unwrap().writer,
+        "{status}"
+    );
+    assert!(
+        rival
+            .excluded
+            .as_deref()
+            .is_some_and(|why| why.contains("primary")),
         "status says why replica-1 is out:\n{status}"
     );
     pool.close().await;
@@ -213,9 +275,15 @@ async fn writes_never_go_back_to_an_unfenced_old_primary() {
         c.kill(0);
         c.promote(1);
     });
-    wait_until("writes follow the promotion", &pool, |s| s.node("replica-1").unwrap().writer).await;
+    wait_until("writes follow the promotion", &pool, |s| {
+        s.node("replica-1").unwrap().writer
+    })
+    .await;
     blocking(|| c.restart(0)); // unfenced: a primary on the old timeline
-    wait_until("the old primary answers again", &pool, |s| s.node("primary").unwrap().healthy).await;
+    wait_until("the old primary answers again", &pool, |s| {
+        s.node("primary").unwrap().healthy
+    })
+    .await;
 
     let mut acknowledged = write_loop(&pool, 0, Duration::from_millis(500)).await;
     blocking(|| c.stall(1));
@@ -232,7 +300,11 @@ async fn writes_never_go_back_to_an_unfenced_old_primary() {
     let on_old = blocking(|| count_on(&c, 0, "fo", &acknowledged));
     let on_new = blocking(|| count_on(&c, 1, "fo", &acknowledged));
     assert_eq!(on_old, 0, "acknowledged writes on the old primary");
-    assert_eq!(on_new, acknowledged.len(), "every acknowledged write is on the promoted node");
+    assert_eq!(
+        on_new,
+        acknowledged.len(),
+        "every acknowledged write is on the promoted node"
+    );
     let status = pool.status();
     assert!(status.node("replica-1").unwrap().writer, "{status}");
     pool.close().await;
@@ -245,7 +317,9 @@ async fn write_loop(pool: &PgReplicaPool, first: i64, d: Duration) -> Vec<i64> {
     let mut id = first;
     while Instant::now() < until {
         id += 1;
-        let w = sqlx::query("INSERT INTO fo VALUES ($1)").bind(id).execute(pool);
+        let w = sqlx::query("INSERT INTO fo VALUES ($1)")
+            .bind(id)
+            .execute(pool);
         if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(3), w).await {
             acked.push(id);
         }
@@ -272,9 +346,16 @@ async fn nodes_of_another_cluster_are_not_trusted() {
     for _ in 0..10 {
         let pool = connect(&c.primary_url(), &replicas, config()).await;
         let session = pool.session();
-        sqlx::query("INSERT INTO idn VALUES (1) ON CONFLICT DO NOTHING").execute(&session).await.unwrap();
+        sqlx::query("INSERT INTO idn VALUES (1) ON CONFLICT DO NOTHING")
+            .execute(&session)
+            .await
+            .unwrap();
         let token = session.token().expect("a token after a write");
-        assert_eq!(token.cluster(), ours, "the token names the primary's cluster");
+        assert_eq!(
+            token.cluster(),
+            ours,
+            "the token names the primary's cluster"
+        );
         pool.close().await;
     }
 
@@ -282,13 +363,19 @@ async fn nodes_of_another_cluster_are_not_trusted() {
     tokio::time::sleep(INTERVAL * 3).await;
     for _ in 0..30 {
         let (port, _) = who(&pool).await;
-        assert_eq!(port, c.replica(1).port, "a read ran on another cluster's node");
+        assert_eq!(
+            port,
+            c.replica(1).port,
+            "a read ran on another cluster's node"
+        );
     }
     let status = pool.status();
     for name in ["replica-2", "replica-3"] {
         let n = status.node(name).unwrap();
         assert!(
-            n.excluded.as_deref().is_some_and(|w| w.contains("another cluster")),
+            n.excluded
+                .as_deref()
+                .is_some_and(|w| w.contains("another cluster")),
             "{name}:\n{status}"
         );
     }
@@ -303,7 +390,10 @@ async fn nodes_of_another_cluster_are_not_trusted() {
     )
     .await;
     assert!(!matches!(w, Ok(Ok(_))), "a write succeeded somewhere");
-    assert_eq!(blocking(|| other.psql(2, "SELECT count(*) FROM idn WHERE id = 42")), "0");
+    assert_eq!(
+        blocking(|| other.psql(2, "SELECT count(*) FROM idn WHERE id = 42")),
+        "0"
+    );
     pool.close().await;
 }
 
@@ -339,12 +429,15 @@ async fn tokens_are_never_older_than_the_writes() {
     // A write stream read to its first row and dropped.
     let session = pool.session();
     {
-        let mut rows = sqlx::query("INSERT INTO big SELECT generate_series(1, 100000) RETURNING id")
-            .fetch(&session);
+        let mut rows =
+            sqlx::query("INSERT INTO big SELECT generate_series(1, 100000) RETURNING id")
+                .fetch(&session);
         let first = rows.try_next().await.unwrap();
         assert!(first.is_some());
     }
-    let token = session.token().expect("a token right after the dropped write");
+    let token = session
+        .token()
+        .expect("a token right after the dropped write");
     assert_eq!(token.kind(), TokenKind::Pending, "{token}");
     // Recorded in the background, on the write's own connection, after the commit.
     let recorded = tokio::time::timeout(Duration::from_secs(10), session.settled_token())
@@ -354,10 +447,19 @@ async fn tokens_are_never_older_than_the_writes() {
     assert_eq!(recorded.kind(), TokenKind::Position, "{recorded}");
     // The pending token's holder reads on the primary (the replicas are paused and have
     // none of the rows), so it sees the write once it has committed.
-    let holder = pool.session_with(token.to_string().parse().unwrap()).unwrap();
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM big").fetch_one(&holder).await.unwrap();
+    let holder = pool
+        .session_with(token.to_string().parse().unwrap())
+        .unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM big")
+        .fetch_one(&holder)
+        .await
+        .unwrap();
     assert_eq!(n, 100_000);
-    assert_eq!(holder.token().unwrap().kind(), TokenKind::Pending, "not settled before its window");
+    assert_eq!(
+        holder.token().unwrap().kind(),
+        TokenKind::Pending,
+        "not settled before its window"
+    );
     let commit_end = blocking(|| last_commit_end(&c, &before));
     assert!(
         recorded.position().unwrap() >= commit_end,
@@ -369,16 +471,27 @@ async fn tokens_are_never_older_than_the_writes() {
     // A transaction whose commit fails (its backend is terminated first).
     let session = pool.session();
     let mut tx = session.begin().await.unwrap();
-    sqlx::query("INSERT INTO big VALUES (-1)").execute(&mut *tx).await.unwrap();
-    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *tx).await.unwrap();
+    sqlx::query("INSERT INTO big VALUES (-1)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
     blocking(|| c.psql(0, &format!("SELECT pg_terminate_backend({pid})")));
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(tx.commit().await.is_err());
-    let token = session.token().expect("a failed commit still leaves a token");
+    let token = session
+        .token()
+        .expect("a failed commit still leaves a token");
     assert_eq!(token.kind(), TokenKind::Pending, "{token}");
     let holder = pool.session_with(token).unwrap();
     let (_, standby) = who(&holder).await;
-    assert!(!standby, "the holder of a pending token reads on the primary");
+    assert!(
+        !standby,
+        "the holder of a pending token reads on the primary"
+    );
 
     blocking(|| {
         c.resume_replay(1);
@@ -397,7 +510,10 @@ async fn tokens_cannot_be_abused() {
     c.wait_replayed();
     let pool = connect(&c.primary_url(), &c.replica_urls(), config()).await;
     let session = pool.session();
-    sqlx::query("INSERT INTO tl VALUES (0, '')").execute(&session).await.unwrap();
+    sqlx::query("INSERT INTO tl VALUES (0, '')")
+        .execute(&session)
+        .await
+        .unwrap();
     let real = session.token().unwrap();
 
     // A forged position far ahead of the primary.
@@ -416,13 +532,21 @@ async fn tokens_cannot_be_abused() {
         on_replicas += standby as usize;
     }
     let took = started.elapsed();
-    assert!(on_replicas >= 18, "only {on_replicas} of 20 reads on replicas");
+    assert!(
+        on_replicas >= 18,
+        "only {on_replicas} of 20 reads on replicas"
+    );
     assert!(took < Duration::from_millis(800), "20 reads took {took:?}");
     let clamped = holder.token().unwrap().position().unwrap();
-    assert!(clamped < 0xffff_ffff_ffff, "clamped to the primary: {clamped:x}");
+    assert!(
+        clamped < 0xffff_ffff_ffff,
+        "clamped to the primary: {clamped:x}"
+    );
 
     // A token of the wrong kind.
-    let time_token: CausalToken = format!("pp2-t-{:016x}-19000000000", real.cluster()).parse().unwrap();
+    let time_token: CausalToken = format!("pp2-t-{:016x}-19000000000", real.cluster())
+        .parse()
+        .unwrap();
     assert!(matches!(
         pool.session_with(time_token),
         Err(partypool::Error::WrongTokenKind { .. })
@@ -431,19 +555,30 @@ async fn tokens_cannot_be_abused() {
     // Another timeline: replica-2 replayed further on the old timeline than the promoted
     // replica-1 ever received.
     blocking(|| c.stop(1));
-    c.psql(0, "INSERT INTO tl SELECT g, repeat('x', 500) FROM generate_series(1, 20000) g");
+    c.psql(
+        0,
+        "INSERT INTO tl SELECT g, repeat('x', 500) FROM generate_series(1, 20000) g",
+    );
     blocking(|| {
         c.wait_replayed_on(2);
         c.kill(0);
         c.restart(1);
         c.promote(1);
     });
-    wait_until("writes follow the promotion", &pool, |s| s.node("replica-1").unwrap().writer).await;
+    wait_until("writes follow the promotion", &pool, |s| {
+        s.node("replica-1").unwrap().writer
+    })
+    .await;
     let session = pool.session();
-    sqlx::query("INSERT INTO tl VALUES (-7, 'new timeline')").execute(&session).await.unwrap();
+    sqlx::query("INSERT INTO tl VALUES (-7, 'new timeline')")
+        .execute(&session)
+        .await
+        .unwrap();
     let token = session.token().unwrap();
     let old_tl_position: u64 = blocking(|| {
-        c.psql(2, "SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::int8").parse().unwrap()
+        c.psql(2, "SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::int8")
+            .parse()
+            .unwrap()
     });
     assert!(
         old_tl_position > token.position().unwrap(),
@@ -480,16 +615,29 @@ async fn unknown_outcomes_are_reported_honestly() {
     )
     .await;
     // statement_timeout
-    let e = sqlx::query("INSERT INTO oc SELECT 1 FROM pg_sleep(1)").execute(&pool).await.unwrap_err();
+    let e = sqlx::query("INSERT INTO oc SELECT 1 FROM pg_sleep(1)")
+        .execute(&pool)
+        .await
+        .unwrap_err();
     assert!(partypool::may_have_committed(&e), "{e}");
-    assert!(!matches!(e, sqlx::Error::PoolClosed | sqlx::Error::PoolTimedOut));
+    assert!(!matches!(
+        e,
+        sqlx::Error::PoolClosed | sqlx::Error::PoolTimedOut
+    ));
     // A read on a replica that times out did not commit anything.
-    let e = sqlx::query("SELECT pg_sleep(1)").execute(pool.on_replica()).await.unwrap_err();
+    let e = sqlx::query("SELECT pg_sleep(1)")
+        .execute(pool.on_replica())
+        .await
+        .unwrap_err();
     assert!(!partypool::may_have_committed(&e), "{e}");
     // A broken connection mid-write.
     let w = tokio::spawn({
         let pool = pool.clone();
-        async move { sqlx::query("INSERT INTO oc SELECT 2 FROM pg_sleep(0.2)").execute(&pool).await }
+        async move {
+            sqlx::query("INSERT INTO oc SELECT 2 FROM pg_sleep(0.2)")
+                .execute(&pool)
+                .await
+        }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     proxy.set(Fault::Reset);
@@ -510,15 +658,25 @@ async fn unknown_outcomes_are_reported_honestly() {
     .await;
     let w = tokio::spawn({
         let pool = pool.clone();
-        async move { sqlx::query("INSERT INTO oc SELECT 3 FROM pg_sleep(2)").execute(&pool).await }
+        async move {
+            sqlx::query("INSERT INTO oc SELECT 3 FROM pg_sleep(2)")
+                .execute(&pool)
+                .await
+        }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     pool.close().await;
     let e = w.await.unwrap().unwrap_err();
-    assert!(!matches!(e, sqlx::Error::PoolClosed), "a maybe-committed write reported as never acquired");
+    assert!(
+        !matches!(e, sqlx::Error::PoolClosed),
+        "a maybe-committed write reported as never acquired"
+    );
     assert!(partypool::may_have_committed(&e), "{e}");
     // A statement that never started after close() is PoolClosed, as in sqlx.
-    let e = sqlx::query("INSERT INTO oc VALUES (4)").execute(&pool).await.unwrap_err();
+    let e = sqlx::query("INSERT INTO oc VALUES (4)")
+        .execute(&pool)
+        .await
+        .unwrap_err();
     assert!(matches!(e, sqlx::Error::PoolClosed), "{e}");
     drop(proxy);
 }

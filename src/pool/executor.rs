@@ -459,10 +459,14 @@ where
         yielded: bool,
         retries_left: bool,
     ) -> Next {
-        let unknown = |kind, what: String, source| Next::Fail(OutcomeUnknown::error(&node.name, kind, what, source));
+        let unknown = |kind, what: String, source| {
+            Next::Fail(OutcomeUnknown::error(&node.name, kind, what, source))
+        };
         let error = match failure {
             Failure::Closed { sent: false } => return Next::Fail(sqlx::Error::PoolClosed),
-            Failure::Closed { sent: true } if standby => return Next::Fail(sqlx::Error::PoolClosed),
+            Failure::Closed { sent: true } if standby => {
+                return Next::Fail(sqlx::Error::PoolClosed);
+            }
             Failure::Closed { sent: true } => {
                 return unknown(
                     io::ErrorKind::ConnectionAborted,
@@ -683,7 +687,10 @@ where
 fn is_cut_off(e: &sqlx::Error) -> bool {
     matches!(
         e,
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed
     )
 }
 

@@ -240,7 +240,9 @@ impl<DB: Backend> Shared<DB> {
                     return Ok(((index, node, conn, busy.connected()), false));
                 }
                 Some(Err(e @ sqlx::Error::PoolTimedOut)) if !had_room => return Err(e),
-                Some(Err(e)) if DB::is_unavailable(&e) || matches!(e, sqlx::Error::PoolTimedOut) => {
+                Some(Err(e))
+                    if DB::is_unavailable(&e) || matches!(e, sqlx::Error::PoolTimedOut) =>
+                {
                     self.acquire_failed(&node, had_room, &e)
                 }
                 Some(Err(e)) => return Err(e),

@@ -45,8 +45,8 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Acquire, Pool, SqlSafeStr, Transaction};
 
 pub use builder::Builder;
-pub use executor::Targeted;
 pub(crate) use executor::PendingWrite;
+pub use executor::Targeted;
 
 use crate::backend::Backend;
 use crate::consistency::{CausalToken, Session};
