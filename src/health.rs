@@ -30,14 +30,17 @@ use crate::backend::{Backend, Probe};
 use crate::cluster::{Cluster, Settings};
 use crate::node::Node;
 
-/// Runs the backend's probe on an idle pooled connection if there is one, else on a fresh
-/// connection.
+/// Runs the backend's probe on an idle pooled connection if there is one, else on the node's
+/// own probe connection, opened when needed and kept between probes.
 ///
 /// Not `pool.acquire()`: sqlx retries a refused connection until the acquire timeout
 /// (sensible while a server starts up, wrong for telling whether it is up). A direct
 /// connection fails at once on a refused port, so a stopped node is noticed within one
 /// interval. An idle connection that fails may just be stale (the server restarted), so a
-/// fresh connection gets the last word.
+/// fresh connection gets the last word. The probe connection is kept so that a quiet pool
+/// (no idle connection) costs the node one light query per interval, not a new backend
+/// (a fork and an authentication) every time; it is taken out while in use, so a probe
+/// cancelled by its timeout drops (closes) it rather than leave it mid-query.
 pub(crate) async fn probe<DB: Backend>(node: &Node<DB>) -> Result<Probe, sqlx::Error> {
     if let Some(mut conn) = node.pool.try_acquire() {
         match DB::probe(&mut conn).await {
@@ -45,10 +48,21 @@ pub(crate) async fn probe<DB: Backend>(node: &Node<DB>) -> Result<Probe, sqlx::E
             Err(_) => conn.close_on_drop(),
         }
     }
+    if let Some(mut conn) = node.take_probe_connection() {
+        match DB::probe(&mut conn).await {
+            Ok(p) => {
+                node.keep_probe_connection(conn);
+                return Ok(p);
+            }
+            Err(_) => drop(conn),
+        }
+    }
     let mut conn = node.pool.connect_options().connect().await?;
     let probe = DB::probe(&mut conn).await;
-    // The pool cannot adopt a connection made outside it; close this one.
-    let _ = conn.close().await;
+    match probe {
+        Ok(_) => node.keep_probe_connection(conn),
+        Err(_) => drop(conn),
+    }
     probe
 }
 

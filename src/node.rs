@@ -74,6 +74,8 @@ pub(crate) struct Node<DB: Database> {
     writer: AtomicBool,
     /// A probe to confirm a statement's connection error is running.
     suspected: AtomicBool,
+    /// The health probe's own connection, kept between probes (see `health::probe`).
+    probe_conn: Mutex<Option<DB::Connection>>,
 }
 
 impl<DB: Backend> Node<DB> {
@@ -116,6 +118,7 @@ impl<DB: Backend> Node<DB> {
             rival: AtomicBool::new(false),
             writer: AtomicBool::new(false),
             suspected: AtomicBool::new(false),
+            probe_conn: Mutex::new(None),
         }
     }
 
@@ -220,6 +223,19 @@ impl<DB: Backend> Node<DB> {
 
     pub(crate) fn stop_suspecting(&self) {
         self.suspected.store(false, Ordering::Release);
+    }
+
+    /// Takes the kept probe connection out, if there is one.
+    pub(crate) fn take_probe_connection(&self) -> Option<DB::Connection> {
+        lock(&self.probe_conn).take()
+    }
+
+    /// Keeps a connection for the next probe (closing the pool drops it).
+    pub(crate) fn keep_probe_connection(&self, conn: DB::Connection) {
+        if self.pool.is_closed() {
+            return;
+        }
+        *lock(&self.probe_conn) = Some(conn);
     }
 
     /// Whether its pool could hand out a connection without waiting for one to come back:

@@ -680,3 +680,90 @@ async fn unknown_outcomes_are_reported_honestly() {
     assert!(matches!(e, sqlx::Error::PoolClosed), "{e}");
     drop(proxy);
 }
+
+/// Transactions node `i` has run so far (every query in autocommit is one), from the
+/// cumulative statistics; they are flushed about once a second, so wait before reading.
+fn transactions(c: &PgCluster, i: usize) -> i64 {
+    c.psql(
+        i,
+        "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = 'postgres'",
+    )
+    .parse()
+    .unwrap()
+}
+
+/// Replay positions are refreshed only while sessions wait, at most once per
+/// `position_interval` per replica however many sessions wait: an idle pool costs a replica
+/// its probes only, and 40 waiting sessions cost it no more than one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn position_refreshes_are_bounded_per_pool() {
+    let _serial = serial().await;
+    let c = PgCluster::start(1);
+    c.psql(0, "CREATE TABLE rf (id bigint)");
+    c.wait_replayed();
+    let interval = Duration::from_millis(50);
+    let pool = connect(
+        &c.primary_url(),
+        &c.replica_urls(),
+        Config {
+            health_check_interval: Duration::from_millis(500),
+            position_interval: interval,
+            causal_wait: Duration::from_millis(200),
+            max_replica_lag: None,
+            ..config()
+        },
+    )
+    .await;
+    let settle = Duration::from_millis(1200);
+
+    // Idle: probes only (2 s / 500 ms = 4, plus the statistics query itself).
+    tokio::time::sleep(settle).await;
+    let before = blocking(|| transactions(&c, 1));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(settle).await;
+    let idle = blocking(|| transactions(&c, 1)) - before;
+    println!("idle: {idle} queries on the replica in 2 s");
+    assert!(
+        idle <= 4 + 3,
+        "an idle pool ran {idle} queries on the replica in 2 s"
+    );
+
+    // 40 sessions whose writes the paused replica never replays, reading for 2 s.
+    blocking(|| c.pause_replay(1));
+    let before = blocking(|| transactions(&c, 1));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let session = pool.session();
+                sqlx::query("INSERT INTO rf VALUES (1)")
+                    .execute(&session)
+                    .await
+                    .unwrap();
+                let mut reads = 0;
+                while started.elapsed() < Duration::from_secs(2) {
+                    let (_, standby) = who(&session).await;
+                    assert!(!standby, "a session read went to the paused replica");
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    let mut reads = 0;
+    for t in tasks {
+        reads += t.await.unwrap();
+    }
+    let took = started.elapsed();
+    tokio::time::sleep(settle).await;
+    let busy = blocking(|| transactions(&c, 1)) - before;
+    let bound = (took.as_millis() / interval.as_millis()) as i64 + 4 + 3;
+    println!("{reads} session reads in {took:?}: {busy} queries on the replica (bound {bound})");
+    assert!(
+        busy <= bound,
+        "{busy} queries on the replica for {reads} waiting reads, bound {bound}"
+    );
+    blocking(|| c.resume_replay(1));
+    pool.close().await;
+}

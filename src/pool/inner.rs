@@ -272,6 +272,14 @@ impl<DB: Backend> Shared<DB> {
         if let Some(task) = task {
             let _ = task.await;
         }
+        join_all(
+            self.cluster
+                .nodes
+                .iter()
+                .filter_map(|n| n.take_probe_connection())
+                .map(|c| c.close()),
+        )
+        .await;
         let close_all = || join_all(self.cluster.nodes.iter().map(|n| n.pool.close()));
         let grace = self.cluster.settings.health_check_timeout;
         if tokio::time::timeout(grace, close_all()).await.is_err() {
