@@ -21,7 +21,7 @@
 use std::sync::Weak;
 
 use futures_util::future::join_all;
-use sqlx::{ConnectOptions, Connection};
+use sqlx::ConnectOptions;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
