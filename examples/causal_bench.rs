@@ -5,7 +5,7 @@
 //! interleaved, for comparison — they are allowed to be stale, and the count shows why
 //! sessions exist).
 //!
-//! `cargo run --release --example causal_bench -- 200`
+//! `cargo run --release --example causal_bench -- 200 [position_interval_ms]`
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -33,6 +33,8 @@ fn p(sorted: &[Duration], q: f64) -> Duration {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rounds: i64 = std::env::args().nth(1).map_or(Ok(200), |s| s.parse())?;
+    // Optional: `position_interval` in ms (default: the Config default).
+    let interval: Option<u64> = std::env::args().nth(2).map(|s| s.parse()).transpose()?;
     let cluster = support::PgCluster::start(2);
     cluster.psql(0, "CREATE TABLE kv (k int PRIMARY KEY, v bigint NOT NULL); INSERT INTO kv SELECT g, 0 FROM generate_series(0, 15) g");
     cluster.wait_replayed();
@@ -40,7 +42,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pool = PgReplicaPool::connect(
         &cluster.primary_url(),
         &[&replicas[0], &replicas[1]],
-        Config::default(),
+        Config {
+            position_interval: interval
+                .map_or(Config::default().position_interval, std::time::Duration::from_millis),
+            ..Config::default()
+        },
     )
     .await?;
 

@@ -52,7 +52,7 @@ use crate::route::{Dialect, Router};
 /// | `follow_promotion` | `true` | send writes to a promoted replica when the primary is gone |
 /// | `consistency` | `causal` | how sessions read their own writes |
 /// | `causal_wait` | 50 ms | how long a session read waits for a replica to catch up |
-/// | `position_interval` | 10 ms | the shortest time between two refreshes of replay positions (only while sessions wait) |
+/// | `position_interval` | 5 ms | the shortest time between two refreshes of replay positions (only while sessions wait) |
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -122,7 +122,7 @@ pub struct Config {
     /// query per replica). Positions are refreshed only while a session waits for a replica
     /// to catch up, and every waiting session shares the same refresh: at most one query per
     /// replica per interval per pool, however many sessions wait, and none while none does.
-    /// Default: 10 ms.
+    /// Default: 5 ms (measured: see BENCHMARKS.md).
     #[serde(with = "humantime_serde")]
     pub position_interval: Duration,
 }
@@ -177,7 +177,7 @@ impl Default for Config {
             follow_promotion: true,
             consistency: Consistency::Causal,
             causal_wait: Duration::from_millis(50),
-            position_interval: Duration::from_millis(10),
+            position_interval: Duration::from_millis(5),
         }
     }
 }
