@@ -43,8 +43,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         &cluster.primary_url(),
         &[&replicas[0], &replicas[1]],
         Config {
-            position_interval: interval
-                .map_or(Config::default().position_interval, std::time::Duration::from_millis),
+            position_interval: interval.map_or(
+                Config::default().position_interval,
+                std::time::Duration::from_millis,
+            ),
             ..Config::default()
         },
     )

@@ -31,7 +31,10 @@ async fn main() {
         .nth(2)
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
-    let sql = format!("SELECT pg_is_in_recovery() FROM pg_sleep({})", sleep_ms as f64 / 1000.0);
+    let sql = format!(
+        "SELECT pg_is_in_recovery() FROM pg_sleep({})",
+        sleep_ms as f64 / 1000.0
+    );
     let c = support::PgCluster::start(2);
     let replicas = c.replica_urls();
     let replicas: Vec<&str> = replicas.iter().map(String::as_str).collect();

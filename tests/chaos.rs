@@ -12,15 +12,10 @@ use partypool::{Config, PgReplicaPool};
 use sqlx::Row;
 use support::PgCluster;
 use support::proxy::{Fault, FaultProxy};
+use support::run::{blocking, serial, wait_until};
 
 const INTERVAL: Duration = Duration::from_millis(200);
 
-/// These tests assert timings; on a 2-core machine, two clusters under fault at once would
-/// measure each other. One at a time.
-async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
-    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    LOCK.lock().await
-}
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 
 fn config() -> Config {
@@ -104,29 +99,6 @@ fn assert_no_read_failed(reads: &[Read]) {
         reads.len(),
         &failed[..failed.len().min(5)]
     );
-}
-
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
-}
-
-async fn wait_until(
-    what: &str,
-    pool: &PgReplicaPool,
-    mut cond: impl FnMut(&partypool::Status) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let status = pool.status();
-        if cond(&status) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}:\n{status}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn connect(c: &PgCluster, replicas: &[String], config: Config) -> PgReplicaPool {

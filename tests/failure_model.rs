@@ -14,14 +14,10 @@ use partypool::{CausalToken, Config, PgReplicaPool, TokenKind};
 use sqlx::Row;
 use support::PgCluster;
 use support::proxy::{Fault, FaultProxy};
+use support::run::{blocking, serial, wait_until};
 
 const INTERVAL: Duration = Duration::from_millis(200);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(400);
-
-async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
-    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    LOCK.lock().await
-}
 
 fn config() -> Config {
     Config {
@@ -43,10 +39,6 @@ async fn connect(primary: &str, replicas: &[String], config: Config) -> PgReplic
         .unwrap()
 }
 
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
-}
-
 /// Which server ran a statement: its port, and whether it is a standby.
 async fn who<'e>(ex: impl sqlx::Executor<'e, Database = sqlx::Postgres>) -> (u16, bool) {
     let row = sqlx::query("SELECT inet_server_port(), pg_is_in_recovery()")
@@ -54,25 +46,6 @@ async fn who<'e>(ex: impl sqlx::Executor<'e, Database = sqlx::Postgres>) -> (u16
         .await
         .unwrap();
     (row.get::<i32, _>(0) as u16, row.get(1))
-}
-
-async fn wait_until(
-    what: &str,
-    pool: &PgReplicaPool,
-    mut cond: impl FnMut(&partypool::Status) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let status = pool.status();
-        if cond(&status) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}:\n{status}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Rows of `table` whose id is in `ids`, counted on node `i` directly.

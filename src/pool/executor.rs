@@ -18,7 +18,7 @@ use sqlx::{Database, Describe, Execute, Executor, SqlStr};
 
 use super::ReplicaPool;
 use super::inner::Shared;
-use crate::backend::Backend;
+use crate::backend::{Backend, is_transport_error};
 use crate::consistency::{At, CausalSupport, Session, SessionState, now_ms};
 use crate::error::OutcomeUnknown;
 use crate::node::{Node, Role};
@@ -483,7 +483,7 @@ where
                     node.retried();
                     return Next::Retry;
                 }
-                if !standby && is_cut_off(&e) {
+                if !standby && is_transport_error(&e) {
                     let kind = match &e {
                         sqlx::Error::Io(io) => io.kind(),
                         _ => io::ErrorKind::ConnectionAborted,
@@ -681,17 +681,6 @@ where
         }
         .boxed()
     }
-}
-
-/// Errors that cut a statement off from its outcome: the transport broke.
-fn is_cut_off(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::WorkerCrashed
-    )
 }
 
 /// Implements `sqlx::Executor` for a handle type, given how to get the shared state and the

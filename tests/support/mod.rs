@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod run;
 
 use std::io::Write;
 use std::net::TcpListener;
