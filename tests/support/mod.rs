@@ -273,6 +273,26 @@ impl PgCluster {
         }
     }
 
+    /// Makes node `i` log every statement it runs (for counting them with
+    /// [`statements_logged`](Self::statements_logged)).
+    pub fn log_statements(&self, i: usize) {
+        self.psql(i, "ALTER SYSTEM SET log_statement = 'all'");
+        self.psql(i, "ALTER SYSTEM SET log_min_messages = 'log'");
+        self.psql(i, "SELECT pg_reload_conf()");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    /// How many statements node `i` has logged so far (after
+    /// [`log_statements`](Self::log_statements)): written as they run, unlike the cumulative
+    /// statistics, which a backend may flush seconds later.
+    pub fn statements_logged(&self, i: usize) -> usize {
+        std::fs::read_to_string(self.log(i))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("LOG:  execute ") || l.contains("LOG:  statement: "))
+            .count()
+    }
+
     /// Node `i`'s system identifier (the same on every node of one cluster).
     pub fn system_id(&self, i: usize) -> u64 {
         self.psql(i, "SELECT system_identifier FROM pg_control_system()")
