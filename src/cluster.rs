@@ -180,12 +180,17 @@ impl<DB: Backend> Cluster<DB> {
     pub(crate) fn elect_writer(&self) {
         let current = self.writer_index();
         let writer = &self.nodes[current];
-        let holds =
-            writer.is_healthy() && writer.in_recovery() != Some(true) && !writer.is_foreign();
         let floor = match self.writes_timeline.load(Ordering::Acquire) {
             NONE => None,
             t => Some(t),
         };
+        // A writer whose address now leads to an older timeline (a VIP moved back to an
+        // unfenced old primary) has lost the writes as surely as one that is gone.
+        let behind = matches!((floor, writer.timeline()), (Some(f), Some(t)) if t < f);
+        let holds = writer.is_healthy()
+            && writer.in_recovery() != Some(true)
+            && !writer.is_foreign()
+            && !behind;
         let mut next = current;
         let mut block = None;
         if holds {
@@ -209,7 +214,11 @@ impl<DB: Backend> Cluster<DB> {
                         }
                 })
                 .max_by_key(|(_, n)| (n.timeline(), n.position()));
-            let why = if writer.is_healthy() {
+            let why = if writer.is_foreign() {
+                "a node of another cluster"
+            } else if behind {
+                "on an older timeline than writes have been on"
+            } else if writer.is_healthy() {
                 "in recovery (a standby)"
             } else {
                 "unreachable"
@@ -230,6 +239,13 @@ impl<DB: Backend> Cluster<DB> {
                 (None, false) => {
                     block = Some(format!(
                         "{} (the writer) is {why} and follow_promotion is off",
+                        writer.name
+                    ))
+                }
+                // Never write to another cluster's node or to an older timeline: fail at once.
+                (None, true) if writer.is_foreign() || behind => {
+                    block = Some(format!(
+                        "{} (the writer) is {why}; no node of this cluster has been promoted",
                         writer.name
                     ))
                 }
@@ -339,31 +355,51 @@ impl<DB: Backend> Cluster<DB> {
         let moved = self.positions_moved.notified();
         tokio::pin!(moved);
         moved.as_mut().enable();
-        let Ok(mut last) = self.refreshing.try_lock() else {
+        let Ok(guard) = self.refreshing.try_lock() else {
             // Someone is refreshing: wait for their result instead.
             let wait = self.settings.health_check_timeout + self.settings.position_interval;
             let _ = tokio::time::timeout(wait, moved).await;
             return;
         };
-        // Wake the waiters however this ends, even if our caller gives up (drops us) early.
-        struct WakeOnDrop<'a>(&'a Notify);
-        impl Drop for WakeOnDrop<'_> {
+        // However this ends (even if our caller gives up and drops us): release the lock
+        // first, then wake the waiters, so a woken waiter finds it free.
+        struct Refreshing<'a> {
+            last: Option<tokio::sync::MutexGuard<'a, Option<tokio::time::Instant>>>,
+            moved: &'a Notify,
+        }
+        impl Drop for Refreshing<'_> {
             fn drop(&mut self) {
-                self.0.notify_waiters();
+                self.last.take();
+                self.moved.notify_waiters();
             }
         }
-        let _wake = WakeOnDrop(&self.positions_moved);
-        if let Some(at) = *last {
+        let mut refreshing = Refreshing {
+            last: Some(guard),
+            moved: &self.positions_moved,
+        };
+        let last = refreshing.last.as_mut().expect("held");
+        if let Some(at) = **last {
             tokio::time::sleep_until(at + self.settings.position_interval).await;
         }
-        *last = Some(tokio::time::Instant::now());
-        // Bounded: a hung replica must not hold every waiting session.
+        **last = Some(tokio::time::Instant::now());
+        // Bounded: a hung replica must not hold every waiting session. An idle pooled
+        // connection, else the node's kept probe connection: a refresh never waits behind a
+        // full pool (it would make waiting sessions give up and read on the primary).
         let timeout = self.settings.health_check_timeout;
         futures_util::future::join_all(self.replicas().iter().filter(|n| n.serves_reads()).map(
             |n| async move {
                 let read = async {
-                    let mut conn = n.pool.acquire().await?;
-                    DB::replayed_position(&mut conn).await
+                    if let Some(mut conn) = n.pool.try_acquire() {
+                        return DB::replayed_position(&mut conn).await;
+                    }
+                    let Some(mut conn) = n.take_probe_connection() else {
+                        return Ok(None);
+                    };
+                    let p = DB::replayed_position(&mut conn).await;
+                    if p.is_ok() {
+                        n.keep_probe_connection(conn);
+                    }
+                    p
                 };
                 if let Ok(Ok(Some(p))) = tokio::time::timeout(timeout, read).await {
                     n.advance_position(p);
@@ -371,6 +407,7 @@ impl<DB: Backend> Cluster<DB> {
             },
         ))
         .await;
+        drop(refreshing);
     }
 
     /// A replica that has replayed `at`, waiting up to `causal_wait` for one to catch up
@@ -430,4 +467,136 @@ impl MaxOrSet for AtomicU64 {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+    use crate::backend::Probe;
+    use crate::balance::Balance;
+    use crate::consistency::CausalSupport;
+    use crate::node::Role;
+
+    fn cluster(follow_promotion: bool) -> Arc<Cluster<sqlx::Sqlite>> {
+        let node = |name: &str, role| {
+            let pool = sqlx::pool::PoolOptions::<sqlx::Sqlite>::new()
+                .connect_lazy("sqlite::memory:")
+                .unwrap();
+            Arc::new(Node::new(
+                name.into(),
+                role,
+                "sqlite::memory:".into(),
+                None,
+                pool,
+            ))
+        };
+        let settings = Settings {
+            health_check_interval: Duration::from_secs(1),
+            health_check_timeout: Duration::from_secs(1),
+            ban_backoff: Backoff::default(),
+            max_replica_lag: None,
+            max_replica_lag_bytes: None,
+            follow_promotion,
+            max_read_retries: 2,
+            statement_timeout: None,
+            rules: Rules {
+                support: CausalSupport::Positions,
+                sticky: None,
+                settle: Duration::from_secs(1),
+            },
+            causal_wait: Duration::from_millis(50),
+            position_interval: Duration::from_millis(5),
+        };
+        let nodes = vec![
+            node("primary", Role::Primary),
+            node("replica-1", Role::Replica),
+            node("replica-2", Role::Replica),
+        ];
+        let c = Cluster::new(nodes, settings, Balance::RoundRobin.policy());
+        c.set_cluster_id(Some(1));
+        c
+    }
+
+    /// A probe: `primary` (not in recovery) or a standby, on `timeline`, of cluster `id`.
+    fn up(c: &Cluster<sqlx::Sqlite>, i: usize, primary: bool, timeline: u64, id: u64) {
+        let probe = Probe {
+            in_recovery: Some(!primary),
+            position: Some(100),
+            timeline: Some(timeline),
+            cluster_id: Some(id),
+            ..Probe::default()
+        };
+        c.nodes[i].check_identity(&probe, c.cluster_id());
+        c.nodes[i].mark_up(probe);
+    }
+
+    fn down(c: &Cluster<sqlx::Sqlite>, i: usize) {
+        c.nodes[i].mark_down("refused", Backoff::default());
+    }
+
+    #[tokio::test]
+    async fn a_healthy_writer_keeps_the_writes_against_a_newer_timeline() {
+        let c = cluster(true);
+        up(&c, 0, true, 1, 1);
+        up(&c, 1, true, 2, 1); // promoted by mistake
+        up(&c, 2, false, 1, 1);
+        c.elect_writer();
+        assert_eq!(c.writer_index(), 0);
+        assert!(c.nodes[1].status(Some(1), "primary").excluded.is_some());
+        assert!(!c.nodes[1].serves_reads());
+    }
+
+    #[tokio::test]
+    async fn writes_follow_a_promotion_and_never_go_back() {
+        let c = cluster(true);
+        up(&c, 0, true, 1, 1);
+        up(&c, 1, false, 1, 1);
+        c.elect_writer();
+        down(&c, 0);
+        up(&c, 1, true, 2, 1);
+        c.elect_writer();
+        assert_eq!(c.writer_index(), 1);
+        // The old primary is back, unfenced; the new one stalls.
+        up(&c, 0, true, 1, 1);
+        down(&c, 1);
+        c.elect_writer();
+        assert_eq!(c.writer_index(), 1, "never back to an older timeline");
+        assert!(!c.nodes[1].is_banned(), "the writer is never banned");
+        assert!(c.check_writable().is_ok(), "writes wait for the writer");
+    }
+
+    #[tokio::test]
+    async fn a_writer_behind_or_foreign_blocks_the_writes() {
+        let c = cluster(true);
+        up(&c, 0, true, 2, 1);
+        c.elect_writer();
+        // Its address now leads to an old primary on timeline 1.
+        up(&c, 0, true, 1, 1);
+        c.elect_writer();
+        assert!(c.check_writable().unwrap_err().contains("older timeline"));
+        // Or to another cluster's node.
+        up(&c, 0, true, 2, 9);
+        c.elect_writer();
+        assert!(c.check_writable().unwrap_err().contains("another cluster"));
+        // A node of another cluster on a newer timeline never takes the writes.
+        up(&c, 2, true, 5, 9);
+        c.elect_writer();
+        assert_eq!(c.writer_index(), 0);
+    }
+
+    #[tokio::test]
+    async fn without_follow_promotion_a_lost_writer_blocks_the_writes() {
+        let c = cluster(false);
+        up(&c, 0, true, 1, 1);
+        c.elect_writer();
+        down(&c, 0);
+        up(&c, 1, true, 2, 1);
+        c.elect_writer();
+        assert_eq!(c.writer_index(), 0);
+        assert!(
+            c.check_writable()
+                .unwrap_err()
+                .contains("follow_promotion is off")
+        );
+    }
 }

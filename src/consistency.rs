@@ -5,9 +5,9 @@
 //! see [`Backend::capture_position`](crate::Backend::capture_position)). Its reads then go
 //! only to replicas known to have replayed at least that far; when none has, the read waits
 //! up to [`Config::causal_wait`](crate::Config::causal_wait) for one to catch up (replay
-//! positions are refreshed at once, and every
-//! [`Config::position_interval`](crate::Config::position_interval)), and otherwise reads on
-//! the primary. A read through a session therefore never sees a state older than the
+//! positions are refreshed on demand, at most once per
+//! [`Config::position_interval`](crate::Config::position_interval) however many sessions
+//! wait), and otherwise reads on the primary. A read through a session therefore never sees a state older than the
 //! session's own writes, and reads without a session are not affected.
 //!
 //! Why this is correct: a replica's replay position only grows, so a position partypool has
@@ -332,8 +332,13 @@ impl SessionState {
     /// replaces an older one.
     pub(crate) fn recorded(&self, at: At) {
         let mut m = self.marks();
+        // A position from a token is untrusted: the primary's position recorded now is past
+        // every real write, so it replaces a larger (forged) one on the same timeline.
+        m.at = Some(match m.at {
+            Some(old) if m.from_token && old.timeline == at.timeline => at,
+            old => merge(old, at),
+        });
         m.from_token = false;
-        m.at = Some(merge(m.at, at));
     }
 
     /// A write whose position could not be recorded: reads go to the primary until it has
@@ -460,6 +465,9 @@ impl SessionState {
     /// accepted.
     fn from_token(token: CausalToken) -> Self {
         let state = SessionState::default();
+        // Times from the future (a forged token, a skewed clock) count as now, so no token
+        // pins its holders to the primary for longer than its window.
+        let now = now_ms();
         {
             let mut m = state.marks();
             match token.mark {
@@ -467,8 +475,8 @@ impl SessionState {
                     m.at = Some(at);
                     m.from_token = true;
                 }
-                Mark::Pending(ms) => m.unknown_since_ms = Some(ms),
-                Mark::WrittenAt(ms) => m.written_at_ms = ms,
+                Mark::Pending(ms) => m.unknown_since_ms = Some(ms.min(now)),
+                Mark::WrittenAt(ms) => m.written_at_ms = ms.min(now),
             }
         }
         state
@@ -612,7 +620,16 @@ impl<DB: crate::Backend> SessionTransaction<'_, DB> {
                 pending.recorded();
                 Ok(())
             }
-            Err(e) => Err(e), // `pending` drops: unknown
+            // `pending` drops: the outcome is unknown. A transport error mid-commit says so.
+            Err(e) if crate::backend::is_transport_error(&e) || DB::is_unavailable(&e) => {
+                Err(crate::error::OutcomeUnknown::error(
+                    &shared.cluster.writer().name,
+                    std::io::ErrorKind::ConnectionAborted,
+                    "the connection broke during COMMIT".into(),
+                    Some(Box::new(e)),
+                ))
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -755,6 +772,20 @@ mod tests {
         s.recorded(at(0x6000, 1));
         s.reconcile(at(0x5800, 1), &RULES, 0);
         assert_eq!(s.token(7).unwrap().position(), Some(0x6000));
+    }
+
+    #[test]
+    fn a_forged_position_is_replaced_by_the_sessions_first_write() {
+        let s = SessionState::from_token("pp2-l-7-1-ffffffffffff".parse().unwrap());
+        s.recorded(at(0x5000, 1));
+        assert_eq!(s.token(7).unwrap().position(), Some(0x5000));
+    }
+
+    #[test]
+    fn future_times_in_tokens_count_as_now() {
+        let s = SessionState::from_token("pp2-p-7-ffffffffffff".parse().unwrap());
+        let later = now_ms() + RULES.settle.as_millis() as u64 + 1_000;
+        assert_eq!(s.read_at(&RULES, Some(1), later), ReadAt::PrimaryThenRecord);
     }
 
     #[test]

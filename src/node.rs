@@ -33,8 +33,7 @@ pub(crate) struct Node<DB: Database> {
     /// The node's password, kept only to scrub it out of driver messages.
     secret: Option<String>,
     pub(crate) pool: Pool<DB>,
-    /// Reachable: the last probe succeeded and no statement has failed with a
-    /// connection-class error since.
+    /// Reachable: the last probe succeeded (statement errors only ask for a probe).
     healthy: AtomicBool,
     /// Behind the primary by more than the configured limit (with hysteresis).
     lagging: AtomicBool,

@@ -483,7 +483,9 @@ where
                     node.retried();
                     return Next::Retry;
                 }
-                if !standby && is_transport_error(&e) {
+                // Cut off, or the server going away mid-statement (it may have committed
+                // locally, e.g. while waiting for a synchronous standby).
+                if !standby && (is_transport_error(&e) || DB::is_unavailable(&e)) {
                     let kind = match &e {
                         sqlx::Error::Io(io) => io.kind(),
                         _ => io::ErrorKind::ConnectionAborted,
@@ -585,13 +587,23 @@ where
                         first = false;
                     }
                 }
+                // The bookkeeping after a statement is one light query on its connection, bounded
+                // like a probe: a node that stalls now must not hold the call.
+                let bound = self.cluster.settings.health_check_timeout;
                 match &failure {
-                    None | Some(Failure::Db(_)) => attempt.record().await,
+                    None | Some(Failure::Db(_)) => {
+                        if tokio::time::timeout(bound, attempt.record()).await.is_err() {
+                            attempt.abandon();
+                        }
+                    }
                     Some(_) => attempt.abandon(),
                 }
                 let Some(failure) = failure else {
                     if reconcile && let Some(session) = &via.session {
-                        self.reconcile(attempt.conn(), session).await;
+                        let check = self.reconcile(attempt.conn(), session);
+                        if tokio::time::timeout(bound, check).await.is_err() {
+                            attempt.abandon();
+                        }
                     }
                     busy.done();
                     break;

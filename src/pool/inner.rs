@@ -146,7 +146,9 @@ impl<DB: Backend> Shared<DB> {
     /// fail at once while writes are blocked; reads that fell back here do not.
     async fn acquire_on_writer(&self, write: bool) -> Result<Checkout<DB>, sqlx::Error> {
         loop {
-            if write && let Err(why) = self.cluster.check_writable() {
+            if (write || self.cluster.writer().is_foreign())
+                && let Err(why) = self.cluster.check_writable()
+            {
                 return Err(sqlx::Error::Io(io::Error::new(
                     io::ErrorKind::NotConnected,
                     why,
@@ -165,6 +167,8 @@ impl<DB: Backend> Shared<DB> {
                 _ = moved => continue,
             };
             return match acquired {
+                // Writes moved while the connection was handed over: nothing is sent yet.
+                Ok(_) if self.cluster.writer_index() != index => continue,
                 Ok(conn) => {
                     node.served();
                     Ok((index, node, conn, busy.connected()))
@@ -182,7 +186,7 @@ impl<DB: Backend> Shared<DB> {
     /// until the timeout, a connection-class error) asks for a probe.
     fn acquire_failed(&self, node: &Arc<Node<DB>>, had_room: bool, e: &sqlx::Error) {
         match e {
-            sqlx::Error::PoolTimedOut if !had_room => {}
+            sqlx::Error::PoolTimedOut if !had_room || !node.has_free_connection() => {}
             sqlx::Error::PoolTimedOut => {
                 node.count_error();
                 self.cluster.suspect(node);
@@ -239,7 +243,12 @@ impl<DB: Backend> Shared<DB> {
                     node.served();
                     return Ok(((index, node, conn, busy.connected()), false));
                 }
-                Some(Err(e @ sqlx::Error::PoolTimedOut)) if !had_room => return Err(e),
+                // Full, before or after the wait: a busy node, not a down one.
+                Some(Err(e @ sqlx::Error::PoolTimedOut))
+                    if !had_room || !node.has_free_connection() =>
+                {
+                    return Err(e);
+                }
                 Some(Err(e))
                     if DB::is_unavailable(&e) || matches!(e, sqlx::Error::PoolTimedOut) =>
                 {
