@@ -94,8 +94,11 @@ pub struct Config {
     /// Default: 2. Writes are never retried.
     pub max_read_retries: u32,
     /// The longest one statement may wait for its next result (client side; the connection
-    /// is closed when it fires). Default: `None` (no limit; a replica that hangs is still
-    /// cut off by the health check, see the README).
+    /// is closed when it fires). A read on a replica then runs again elsewhere; anything else
+    /// fails with an error for which [`may_have_committed`](crate::may_have_committed) is
+    /// true — the server may still finish it, so set PostgreSQL's own `statement_timeout` for
+    /// the role as well. Default: `None` (no limit; a replica that hangs is still cut off by
+    /// the health check, see the README).
     #[serde(with = "humantime_serde")]
     pub statement_timeout: Option<Duration>,
     /// How long a replica that failed stays out before it is probed again: `base` after a
