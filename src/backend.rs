@@ -100,7 +100,7 @@ pub trait Backend: Database<Arguments: Clone> + sealed::Sealed {
 /// Errors of the transport, the same for every database. Not `PoolTimedOut`: a full pool
 /// says nothing about the node (a refused connection that sqlx kept retrying is confirmed by
 /// a probe instead).
-pub(crate) fn is_transport_error(e: &sqlx::Error) -> bool {
+fn is_transport_error(e: &sqlx::Error) -> bool {
     matches!(
         e,
         sqlx::Error::Io(_)

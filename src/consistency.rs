@@ -621,14 +621,12 @@ impl<DB: crate::Backend> SessionTransaction<'_, DB> {
                 Ok(())
             }
             // `pending` drops: the outcome is unknown. A transport error mid-commit says so.
-            Err(e) if crate::backend::is_transport_error(&e) || DB::is_unavailable(&e) => {
-                Err(crate::error::OutcomeUnknown::error(
-                    &shared.cluster.writer().name,
-                    std::io::ErrorKind::ConnectionAborted,
-                    "the connection broke during COMMIT".into(),
-                    Some(Box::new(e)),
-                ))
-            }
+            Err(e) if DB::is_unavailable(&e) => Err(crate::error::OutcomeUnknown::error(
+                &shared.cluster.writer().name,
+                std::io::ErrorKind::ConnectionAborted,
+                "the connection broke during COMMIT".into(),
+                Some(Box::new(e)),
+            )),
             Err(e) => Err(e),
         }
     }

@@ -433,7 +433,7 @@ impl<DB: Backend> Node<DB> {
                 self.system_id().unwrap_or_default(),
                 cluster.unwrap_or_default()
             ))
-        } else if self.rival.load(Ordering::Acquire) && !self.is_writer() {
+        } else if self.rival.load(Ordering::Acquire) {
             Some(format!(
                 "claims the primary role while {writer} takes the writes"
             ))

@@ -19,16 +19,7 @@ const INTERVAL: Duration = Duration::from_millis(200);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 
 fn config() -> Config {
-    Config {
-        health_check_interval: INTERVAL,
-        health_check_timeout: PROBE_TIMEOUT,
-        acquire_timeout: Duration::from_secs(2),
-        ban_backoff: partypool::config::Backoff {
-            base: Duration::from_millis(200),
-            max: Duration::from_secs(1),
-        },
-        ..Config::default()
-    }
+    support::run::fault_config(INTERVAL, PROBE_TIMEOUT)
 }
 
 /// One read: which server ran it, and whether it is a standby.

@@ -18,7 +18,7 @@ use sqlx::{Database, Describe, Execute, Executor, SqlStr};
 
 use super::ReplicaPool;
 use super::inner::Shared;
-use crate::backend::{Backend, is_transport_error};
+use crate::backend::Backend;
 use crate::consistency::{At, CausalSupport, Session, SessionState, now_ms};
 use crate::error::OutcomeUnknown;
 use crate::node::{Node, Role};
@@ -483,9 +483,9 @@ where
                     node.retried();
                     return Next::Retry;
                 }
-                // Cut off, or the server going away mid-statement (it may have committed
-                // locally, e.g. while waiting for a synchronous standby).
-                if !standby && (is_transport_error(&e) || DB::is_unavailable(&e)) {
+                // Cut off (a transport error), or the server going away mid-statement (it may
+                // have committed locally, e.g. while waiting for a synchronous standby).
+                if !standby && DB::is_unavailable(&e) {
                     let kind = match &e {
                         sqlx::Error::Io(io) => io.kind(),
                         _ => io::ErrorKind::ConnectionAborted,

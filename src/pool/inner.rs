@@ -186,7 +186,7 @@ impl<DB: Backend> Shared<DB> {
     /// until the timeout, a connection-class error) asks for a probe.
     fn acquire_failed(&self, node: &Arc<Node<DB>>, had_room: bool, e: &sqlx::Error) {
         match e {
-            sqlx::Error::PoolTimedOut if !had_room || !node.has_free_connection() => {}
+            e if was_full(node, had_room, e) => {}
             sqlx::Error::PoolTimedOut => {
                 node.count_error();
                 self.cluster.suspect(node);
@@ -243,12 +243,8 @@ impl<DB: Backend> Shared<DB> {
                     node.served();
                     return Ok(((index, node, conn, busy.connected()), false));
                 }
-                // Full, before or after the wait: a busy node, not a down one.
-                Some(Err(e @ sqlx::Error::PoolTimedOut))
-                    if !had_room || !node.has_free_connection() =>
-                {
-                    return Err(e);
-                }
+                // A busy node, not a down one.
+                Some(Err(e)) if was_full(&node, had_room, &e) => return Err(e),
                 Some(Err(e))
                     if DB::is_unavailable(&e) || matches!(e, sqlx::Error::PoolTimedOut) =>
                 {
@@ -302,6 +298,12 @@ impl<DB: Backend> Shared<DB> {
             }
         }
     }
+}
+
+/// Whether `e` is a wait for a connection that timed out because `node`'s pool was full,
+/// before the wait (`had_room` false) or after it: a busy node, not evidence against it.
+fn was_full<DB: Backend>(node: &Node<DB>, had_room: bool, e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::PoolTimedOut) && (!had_room || !node.has_free_connection())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
