@@ -379,7 +379,7 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
     fn route(&self, sql: &str, force: Option<Target>) -> Route {
-        let route = self.router.decide(sql, force).route;
+        let route = self.router.decide(sql, force).route();
         tracing::trace!(target = %route.target, reason = route.reason, "routed");
         route
     }

@@ -10,67 +10,135 @@
 //!
 //! [`Router::strict_functions`]: super::Router::strict_functions
 
-use super::Dialect;
+use std::collections::HashMap;
+use std::sync::LazyLock;
 
-pub(crate) const SEQUENCE: &str = "sequence function";
-pub(crate) const ADVISORY: &str = "advisory lock";
-pub(crate) const NOTIFY: &str = "notification";
-pub(crate) const WRITE_FN: &str = "write or volatile function";
-pub(crate) const SESSION_FN: &str = "session-bound function";
-pub(crate) const PRIMARY_FN: &str = "primary-only function";
+use super::{Dialect, Reason};
+
+pub(crate) const SEQUENCE: Reason = Reason(&"sequence function");
+pub(crate) const ADVISORY: Reason = Reason(&"advisory lock");
+pub(crate) const NOTIFY: Reason = Reason(&"notification");
+pub(crate) const WRITE_FN: Reason = Reason(&"write or volatile function");
+pub(crate) const SESSION_FN: Reason = Reason(&"session-bound function");
+pub(crate) const PRIMARY_FN: Reason = Reason(&"primary-only function");
 
 /// The reason a built-in function sends a statement to the primary, if it does.
-pub(crate) fn write_reason(dialect: Dialect, name: &str) -> Option<&'static str> {
-    let is = |list: &[&str]| list.iter().any(|f| name.eq_ignore_ascii_case(f));
+pub(crate) fn write_reason(dialect: Dialect, name: &str) -> Option<Reason> {
+    static POSTGRES: LazyLock<Names<Reason>> = LazyLock::new(|| {
+        Names::new([
+            (&["nextval", "setval"][..], SEQUENCE),
+            (&["currval", "lastval"], SESSION_FN),
+            (&["pg_notify"], NOTIFY),
+            (PG_PRIMARY_ONLY, PRIMARY_FN),
+            (PG_WRITE, WRITE_FN),
+        ])
+    });
+    static MYSQL: LazyLock<Names<Reason>> = LazyLock::new(|| {
+        Names::new([
+            (
+                &[
+                    "get_lock",
+                    "release_lock",
+                    "release_all_locks",
+                    "is_used_lock",
+                ][..],
+                ADVISORY,
+            ),
+            (&["nextval", "setval", "lastval"], SEQUENCE),
+            (&["last_insert_id", "found_rows", "row_count"], SESSION_FN),
+            // Not writes, but they hold a connection or read server files: keep them where
+            // they are visible to operators, the primary.
+            (
+                &[
+                    "sleep",
+                    "benchmark",
+                    "load_file",
+                    "master_pos_wait",
+                    "source_pos_wait",
+                ],
+                WRITE_FN,
+            ),
+        ])
+    });
+    static SQLITE: LazyLock<Names<Reason>> = LazyLock::new(|| {
+        Names::new([(
+            &["last_insert_rowid", "changes", "total_changes"][..],
+            SESSION_FN,
+        )])
+    });
     match dialect {
-        Dialect::Postgres => {
-            if is(&["nextval", "setval"]) {
-                Some(SEQUENCE)
-            } else if is(&["currval", "lastval"]) {
-                Some(SESSION_FN)
-            } else if starts_with_ignore_case(name, "pg_advisory")
+        Dialect::Postgres => POSTGRES.get(name).or_else(|| {
+            if starts_with_ignore_case(name, "pg_advisory")
                 || starts_with_ignore_case(name, "pg_try_advisory")
             {
                 Some(ADVISORY)
-            } else if name.eq_ignore_ascii_case("pg_notify") {
-                Some(NOTIFY)
-            } else if is(PG_PRIMARY_ONLY) {
-                Some(PRIMARY_FN)
-            } else if is(PG_WRITE) || starts_with_ignore_case(name, "pg_stat_reset") {
+            } else if starts_with_ignore_case(name, "pg_stat_reset") {
                 Some(WRITE_FN)
             } else {
                 None
             }
-        }
-        Dialect::MySql => {
-            if is(&[
-                "get_lock",
-                "release_lock",
-                "release_all_locks",
-                "is_used_lock",
-            ]) {
-                Some(ADVISORY)
-            } else if is(&["nextval", "setval", "lastval"]) {
-                Some(SEQUENCE)
-            } else if is(&["last_insert_id", "found_rows", "row_count"]) {
-                Some(SESSION_FN)
-            } else if is(&[
-                "sleep",
-                "benchmark",
-                "load_file",
-                "master_pos_wait",
-                "source_pos_wait",
-            ]) {
-                // Not writes, but they hold a connection or read server files: keep them
-                // where they are visible to operators, the primary.
-                Some(WRITE_FN)
-            } else {
-                None
+        }),
+        Dialect::MySql => MYSQL.get(name),
+        Dialect::Sqlite => SQLITE.get(name),
+    }
+}
+
+/// A case-insensitive lookup table over the function and keyword lists below.
+///
+/// The lists stay written for readers (grouped by topic, in source order); at first use each
+/// becomes a hash map keyed by the lowercase name. A lookup lowercases the name into a stack
+/// buffer and hashes it once. Hand-rolled rather than a `phf` map because the lists are
+/// matched case-insensitively and a linear scan of them (`eq_ignore_ascii_case` on every
+/// entry, ~70 for PostgreSQL's write functions) was a fifth of the time of classifying a
+/// reporting query (`benches/classifier.rs`).
+pub(crate) struct Names<T> {
+    map: HashMap<Box<[u8]>, T, foldhash::fast::FixedState>,
+    /// For each name length, a bit per first byte (`& 31`, case folded) of the names of that
+    /// length: most names looked up (`count`, `coalesce`, `AS (`) are in no list, and this
+    /// rejects nearly all of them without hashing.
+    first_bytes: [u32; BUF + 1],
+}
+
+/// The longest name a table may hold.
+const BUF: usize = 64;
+
+impl<T: Copy> Names<T> {
+    /// Builds the table; a name in several lists keeps the value of the first.
+    fn new<'l>(lists: impl IntoIterator<Item = (&'l [&'l str], T)>) -> Self {
+        let mut map = HashMap::with_hasher(foldhash::fast::FixedState::default());
+        let mut first_bytes = [0u32; BUF + 1];
+        for (names, value) in lists {
+            for name in names {
+                assert!(!name.is_empty() && name.len() <= BUF, "{name:?}");
+                first_bytes[name.len()] |= 1 << (name.as_bytes()[0] & 31);
+                map.entry(name.to_ascii_lowercase().into_bytes().into_boxed_slice())
+                    .or_insert(value);
             }
         }
-        Dialect::Sqlite => {
-            is(&["last_insert_rowid", "changes", "total_changes"]).then_some(SESSION_FN)
+        Names { map, first_bytes }
+    }
+
+    /// The value for `name`, compared case-insensitively.
+    #[inline]
+    pub(crate) fn get(&self, name: &str) -> Option<T> {
+        let b = name.as_bytes();
+        match (self.first_bytes.get(b.len()), b.first()) {
+            (Some(bits), Some(&c)) if bits & (1 << (c & 31)) != 0 => self.lookup(b),
+            _ => None,
         }
+    }
+
+    fn lookup(&self, name: &[u8]) -> Option<T> {
+        let mut buf = [0u8; BUF];
+        let lower = &mut buf[..name.len()];
+        lower.copy_from_slice(name);
+        lower.make_ascii_lowercase();
+        self.map.get(&*lower).copied()
+    }
+
+    /// Whether `name` is in the table.
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
     }
 }
 
@@ -247,7 +315,8 @@ pub(crate) fn is_not_a_call(word: &str) -> bool {
         "merge",
         "ordinality",
     ];
-    KEYWORDS.iter().any(|k| word.eq_ignore_ascii_case(k))
+    static SET: LazyLock<Names<()>> = LazyLock::new(|| Names::new([(KEYWORDS, ())]));
+    SET.contains(word)
 }
 
 /// Functions strict mode lets through to a replica: read-only built-ins common in
@@ -608,7 +677,8 @@ pub(crate) fn is_read_only_builtin(name: &str) -> bool {
         "nvl",
         "decode",
     ];
-    READ_ONLY.iter().any(|f| name.eq_ignore_ascii_case(f))
+    static SET: LazyLock<Names<()>> = LazyLock::new(|| Names::new([(READ_ONLY, ())]));
+    SET.contains(name)
 }
 
 fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {

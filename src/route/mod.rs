@@ -107,15 +107,6 @@ pub struct Route {
     pub reason: &'static str,
 }
 
-impl Route {
-    pub(crate) const fn new_primary(reason: &'static str) -> Self {
-        Route {
-            target: Target::Primary,
-            reason,
-        }
-    }
-}
-
 /// The SQL dialect the scanner follows (quoting and comment rules, built-in function lists).
 ///
 /// ```
@@ -232,7 +223,7 @@ impl Router {
 
     /// Classifies `sql`, honouring hints in its leading comments.
     pub fn route(&self, sql: &str) -> Route {
-        self.decide(sql, None).route
+        self.decide(sql, None).route()
     }
 
     /// Classifies `sql`; `force` is an executor's explicit target (`on_primary`,
@@ -242,16 +233,12 @@ impl Router {
         let mut first: Option<Decision> = None;
         let mut first_read: Option<Decision> = None;
         let mut all_overridable = true;
-        loop {
-            let mut peekable = (&mut tokens).peekable();
-            if peekable.peek().is_none() {
-                break;
-            }
-            let Some(d) = rules::statement(self, &mut peekable) else {
+        while let Some(lead) = tokens.next() {
+            let Some(d) = rules::statement(self, lead, &mut tokens) else {
                 continue;
             };
             first_read.get_or_insert(d);
-            if d.route.target == Target::Primary {
+            if d.target == Target::Primary {
                 all_overridable &= d.overridable;
                 first.get_or_insert(d);
                 if !all_overridable {
@@ -262,17 +249,19 @@ impl Router {
         let hint = force.or(tokens.hint());
         let decision = match (first, first_read) {
             (Some(d), _) => Decision {
-                route: d.route,
                 overridable: all_overridable,
+                ..d
             },
             (None, Some(read)) => read,
-            (None, None) => Decision::primary("empty statement"),
+            (None, None) => Decision::primary(Reason(&"empty statement")),
         };
         match hint {
-            Some(Target::Primary) if decision.route.target == Target::Replica => {
-                Decision::primary("primary hint")
+            Some(Target::Primary) if decision.target == Target::Replica => {
+                Decision::primary(Reason(&"primary hint"))
             }
-            Some(Target::Replica) if decision.overridable => Decision::replica("replica hint"),
+            Some(Target::Replica) if decision.overridable => {
+                Decision::replica(Reason(&"replica hint"))
+            }
             _ => decision,
         }
     }
@@ -282,10 +271,18 @@ fn last_component(name: &str) -> &str {
     name.rsplit('.').next().unwrap_or(name).trim_matches('"')
 }
 
+/// Why a statement goes where it goes: one of the stable reason strings, held by a thin
+/// pointer so that a [`Decision`] stays two machine words. Decisions move on every
+/// statement of every query; with the string's fat pointer inside, returning one through
+/// memory cost a store-forwarding stall per statement (`benches/classifier.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reason(pub(crate) &'static &'static str);
+
 /// A routing decision with what a replica hint may do to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Decision {
-    pub(crate) route: Route,
+    pub(crate) target: Target,
+    pub(crate) reason: Reason,
     /// The statement goes to the primary only out of caution (an opaque procedure, a function
     /// not known to be read-only): an explicit replica hint may send it to a replica, where a
     /// standby's rejection would still bring it back to the primary.
@@ -293,20 +290,35 @@ pub(crate) struct Decision {
 }
 
 impl Decision {
-    pub(crate) const fn primary(reason: &'static str) -> Self {
+    pub(crate) const fn primary(reason: Reason) -> Self {
         Decision {
-            route: Route::new_primary(reason),
+            target: Target::Primary,
+            reason,
             overridable: false,
         }
     }
 
-    pub(crate) const fn replica(reason: &'static str) -> Self {
+    pub(crate) const fn replica(reason: Reason) -> Self {
         Decision {
-            route: Route {
-                target: Target::Replica,
-                reason,
-            },
+            target: Target::Replica,
+            reason,
             overridable: false,
+        }
+    }
+
+    /// The same decision, which a replica hint may override.
+    pub(crate) const fn overridable(self) -> Self {
+        Decision {
+            overridable: true,
+            ..self
+        }
+    }
+
+    /// The public form.
+    pub(crate) fn route(self) -> Route {
+        Route {
+            target: self.target,
+            reason: self.reason.0,
         }
     }
 }

@@ -2,24 +2,24 @@
 
 use super::functions::{self, is_not_a_call, is_read_only_builtin, write_reason};
 use super::scan::Token;
-use super::{Decision, Dialect, Route, Router};
+use super::{Decision, Dialect, Reason, Router, Target};
 
-pub(crate) const READ: &str = "read-only statement";
-pub(crate) const NOT_READ: &str = "not a read-only statement";
-pub(crate) const SESSION: &str = "session state";
-pub(crate) const UNRECOGNISED: &str = "unrecognised SQL";
-pub(crate) const LOCKING: &str = "locking clause";
-pub(crate) const DML_CTE: &str = "data-modifying CTE";
-pub(crate) const SELECT_INTO: &str = "SELECT INTO writes";
-pub(crate) const EXPLAIN_ANALYZE: &str = "EXPLAIN ANALYZE executes the statement";
-pub(crate) const EXPLAIN_PLAN: &str = "EXPLAIN only plans";
-pub(crate) const OPAQUE: &str = "procedure or code block";
-pub(crate) const EXECUTE: &str = "prepared statement execution";
-pub(crate) const COPY_FROM: &str = "COPY FROM writes";
-pub(crate) const COPY_FILE: &str = "COPY to a server file or program";
-pub(crate) const CONFIGURED: &str = "configured write function";
-pub(crate) const STRICT: &str = "function not on the read-only list";
-pub(crate) const PRAGMA: &str = "pragma";
+pub(crate) const READ: Reason = Reason(&"read-only statement");
+pub(crate) const NOT_READ: Reason = Reason(&"not a read-only statement");
+pub(crate) const SESSION: Reason = Reason(&"session state");
+pub(crate) const UNRECOGNISED: Reason = Reason(&"unrecognised SQL");
+pub(crate) const LOCKING: Reason = Reason(&"locking clause");
+pub(crate) const DML_CTE: Reason = Reason(&"data-modifying CTE");
+pub(crate) const SELECT_INTO: Reason = Reason(&"SELECT INTO writes");
+pub(crate) const EXPLAIN_ANALYZE: Reason = Reason(&"EXPLAIN ANALYZE executes the statement");
+pub(crate) const EXPLAIN_PLAN: Reason = Reason(&"EXPLAIN only plans");
+pub(crate) const OPAQUE: Reason = Reason(&"procedure or code block");
+pub(crate) const EXECUTE: Reason = Reason(&"prepared statement execution");
+pub(crate) const COPY_FROM: Reason = Reason(&"COPY FROM writes");
+pub(crate) const COPY_FILE: Reason = Reason(&"COPY to a server file or program");
+pub(crate) const CONFIGURED: Reason = Reason(&"configured write function");
+pub(crate) const STRICT: Reason = Reason(&"function not on the read-only list");
+pub(crate) const PRAGMA: Reason = Reason(&"pragma");
 
 /// What a statement starts with, as far as routing cares.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -46,10 +46,16 @@ enum Body {
     Unchecked,
 }
 
-/// Classifies one statement, consuming its tokens up to and including its `;`.
-/// `None` for an empty statement.
+/// Classifies one statement, starting at its first token `first`, consuming its tokens up
+/// to and including its `;`. `None` for an empty statement.
+///
+/// A statement that is certain to go to the primary (a decision no replica hint may
+/// override) is not read further: nothing after it can change where the text runs, and
+/// the caller stops there. (So an unterminated quote after, say, `INSERT` reports `not a
+/// read-only statement`, not `unrecognised SQL`; both go to the primary.)
 pub(crate) fn statement<'a>(
     router: &Router,
+    first: Token<'a>,
     tokens: &mut impl Iterator<Item = Token<'a>>,
 ) -> Option<Decision> {
     let dialect = router.dialect;
@@ -74,9 +80,16 @@ pub(crate) fn statement<'a>(
         verdict.get_or_insert(d);
     };
 
-    for tok in tokens.by_ref() {
+    let mut next = Some(first);
+    while let Some(tok) = next.take().or_else(|| tokens.next()) {
         if tok == Token::Semicolon {
             break;
+        }
+        if let Some(v) = verdict
+            && v.target == Target::Primary
+            && !v.overridable
+        {
+            return Some(v);
         }
         any = true;
         match tok {
@@ -309,10 +322,7 @@ fn body_rule(
                 .iter()
                 .any(|f| f.eq_ignore_ascii_case(name));
         if !alias_or_type && !keyword && !allowed {
-            return Some(Decision {
-                route: Route::new_primary(STRICT),
-                overridable: true,
-            });
+            return Some(Decision::primary(STRICT).overridable());
         }
     }
     None
@@ -363,13 +373,7 @@ fn lead_of(dialect: Dialect, w: &str) -> (Lead, Option<Decision>) {
     } else if any(SESSION_WORDS) {
         (Lead::Decided, Some(Decision::primary(SESSION)))
     } else if is(w, "call") || is(w, "do") {
-        (
-            Lead::Decided,
-            Some(Decision {
-                route: Route::new_primary(OPAQUE),
-                overridable: true,
-            }),
-        )
+        (Lead::Decided, Some(Decision::primary(OPAQUE).overridable()))
     } else if is(w, "execute") {
         (Lead::Decided, Some(Decision::primary(EXECUTE)))
     } else if is(w, "notify") {

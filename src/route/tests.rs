@@ -222,12 +222,12 @@ fn configured_and_strict_functions() {
     );
     assert_eq!(
         s.decide("SELECT audit(1)", Some(Target::Replica))
-            .route
+            .route()
             .reason,
         "replica hint"
     );
     assert_eq!(
-        s.decide("SELECT 1", Some(Target::Primary)).route.target,
+        s.decide("SELECT 1", Some(Target::Primary)).target,
         Target::Primary
     );
     // The default router does not care about unknown functions.
