@@ -57,6 +57,8 @@ pub(crate) struct Cluster<DB: Backend> {
     refreshing: tokio::sync::Mutex<Option<tokio::time::Instant>>,
     closing: AtomicBool,
     closed_signal: Notify,
+    /// How long the last health round took, in microseconds (`NONE`: none ran yet).
+    last_round_micros: AtomicU64,
 }
 
 impl<DB: Backend> Cluster<DB> {
@@ -79,7 +81,22 @@ impl<DB: Backend> Cluster<DB> {
             refreshing: tokio::sync::Mutex::new(None),
             closing: AtomicBool::new(false),
             closed_signal: Notify::new(),
+            last_round_micros: AtomicU64::new(NONE),
         })
+    }
+
+    /// Records how long a health round took.
+    pub(crate) fn round_took(&self, took: std::time::Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(NONE - 1);
+        self.last_round_micros.store(micros, Ordering::Relaxed);
+    }
+
+    /// How long the last health round took.
+    pub(crate) fn last_round(&self) -> Option<std::time::Duration> {
+        match self.last_round_micros.load(Ordering::Relaxed) {
+            NONE => None,
+            micros => Some(std::time::Duration::from_micros(micros)),
+        }
     }
 
     pub(crate) fn configured_primary(&self) -> &Arc<Node<DB>> {
@@ -440,15 +457,10 @@ impl<DB: Backend> Cluster<DB> {
         self.closed_signal.notify_waiters();
     }
 
-    /// Resolves when the pool starts closing.
-    pub(crate) async fn closing(&self) {
-        let notified = self.closed_signal.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if self.is_closing() {
-            return;
-        }
-        notified.await;
+    /// A future that resolves at the next [`start_closing`](Self::start_closing) after its
+    /// creation (check [`is_closing`](Self::is_closing) after creating it).
+    pub(crate) fn closed_signal(&self) -> tokio::sync::futures::Notified<'_> {
+        self.closed_signal.notified()
     }
 }
 

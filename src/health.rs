@@ -97,6 +97,7 @@ pub(crate) fn record<DB: Backend>(
 /// One round: probe every node that is not banned, and the writer, at once; then choose the
 /// writer and measure lag.
 pub(crate) async fn round<DB: Backend>(cluster: &Cluster<DB>) {
+    let started = std::time::Instant::now();
     join_all(
         cluster
             .nodes
@@ -107,6 +108,7 @@ pub(crate) async fn round<DB: Backend>(cluster: &Cluster<DB>) {
     .await;
     cluster.elect_writer();
     cluster.update_lag();
+    cluster.round_took(started.elapsed());
 }
 
 /// Starts the health task. It runs until `shutdown` fires or its sender is dropped, or the

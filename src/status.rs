@@ -41,6 +41,10 @@ pub struct Status {
     pub nodes: Vec<NodeStatus>,
     /// Whether the pool has been closed.
     pub closed: bool,
+    /// How long the last health round took: every node probed at once, then the writer
+    /// chosen and lag measured (`None` until the first round after `connect`).
+    #[serde(with = "humantime_serde")]
+    pub health_round: Option<std::time::Duration>,
 }
 
 /// One node in a [`Status`].

@@ -116,22 +116,26 @@ fn call_span(route: Route) -> tracing::Span {
     )
 }
 
-/// A stream that enters its span on every poll (`tracing::Instrument` covers futures only).
-struct InSpan<S> {
-    inner: S,
-    span: tracing::Span,
+pin_project_lite::pin_project! {
+    /// A stream that enters its span on every poll (`tracing::Instrument` covers futures
+    /// only).
+    struct InSpan<S> {
+        #[pin]
+        inner: S,
+        span: tracing::Span,
+    }
 }
 
-impl<S: futures_core::Stream + Unpin> futures_core::Stream for InSpan<S> {
+impl<S: futures_core::Stream> futures_core::Stream for InSpan<S> {
     type Item = S::Item;
 
     fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<S::Item>> {
-        let this = &mut *self;
+        let this = self.project();
         let _entered = this.span.enter();
-        std::pin::Pin::new(&mut this.inner).poll_next(cx)
+        this.inner.poll_next(cx)
     }
 }
 
@@ -141,6 +145,97 @@ impl<S: futures_core::Stream + Unpin> futures_core::Stream for InSpan<S> {
 pub(crate) struct Via {
     force: Option<Target>,
     session: Option<Arc<SessionState>>,
+}
+
+pin_project_lite::pin_project! {
+    /// What may end one attempt early: the pool closing, the node leaving the rotation (only
+    /// when `watch`: reads on replicas), or `statement_timeout` passing while waiting for the
+    /// next result.
+    ///
+    /// Armed once per attempt, not per result: a result that is already buffered (most rows
+    /// of a large result) costs two atomic loads. Only when the driver has to wait does the
+    /// guard register for wake-ups and start the timer. (Arming a `select!` of fresh
+    /// `Notified` futures and a timer for every row cost a third of the throughput of a
+    /// 100k-row `fetch`; see `examples/cost.rs`.)
+    struct Guard<'a, DB: Backend> {
+        node: &'a Node<DB>,
+        cluster: &'a crate::cluster::Cluster<DB>,
+        watch: bool,
+        // Created before the flags are first read, so a notification in between is not lost.
+        #[pin]
+        closing: tokio::sync::futures::Notified<'a>,
+        #[pin]
+        left: tokio::sync::futures::Notified<'a>,
+        #[pin]
+        timer: Option<tokio::time::Sleep>,
+        limit: Option<Duration>,
+        // Something has been handed to the driver.
+        sent: bool,
+    }
+}
+
+impl<'a, DB: Backend> Guard<'a, DB> {
+    fn new(shared: &'a Shared<DB>, node: &'a Node<DB>, watch: bool) -> Self {
+        let cluster = &*shared.cluster;
+        Guard {
+            node,
+            cluster: cluster,
+            watch,
+            closing: cluster.closed_signal(),
+            left: node.left_rotation(),
+            timer: None,
+            limit: cluster.settings.statement_timeout,
+            sent: false,
+        }
+    }
+
+    /// Waits for `work` (the next result) under the guard.
+    async fn next<T>(
+        mut self: std::pin::Pin<&mut Self>,
+        work: impl Future<Output = T>,
+    ) -> Result<T, Failure> {
+        use std::task::Poll;
+        let mut work = std::pin::pin!(work);
+        let mut timer_armed = false;
+        std::future::poll_fn(move |cx| {
+            let this = self.as_mut().project();
+            if this.cluster.is_closing() {
+                return Poll::Ready(Err(Failure::Closed { sent: *this.sent }));
+            }
+            if *this.watch && !this.node.serves_reads() {
+                return Poll::Ready(Err(Failure::LeftRotation));
+            }
+            *this.sent = true;
+            if let Poll::Ready(out) = work.as_mut().poll(cx) {
+                return Poll::Ready(Ok(out));
+            }
+            // The driver waits: wake up for whatever may end the attempt.
+            if this.closing.poll(cx).is_ready() {
+                return Poll::Ready(Err(Failure::Closed { sent: true }));
+            }
+            if *this.watch && this.left.poll(cx).is_ready() {
+                return Poll::Ready(Err(Failure::LeftRotation));
+            }
+            if let Some(limit) = *this.limit {
+                let mut timer = this.timer;
+                if !timer_armed {
+                    let deadline = tokio::time::Instant::now() + limit;
+                    match timer.as_mut().as_pin_mut() {
+                        Some(t) => t.reset(deadline),
+                        None => timer.set(Some(tokio::time::sleep_until(deadline))),
+                    }
+                    timer_armed = true;
+                }
+                if let Some(t) = timer.as_pin_mut()
+                    && t.poll(cx).is_ready()
+                {
+                    return Poll::Ready(Err(Failure::Timeout(limit)));
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
 }
 
 /// What to do after a failed attempt.
@@ -400,48 +495,6 @@ where
         );
     }
 
-    /// Waits for `work`, unless the pool closes, the node leaves the rotation (only when
-    /// `watch` — reads on replicas), or `statement_timeout` passes first. `first`: nothing
-    /// has been handed to the driver yet.
-    async fn guarded<T>(
-        &self,
-        node: &Node<DB>,
-        watch: bool,
-        first: bool,
-        work: impl Future<Output = T>,
-    ) -> Result<T, Failure> {
-        if self.cluster.is_closing() {
-            return Err(Failure::Closed { sent: !first });
-        }
-        let left = node.left_rotation();
-        tokio::pin!(left);
-        left.as_mut().enable();
-        let left_or_never = async {
-            if watch && node.serves_reads() {
-                left.await
-            } else if watch {
-                // It left between the checkout and now.
-            } else {
-                std::future::pending::<()>().await
-            }
-        };
-        let limit = self.cluster.settings.statement_timeout;
-        let timed = async {
-            match limit {
-                Some(t) => tokio::time::timeout(t, work)
-                    .await
-                    .map_err(|_| Failure::Timeout(t)),
-                None => Ok(work.await),
-            }
-        };
-        tokio::select! {
-            biased;
-            _ = self.cluster.closing() => Err(Failure::Closed { sent: true }),
-            _ = left_or_never => Err(Failure::LeftRotation),
-            r = timed => r,
-        }
-    }
-
     /// Decides what follows a failed attempt on `node`.
     ///
     /// Only reads that ran on a read-only replica (`standby`) and returned nothing yet are
@@ -566,10 +619,11 @@ where
                 let mut yielded = false;
                 let mut failure = None;
                 {
+                    let guard = Guard::new(&self, &node, watch);
+                    tokio::pin!(guard);
                     let mut results = op.run(attempt.conn(), query);
-                    let mut first = true;
                     loop {
-                        match self.guarded(&node, watch, first, results.next()).await {
+                        match guard.as_mut().next(results.next()).await {
                             Ok(Some(Ok(item))) => {
                                 yielded = true;
                                 yield item;
@@ -584,7 +638,6 @@ where
                                 break;
                             }
                         }
-                        first = false;
                     }
                 }
                 // The bookkeeping after a statement is one light query on its connection, bounded
@@ -630,7 +683,7 @@ where
             }
         };
         InSpan {
-            inner: stream.boxed(),
+            inner: stream,
             span,
         }
         .boxed()

@@ -298,6 +298,7 @@ impl<DB: Backend> ReplicaPool<DB> {
                 .map(|n| n.status(cluster.cluster_id(), writer))
                 .collect(),
             closed: self.shared.is_closed(),
+            health_round: cluster.last_round(),
         }
     }
 

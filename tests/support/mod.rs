@@ -293,6 +293,16 @@ impl PgCluster {
             .count()
     }
 
+    /// How many of the statements node `i` has logged contain one of `needles`.
+    pub fn statements_logged_matching(&self, i: usize, needles: &[&str]) -> usize {
+        std::fs::read_to_string(self.log(i))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("LOG:  execute ") || l.contains("LOG:  statement: "))
+            .filter(|l| needles.iter().any(|n| l.contains(n)))
+            .count()
+    }
+
     /// Node `i`'s system identifier (the same on every node of one cluster).
     pub fn system_id(&self, i: usize) -> u64 {
         self.psql(i, "SELECT system_identifier FROM pg_control_system()")
