@@ -179,7 +179,7 @@ impl<'a, DB: Backend> Guard<'a, DB> {
         let cluster = &*shared.cluster;
         Guard {
             node,
-            cluster: cluster,
+            cluster,
             watch,
             closing: cluster.closed_signal(),
             left: node.left_rotation(),
