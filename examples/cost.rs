@@ -62,6 +62,9 @@ const ROWS: i64 = 100_000;
 enum Side {
     Plain(sqlx::PgPool),
     Party(PgReplicaPool),
+    /// Plain pools over several replicas, taken in turn: what partypool's round-robin
+    /// does, without anything else.
+    RoundRobin(Arc<(Vec<sqlx::PgPool>, AtomicU64)>),
 }
 
 impl Side {
@@ -69,6 +72,7 @@ impl Side {
         match self {
             Side::Plain(_) => "plain PgPool",
             Side::Party(_) => "partypool",
+            Side::RoundRobin(_) => "plain pools in turn",
         }
     }
 
@@ -77,6 +81,10 @@ impl Side {
         match self {
             Side::Plain(p) => q.fetch_one(p).await,
             Side::Party(p) => q.fetch_one(p).await,
+            Side::RoundRobin(rr) => {
+                let i = rr.1.fetch_add(1, Ordering::Relaxed) as usize % rr.0.len();
+                q.fetch_one(&rr.0[i]).await
+            }
         }
     }
 
@@ -85,6 +93,7 @@ impl Side {
         match self {
             Side::Plain(p) => q.fetch_all(p).await,
             Side::Party(p) => q.fetch_all(p).await,
+            Side::RoundRobin(_) => unreachable!(),
         }
         .expect("fetch_all")
         .len()
@@ -103,6 +112,7 @@ impl Side {
                     .try_fold(0, |n, _| async move { Ok(n + 1) })
                     .await
             }
+            Side::RoundRobin(_) => unreachable!(),
         }
         .expect("fetch")
     }
@@ -297,16 +307,22 @@ async fn rows(secs: f64) {
 async fn replicas(secs: f64) {
     const MOST: usize = 16;
     let cluster = cluster_with_data(MOST);
-    let plain = Side::Plain(plain_on(&cluster.url(1), 2).await);
     println!(
-        "\n## Many replicas: 2 connections each, one task, point selects ({secs} s per side)\n"
+        "\n## Many replicas: 2 connections each, one task, point selects ({secs} s per side, interleaved)\n"
     );
+    println!("Baseline: plain `PgPool`s over the same replicas, taken in turn (the same spread of");
+    println!("reads over servers, without partypool).\n");
     println!(
-        "| replicas | connect | health round | `status()` | mean latency, partypool | mean latency, plain | ratio |"
+        "| replicas | connect | health round | `status()` | mean latency, partypool | mean latency, plain pools in turn | ratio |"
     );
     println!("|---|---|---|---|---|---|---|");
     for n in [1usize, 4, 16] {
         let urls: Vec<String> = (1..=n).map(|i| cluster.url(i)).collect();
+        let mut plains = Vec::new();
+        for url in &urls {
+            plains.push(plain_on(url, 2).await);
+        }
+        let plain = Side::RoundRobin(Arc::new((plains, AtomicU64::new(0))));
         let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
         let started = Instant::now();
         let pool = PgReplicaPool::connect(
@@ -330,6 +346,7 @@ async fn replicas(secs: f64) {
         let status = started.elapsed() / 1_000;
         let party = Side::Party(pool.clone());
         drive(&party, 1, 0.3).await;
+        drive(&plain, 1, 0.3).await;
         let (mut a, mut b) = (Vec::new(), Vec::new());
         for _ in 0..secs.ceil() as usize {
             a.extend(drive(&party, 1, 1.0).await);
@@ -429,6 +446,174 @@ async fn idle(secs: f64) {
     }
 }
 
+/// Pgpool-II in streaming-replication mode in front of `cluster` (primary weight 0, the
+/// replica weight 1), or `None` when `pgpool` is not installed.
+struct Pgpool {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Pgpool {
+    fn start(cluster: &support::PgCluster) -> Option<Pgpool> {
+        let bin = ["/usr/sbin/pgpool", "/usr/bin/pgpool"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = support::free_port();
+        let pcp_port = support::free_port();
+        let d = dir.path().display();
+        let conf = format!(
+            "backend_clustering_mode = 'streaming_replication'\n\
+             listen_addresses = '127.0.0.1'\nport = {port}\n\
+             unix_socket_directories = '{d}'\npcp_listen_addresses = ''\n\
+             pcp_port = {pcp_port}\npcp_socket_dir = '{d}'\n\
+             backend_hostname0 = '127.0.0.1'\nbackend_port0 = {p0}\nbackend_weight0 = 0\n\
+             backend_flag0 = 'ALLOW_TO_FAILOVER'\n\
+             backend_hostname1 = '127.0.0.1'\nbackend_port1 = {p1}\nbackend_weight1 = 1\n\
+             backend_flag1 = 'ALLOW_TO_FAILOVER'\n\
+             enable_pool_hba = off\npool_passwd = ''\n\
+             num_init_children = 40\nmax_pool = 2\n\
+             load_balance_mode = on\n\
+             sr_check_period = 0\nsr_check_user = 'postgres'\nsr_check_password = ''\n\
+             health_check_period = 0\n\
+             pid_file_name = '{d}/pgpool.pid'\nlogdir = '{d}'\n\
+             log_min_messages = warning\n",
+            p0 = cluster.primary().port,
+            p1 = cluster.replica(1).port,
+        );
+        let conf_path = dir.path().join("pgpool.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        std::fs::write(dir.path().join("pcp.conf"), "").unwrap();
+        std::fs::write(dir.path().join("pool_hba.conf"), "").unwrap();
+        let log = std::fs::File::create(dir.path().join("pgpool.log")).unwrap();
+        let child = std::process::Command::new(bin)
+            .arg("-n")
+            .arg("-f")
+            .arg(&conf_path)
+            .arg("-F")
+            .arg(dir.path().join("pcp.conf"))
+            .arg("-a")
+            .arg(dir.path().join("pool_hba.conf"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start pgpool");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "pgpool did not start: see its log in {d}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(Pgpool {
+            child,
+            port,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Pgpool {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Calls of the point select each node ran since the last reset, from `pg_stat_statements`.
+fn point_calls(cluster: &support::PgCluster, node: usize) -> i64 {
+    cluster
+        .psql(
+            node,
+            "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements \
+             WHERE query LIKE 'SELECT v FROM bench_kv WHERE id = $1%'",
+        )
+        .parse()
+        .unwrap_or(-1)
+}
+
+async fn pgpool(secs: f64) {
+    let cluster = cluster_with_data(1);
+    // pg_stat_statements on both nodes, to see where each read ran.
+    for i in [0, 1] {
+        cluster.psql(
+            i,
+            "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'",
+        );
+    }
+    for i in [1, 0] {
+        cluster.stop(i);
+    }
+    for i in [0, 1] {
+        cluster.restart(i);
+    }
+    cluster.psql(0, "CREATE EXTENSION pg_stat_statements");
+    cluster.wait_streaming(1);
+    cluster.wait_replayed();
+    let Some(pgpool) = Pgpool::start(&cluster) else {
+        println!(
+            "\npgpool is not installed (apt-get install pgpool2): Pgpool-II comparison skipped"
+        );
+        return;
+    };
+    let (plain, party) = pair(&cluster).await;
+    let via_pgpool = Side::Plain(
+        plain_on(
+            &format!("postgres://postgres@127.0.0.1:{}/postgres", pgpool.port),
+            CONNECTIONS,
+        )
+        .await,
+    );
+    let sides = [
+        ("plain PgPool on the replica", &plain),
+        ("partypool", &party),
+        ("Pgpool-II", &via_pgpool),
+    ];
+    println!(
+        "\n## Point selects: plain pool, partypool, Pgpool-II ({CONNECTIONS} client connections each, {secs} s per side, interleaved in 1 s slices)\n"
+    );
+    println!(
+        "| tasks | through | queries/s | p50 | p99 | ratio to plain | ran on the replica | ran on the primary |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for tasks in [8usize, 32] {
+        for (_, side) in sides {
+            drive(side, tasks, 0.5).await;
+        }
+        let mut runs: [Vec<Duration>; 3] = Default::default();
+        let mut calls = [[0i64; 2]; 3];
+        let slices = secs.ceil() as usize;
+        for slice in 0..slices {
+            for k in 0..3 {
+                let i = (k + slice) % 3;
+                for node in [0, 1] {
+                    cluster.psql(node, "SELECT pg_stat_statements_reset()");
+                }
+                runs[i].extend(drive(sides[i].1, tasks, 1.0).await);
+                for node in [0, 1] {
+                    calls[i][node] += point_calls(&cluster, node);
+                }
+            }
+        }
+        let base = runs[0].len() as f64;
+        for (i, (name, _)) in sides.iter().enumerate() {
+            let lat = &mut runs[i];
+            lat.sort();
+            println!(
+                "| {tasks} | {name} | {:.0} | {} | {} | {:.2} | {} | {} |",
+                lat.len() as f64 / slices as f64,
+                ms(pct(lat, 0.5)),
+                ms(pct(lat, 0.99)),
+                lat.len() as f64 / base,
+                calls[i][1],
+                calls[i][0],
+            );
+        }
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -445,5 +630,8 @@ async fn main() {
     }
     if matches!(what, "idle" | "all") {
         idle(secs).await;
+    }
+    if matches!(what, "pgpool" | "all") {
+        pgpool(secs).await;
     }
 }

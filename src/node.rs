@@ -395,9 +395,11 @@ impl<DB: Backend> Node<DB> {
     pub(crate) async fn acquire_while_in_rotation(
         &self,
     ) -> Option<Result<PoolConnection<DB>, sqlx::Error>> {
+        // Created before the check, so leaving the rotation after it still wakes us; not
+        // enabled up front: when a connection is free, `acquire` is ready at its first poll
+        // and the node's waiter list is never locked (`notify_waiters` wakes a `Notified`
+        // created before it even if it was first polled after).
         let down = self.left_rotation();
-        tokio::pin!(down);
-        down.as_mut().enable();
         if !self.serves_reads() {
             return None;
         }

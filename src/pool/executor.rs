@@ -644,6 +644,7 @@ where
                 // like a probe: a node that stalls now must not hold the call.
                 let bound = self.cluster.settings.health_check_timeout;
                 match &failure {
+                    None | Some(Failure::Db(_)) if attempt.write.is_none() => {}
                     None | Some(Failure::Db(_)) => {
                         if tokio::time::timeout(bound, attempt.record()).await.is_err() {
                             attempt.abandon();

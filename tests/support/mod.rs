@@ -101,7 +101,7 @@ impl PgCluster {
             fsync = off\n\
             full_page_writes = off\n\
             wal_level = replica\n\
-            max_wal_senders = 16\n\
+            max_wal_senders = 40\n\
             hot_standby = on\n\
             max_connections = 300\n\
             shared_buffers = 32MB\n\
