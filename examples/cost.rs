@@ -31,11 +31,13 @@ use sqlx::postgres::PgPoolOptions;
 struct Counting;
 
 static ALLOCATED: AtomicU64 = AtomicU64::new(0);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
 // SAFETY: forwards every call to the system allocator unchanged; only counts sizes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATED.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the caller's contract is System's.
         unsafe { System.alloc(layout) }
     }
@@ -47,6 +49,7 @@ unsafe impl GlobalAlloc for Counting {
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATED.fetch_add(new_size as u64, Ordering::Relaxed);
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         // SAFETY: as above.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -208,20 +211,32 @@ async fn latency(secs: f64) {
     println!(
         "\n## Point-select latency, {CONNECTIONS} connections per pool ({secs} s per side, interleaved in 1 s slices)\n"
     );
-    println!("| tasks | pool | queries/s | p50 | p99 | p99.9 | p99 ratio |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| tasks | pool | queries/s | p50 | p99 | p99.9 | p99 ratio | allocations per query | bytes per query |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     for tasks in [1usize, 8, 32] {
         // Warm both sides up.
         drive(&plain, tasks, 0.5).await;
         drive(&party, tasks, 0.5).await;
         let mut runs = [Vec::new(), Vec::new()];
+        let mut allocs = [(0u64, 0u64); 2];
         let slices = secs.ceil() as usize;
         for slice in 0..slices {
             // Alternate which side goes first, so neither always follows the other.
             let order = if slice % 2 == 0 { [0, 1] } else { [1, 0] };
             for i in order {
                 let side = [&plain, &party][i];
-                runs[i].extend(drive(side, tasks, 1.0).await);
+                let (n0, b0) = (
+                    ALLOCATIONS.load(Ordering::Relaxed),
+                    ALLOCATED.load(Ordering::Relaxed),
+                );
+                let lat = drive(side, tasks, 1.0).await;
+                // Less each task's latency vector (one allocation of 100,000 entries).
+                let vectors = tasks as u64;
+                allocs[i].0 += ALLOCATIONS.load(Ordering::Relaxed) - n0 - vectors;
+                allocs[i].1 += ALLOCATED.load(Ordering::Relaxed) - b0 - vectors * 100_000 * 16;
+                runs[i].extend(lat);
             }
         }
         let mut p99 = [Duration::ZERO; 2];
@@ -235,12 +250,14 @@ async fn latency(secs: f64) {
                 "-".into()
             };
             println!(
-                "| {tasks} | {} | {:.0} | {} | {} | {} | {ratio} |",
+                "| {tasks} | {} | {:.0} | {} | {} | {} | {ratio} | {:.1} | {:.0} |",
                 side.name(),
                 lat.len() as f64 / slices as f64,
                 ms(pct(lat, 0.5)),
                 ms(p99[i]),
                 ms(pct(lat, 0.999)),
+                allocs[i].0 as f64 / lat.len() as f64,
+                allocs[i].1 as f64 / lat.len() as f64,
             );
         }
     }
