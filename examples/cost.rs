@@ -636,6 +636,17 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let what = args.get(1).map(String::as_str).unwrap_or("all");
     let secs: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(6.0);
+    if let Some(side) = what.strip_prefix("only-") {
+        // One side alone, for profiling: `only-plain` or `only-partypool`, 8 tasks.
+        let cluster = cluster_with_data(1);
+        let (plain, party) = pair(&cluster).await;
+        let side = if side == "plain" { plain } else { party };
+        eprintln!("ready");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let n = drive(&side, 8, secs).await.len();
+        println!("{} queries/s", n as f64 / secs);
+        return;
+    }
     if matches!(what, "latency" | "all") {
         latency(secs).await;
     }

@@ -410,6 +410,21 @@ impl<DB: Backend> Node<DB> {
         }
     }
 
+    /// Opens connections until the pool holds `min_connections`, as `PgPool::connect` does
+    /// before returning (a lazily created sqlx pool opens them only after `idle_timeout`).
+    /// Failures are left to the probes; each open is bounded by the acquire timeout.
+    pub(crate) async fn open_min_connections(&self) {
+        let want = self
+            .pool
+            .options()
+            .get_min_connections()
+            .saturating_sub(self.pool.size());
+        // Held together, so the pool must open new ones rather than hand one back `want`
+        // times; then returned to the pool as idle connections.
+        let conns = futures_util::future::join_all((0..want).map(|_| self.pool.acquire())).await;
+        drop(conns);
+    }
+
     /// Counts an error a statement returned on this node. Returns whether it is evidence
     /// against the node (a connection-class error) that a probe should confirm; the error
     /// alone never takes the node out (one terminated backend is not a dead server).

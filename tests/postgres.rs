@@ -591,3 +591,47 @@ async fn read_only_transactions_run_on_one_replica_connection() {
     tx.rollback().await.unwrap();
     pool.close().await;
 }
+
+/// `min_connections` means warm pools right after `connect`, as with `PgPool::connect`: the
+/// first burst of requests must not pay for opening connections. (sqlx's own maintenance
+/// opens them only after `idle_timeout` when a pool is created lazily.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_connections_are_open_soon_after_connect() {
+    let c = shared();
+    let tagged = |i: usize| format!("{}?application_name=pp-warm-{i}", c.url(i));
+    let (primary, replica) = (tagged(0), tagged(1));
+    let pool = PgReplicaPool::connect(
+        &primary,
+        &[&replica],
+        Config {
+            min_connections: 3,
+            max_connections: 5,
+            ..fast_config()
+        },
+    )
+    .await
+    .unwrap();
+    let open = |i: usize| {
+        c.psql(
+            i,
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pp-warm-{i}'"
+            ),
+        )
+        .parse::<u32>()
+        .unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (p, r) = tokio::task::block_in_place(|| (open(0), open(1)));
+        if p >= 3 && r >= 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "5 s after connect: {p} connections to the primary, {r} to the replica (want 3 each)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    pool.close().await;
+}

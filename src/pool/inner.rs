@@ -117,6 +117,19 @@ impl<DB: Backend> Shared<DB> {
         }
         cluster.elect_writer();
         cluster.update_lag();
+        // Warm the pools of the nodes that answered, in the background: `connect` does not
+        // wait for (or fail on) a slow replica's connections.
+        if config.min_connections > 0 {
+            let warm: Vec<_> = cluster
+                .nodes
+                .iter()
+                .filter(|n| n.is_healthy())
+                .cloned()
+                .collect();
+            tokio::spawn(async move {
+                join_all(warm.iter().map(|n| n.open_min_connections())).await;
+            });
+        }
 
         let (tx, rx) = oneshot::channel();
         let task = health::spawn(Arc::downgrade(&cluster), settings, rx);
