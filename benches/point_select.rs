@@ -52,13 +52,11 @@ fn bench(c: &mut Criterion) {
             .connect(&cluster.url(1))
             .await
             .unwrap();
-        let config = Config {
-            max_connections: CONNECTIONS,
-            min_connections: CONNECTIONS,
+        let config = Config::default()
+            .max_connections(CONNECTIONS)
+            .min_connections(CONNECTIONS)
             // The primary is not used by this workload; keep it small.
-            primary_max_connections: Some(1),
-            ..Config::default()
-        };
+            .primary_max_connections(Some(1));
         let routed = PgReplicaPool::connect(&cluster.primary_url(), &[&cluster.url(1)], config)
             .await
             .unwrap();
@@ -166,10 +164,7 @@ fn overhead(c: &mut Criterion) {
         let routed = partypool::SqliteReplicaPool::connect(
             &format!("sqlite://{}", path.display()),
             &[&reader],
-            Config {
-                max_connections: 1,
-                ..Config::default()
-            },
+            Config::default().max_connections(1),
         )
         .await
         .unwrap();

@@ -113,10 +113,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "CREATE TABLE notes (id bigserial PRIMARY KEY, body text NOT NULL)",
     );
     cluster.wait_replayed();
-    let config = Config {
-        max_replica_lag: None,
-        ..Config::default()
-    };
+    let config = Config::default().max_replica_lag(None);
     let pool = PgReplicaPool::connect(&cluster.primary_url(), &[&cluster.url(1)], config).await?;
     let app = Router::new()
         .route("/notes", post(create))

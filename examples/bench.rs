@@ -173,11 +173,9 @@ async fn memory_child(kind: &str) {
         )
     } else {
         let replicas: Vec<&str> = replicas.iter().map(String::as_str).collect();
-        let config = Config {
-            max_connections: per_node,
-            min_connections: per_node,
-            ..Config::default()
-        };
+        let config = Config::default()
+            .max_connections(per_node)
+            .min_connections(per_node);
         Target::Party(
             PgReplicaPool::connect(&primary, &replicas, config)
                 .await
@@ -232,11 +230,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         PgReplicaPool::connect(
             &cluster.primary_url(),
             &refs,
-            Config {
-                max_connections: per_node,
-                min_connections: per_node,
-                ..Config::default()
-            },
+            Config::default()
+                .max_connections(per_node)
+                .min_connections(per_node),
         )
         .await?,
     );
@@ -246,12 +242,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         PgReplicaPool::connect(
             &cluster.primary_url(),
             &[&cluster.primary_url()],
-            Config {
-                max_connections: TOTAL_CONNECTIONS,
-                min_connections: TOTAL_CONNECTIONS,
-                primary_max_connections: Some(TOTAL_CONNECTIONS),
-                ..Config::default()
-            },
+            Config::default()
+                .max_connections(TOTAL_CONNECTIONS)
+                .min_connections(TOTAL_CONNECTIONS)
+                .primary_max_connections(Some(TOTAL_CONNECTIONS)),
         )
         .await?,
     );
@@ -327,11 +321,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let pool = PgReplicaPool::connect(
                 &cluster.primary_url(),
                 &[&through_proxy, &replicas[1]],
-                Config {
-                    balance,
-                    max_connections: 32,
-                    ..Config::default()
-                },
+                Config::default().balance(balance).max_connections(32),
             )
             .await?;
             let run = drive(&Target::Party(pool.clone()), tasks, secs, false).await;

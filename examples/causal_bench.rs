@@ -42,13 +42,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pool = PgReplicaPool::connect(
         &cluster.primary_url(),
         &[&replicas[0], &replicas[1]],
-        Config {
-            position_interval: interval.map_or(
-                Config::default().position_interval,
-                std::time::Duration::from_millis,
-            ),
-            ..Config::default()
-        },
+        Config::default().position_interval(interval.map_or(
+            Config::default().position_interval,
+            std::time::Duration::from_millis,
+        )),
     )
     .await?;
 

@@ -44,16 +44,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     cluster.wait_replayed();
 
     let replicas = cluster.replica_urls();
-    let config = Config {
-        health_check_interval: Duration::from_millis(250),
-        health_check_timeout: Duration::from_millis(500),
-        ban_backoff: Backoff {
-            base: Duration::from_millis(250),
-            max: Duration::from_secs(2),
-        },
-        statement_timeout: Some(Duration::from_secs(5)),
-        ..Config::default()
-    };
+    let config = Config::default()
+        .health_check_interval(Duration::from_millis(250))
+        .health_check_timeout(Duration::from_millis(500))
+        .ban_backoff(Backoff::new(
+            Duration::from_millis(250),
+            Duration::from_secs(2),
+        ))
+        .statement_timeout(Some(Duration::from_secs(5)));
     let pool = PgReplicaPool::connect(
         &cluster.primary_url(),
         &[&replicas[0], &replicas[1]],

@@ -184,13 +184,11 @@ async fn plain_on(url: &str, connections: u32) -> sqlx::PgPool {
 }
 
 fn party_config(connections: u32) -> Config {
-    Config {
-        max_connections: connections,
-        min_connections: connections,
+    Config::default()
+        .max_connections(connections)
+        .min_connections(connections)
         // The primary is not used by these reads; keep it small.
-        primary_max_connections: Some(1),
-        ..Config::default()
-    }
+        .primary_max_connections(Some(1))
 }
 
 async fn pair(cluster: &support::PgCluster) -> (Side, Side) {
@@ -345,10 +343,7 @@ async fn replicas(secs: f64) {
         let pool = PgReplicaPool::connect(
             &cluster.primary_url(),
             &urls,
-            Config {
-                health_check_interval: Duration::from_millis(200),
-                ..party_config(2)
-            },
+            party_config(2).health_check_interval(Duration::from_millis(200)),
         )
         .await
         .expect("partypool");
@@ -404,11 +399,7 @@ async fn idle(secs: f64) {
                 PgReplicaPool::connect(
                     &cluster.primary_url(),
                     &[&cluster.url(1)],
-                    Config {
-                        max_connections: 2,
-                        min_connections: 0,
-                        ..Config::default()
-                    },
+                    Config::default().max_connections(2).min_connections(0),
                 )
                 .await
                 .expect("partypool"),

@@ -35,10 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .primary(&writer) // one connection: SQLite's single writer
         .replica(&reader)
         .replica(&reader)
-        .config(Config {
-            max_connections: 4,
-            ..Config::default()
-        })
+        .config(Config::default().max_connections(4))
         .connect()
         .await?;
 

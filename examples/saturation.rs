@@ -41,13 +41,11 @@ async fn main() {
     let pool = PgReplicaPool::connect(
         &c.primary_url(),
         &replicas,
-        Config {
-            max_connections: 4,
-            primary_max_connections: Some(16),
-            acquire_timeout: Duration::from_secs(1),
-            health_check_interval: Duration::from_millis(500),
-            ..Config::default()
-        },
+        Config::default()
+            .max_connections(4)
+            .primary_max_connections(Some(16))
+            .acquire_timeout(Duration::from_secs(1))
+            .health_check_interval(Duration::from_millis(500)),
     )
     .await
     .expect("connect");

@@ -8,6 +8,30 @@ use crate::balance::Balance;
 use crate::consistency::Consistency;
 use crate::route::{Dialect, Router};
 
+/// `pub fn field(self, value) -> Self` for each listed field.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty,)*) => {$(
+        $(#[$doc])*
+        #[must_use]
+        pub fn $field(mut self, value: $ty) -> Self {
+            self.$field = value;
+            self
+        }
+    )*};
+}
+
+/// The same for `Option` fields: the setter takes a value or an `Option`.
+macro_rules! optional_setters {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty,)*) => {$(
+        $(#[$doc])*
+        #[must_use]
+        pub fn $field(mut self, value: impl Into<Option<$ty>>) -> Self {
+            self.$field = value.into();
+            self
+        }
+    )*};
+}
+
 /// Settings for a [`ReplicaPool`](crate::ReplicaPool). `Config::default()` is the original
 /// package's `DefaultConfig()`.
 ///
@@ -18,11 +42,9 @@ use crate::route::{Dialect, Router};
 /// use std::time::Duration;
 /// use partypool::{Balance, Config};
 ///
-/// let config = Config {
-///     health_check_interval: Duration::from_secs(2),
-///     balance: Balance::Random,
-///     ..Config::default()
-/// };
+/// let config = Config::default()
+///     .health_check_interval(Duration::from_secs(2))
+///     .balance(Balance::Random);
 /// assert_eq!(config.max_connections, 10);
 ///
 /// // The same from JSON (or TOML, YAML… through serde):
@@ -41,6 +63,8 @@ use crate::route::{Dialect, Router};
 /// | `primary_max_connections` | same as `max_connections` (1 for SQLite) | connections to the primary |
 /// | `acquire_timeout` | 5 s | longest wait for a connection from one node's pool |
 /// | `idle_timeout` | 10 min | idle connections older than this are closed |
+/// | `max_lifetime` | 30 min | connections older than this are closed when returned |
+/// | `test_before_acquire` | `true` | ping an idle connection before handing it out |
 /// | `write_functions` | none | your functions that write: calls go to the primary |
 /// | `strict_functions` | `false` | any function not known read-only sends a statement to the primary |
 /// | `read_only_functions` | none | your read-only functions, for strict mode |
@@ -55,6 +79,7 @@ use crate::route::{Dialect, Router};
 /// | `position_interval` | 5 ms | the shortest time between two refreshes of replay positions (only while sessions wait) |
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Config {
     /// How often the background task probes every node. Default: 5 s.
     #[serde(with = "humantime_serde")]
@@ -80,6 +105,13 @@ pub struct Config {
     /// Idle connections are closed after this long. Default: 10 min. `None` keeps them.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
+    /// Connections older than this are closed when returned, as sqlx's `max_lifetime`
+    /// (`null`: never). Default: 30 min.
+    #[serde(with = "humantime_serde")]
+    pub max_lifetime: Option<Duration>,
+    /// Whether a connection is pinged before it is handed out after being idle, as sqlx's
+    /// `test_before_acquire`. Default: `true`.
+    pub test_before_acquire: bool,
     /// Functions of your own that write (e.g. `["app.bump_counter"]`): statements calling
     /// them go to the primary. Default: none. A write function not listed is still safe: a
     /// replica rejects it and partypool runs it again on the primary (a "misroute").
@@ -134,11 +166,13 @@ pub struct Config {
 ///
 /// ```
 /// use std::time::Duration;
-/// let b = partypool::config::Backoff { base: Duration::from_millis(500), max: Duration::from_secs(10) };
-/// # let _ = b;
+/// use partypool::config::Backoff;
+/// let b = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+/// assert_eq!(b.max, Duration::from_secs(10));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Backoff {
     /// The first wait.
     #[serde(with = "humantime_serde")]
@@ -146,6 +180,13 @@ pub struct Backoff {
     /// The longest wait.
     #[serde(with = "humantime_serde")]
     pub max: Duration,
+}
+
+impl Backoff {
+    /// Waits from `base`, doubling up to `max`.
+    pub fn new(base: Duration, max: Duration) -> Self {
+        Backoff { base, max }
+    }
 }
 
 impl Default for Backoff {
@@ -169,6 +210,8 @@ impl Default for Config {
             primary_max_connections: None,
             acquire_timeout: Duration::from_secs(5),
             idle_timeout: Some(Duration::from_secs(600)),
+            max_lifetime: Some(Duration::from_secs(1800)),
+            test_before_acquire: true,
             write_functions: Vec::new(),
             strict_functions: false,
             read_only_functions: Vec::new(),
@@ -182,6 +225,101 @@ impl Default for Config {
             causal_wait: Duration::from_millis(50),
             position_interval: Duration::from_millis(5),
         }
+    }
+}
+
+/// Setters, one per field, for building a `Config` in code: `Config` is `#[non_exhaustive]`
+/// (new settings are not breaking changes), so it cannot be written as a struct literal
+/// outside this crate. Fields stay public for reading and for `config.field = value`.
+///
+/// ```
+/// use std::time::Duration;
+/// use partypool::Config;
+///
+/// let config = Config::default()
+///     .max_connections(20)
+///     .statement_timeout(Duration::from_secs(30))
+///     .write_functions(["app.bump_counter"]);
+/// assert_eq!(config.statement_timeout, Some(Duration::from_secs(30)));
+/// ```
+impl Config {
+    setters! {
+        /// Sets [`Config::health_check_interval`].
+        health_check_interval: Duration,
+        /// Sets [`Config::health_check_timeout`].
+        health_check_timeout: Duration,
+        /// Sets [`Config::balance`].
+        balance: Balance,
+        /// Sets [`Config::max_connections`].
+        max_connections: u32,
+        /// Sets [`Config::min_connections`].
+        min_connections: u32,
+        /// Sets [`Config::acquire_timeout`].
+        acquire_timeout: Duration,
+        /// Sets [`Config::test_before_acquire`].
+        test_before_acquire: bool,
+        /// Sets [`Config::strict_functions`].
+        strict_functions: bool,
+        /// Sets [`Config::max_read_retries`].
+        max_read_retries: u32,
+        /// Sets [`Config::ban_backoff`].
+        ban_backoff: Backoff,
+        /// Sets [`Config::follow_promotion`].
+        follow_promotion: bool,
+        /// Sets [`Config::consistency`].
+        consistency: Consistency,
+        /// Sets [`Config::causal_wait`].
+        causal_wait: Duration,
+        /// Sets [`Config::position_interval`].
+        position_interval: Duration,
+    }
+    optional_setters! {
+        /// Sets [`Config::primary_max_connections`].
+        primary_max_connections: u32,
+        /// Sets [`Config::idle_timeout`] (`None`: never).
+        idle_timeout: Duration,
+        /// Sets [`Config::max_lifetime`] (`None`: never).
+        max_lifetime: Duration,
+        /// Sets [`Config::statement_timeout`] (`None`: no limit).
+        statement_timeout: Duration,
+        /// Sets [`Config::max_replica_lag`] (`None`: no limit).
+        max_replica_lag: Duration,
+        /// Sets [`Config::max_replica_lag_bytes`] (`None`: no limit).
+        max_replica_lag_bytes: u64,
+    }
+
+    /// Sets [`Config::replica_weights`].
+    #[must_use]
+    pub fn replica_weights(mut self, weights: impl IntoIterator<Item = u32>) -> Self {
+        self.replica_weights = weights.into_iter().collect();
+        self
+    }
+
+    /// Sets [`Config::write_functions`].
+    #[must_use]
+    pub fn write_functions<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.write_functions = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets [`Config::read_only_functions`].
+    #[must_use]
+    pub fn read_only_functions<S: Into<String>>(
+        mut self,
+        names: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.read_only_functions = names.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// See [`Config`]'s setters.
+impl Backoff {
+    setters! {
+        /// Sets [`Backoff::base`].
+        base: Duration,
+        /// Sets [`Backoff::max`].
+        max: Duration,
     }
 }
 

@@ -9,13 +9,11 @@ use partypool::{CausalToken, Config, Consistency, Error, PgReplicaPool};
 use support::PgCluster;
 
 fn config() -> Config {
-    Config {
-        health_check_interval: Duration::from_millis(200),
+    Config::default()
+        .health_check_interval(Duration::from_millis(200))
         // Keep paused replicas in the rotation: this is about sessions, not lag limits.
-        max_replica_lag: None,
-        causal_wait: Duration::from_millis(2),
-        ..Config::default()
-    }
+        .max_replica_lag(None)
+        .causal_wait(Duration::from_millis(2))
 }
 
 async fn connect(c: &PgCluster, config: Config) -> PgReplicaPool {
@@ -159,14 +157,7 @@ async fn concurrent_sessions_with_live_replication() {
         "CREATE TABLE counters (task int PRIMARY KEY, n bigint NOT NULL)",
     );
     c.wait_replayed();
-    let pool = connect(
-        &c,
-        Config {
-            causal_wait: Duration::from_millis(50),
-            ..config()
-        },
-    )
-    .await;
+    let pool = connect(&c, config().causal_wait(Duration::from_millis(50))).await;
     let tasks: Vec<_> = (0..8)
         .map(|t| {
             let pool = pool.clone();
@@ -251,10 +242,7 @@ async fn sticky_sessions_read_on_the_primary_for_a_while() {
     let c = PgCluster::start(1);
     let pool = connect(
         &c,
-        Config {
-            consistency: Consistency::StickyFor(Duration::from_millis(400)),
-            ..config()
-        },
+        config().consistency(Consistency::StickyFor(Duration::from_millis(400))),
     )
     .await;
     let session = pool.session();

@@ -145,10 +145,7 @@ async fn a_black_holed_replica_never_hangs_a_call() {
     let pool = connect(
         &c,
         &replicas,
-        Config {
-            statement_timeout: Some(Duration::from_secs(2)),
-            ..config()
-        },
+        config().statement_timeout(Some(Duration::from_secs(2))),
     )
     .await;
     let (stop, handles) = read_loop(&pool, 4);
@@ -219,10 +216,7 @@ async fn a_lagging_replica_leaves_and_returns() {
     let pool = connect(
         &c,
         &c.replica_urls(),
-        Config {
-            max_replica_lag: Some(Duration::from_secs(1)),
-            ..config()
-        },
+        config().max_replica_lag(Some(Duration::from_secs(1))),
     )
     .await;
     blocking(|| c.pause_replay(1));
@@ -381,15 +375,7 @@ async fn who_writes(pool: &PgReplicaPool) -> (u16, bool) {
 async fn without_follow_promotion_writes_fail_fast_and_say_why() {
     let _serial = serial().await;
     let c = PgCluster::start(1);
-    let pool = connect(
-        &c,
-        &c.replica_urls(),
-        Config {
-            follow_promotion: false,
-            ..config()
-        },
-    )
-    .await;
+    let pool = connect(&c, &c.replica_urls(), config().follow_promotion(false)).await;
     blocking(|| {
         c.stop(0);
         c.promote(1);
@@ -462,10 +448,7 @@ async fn balancing_policies_on_a_real_cluster() {
     let pool = connect(
         &c,
         &replicas,
-        Config {
-            balance: partypool::Balance::LatencyAware,
-            ..config()
-        },
+        config().balance(partypool::Balance::LatencyAware),
     )
     .await;
     // Let both replicas be measured once.
@@ -484,11 +467,9 @@ async fn balancing_policies_on_a_real_cluster() {
     let pool = connect(
         &c,
         &c.replica_urls(),
-        Config {
-            balance: partypool::Balance::WeightedRoundRobin,
-            replica_weights: vec![1, 3],
-            ..config()
-        },
+        config()
+            .balance(partypool::Balance::WeightedRoundRobin)
+            .replica_weights(vec![1, 3]),
     )
     .await;
     let mut first = 0;

@@ -34,12 +34,10 @@ async fn wait_healthy(pool: &PgReplicaPool, name: &str, healthy: bool) {
 async fn a_stopped_replica_leaves_the_rotation_and_rejoins() {
     let c = PgCluster::start(2);
     let replicas = c.replica_urls();
-    let config = Config {
-        health_check_interval: INTERVAL,
-        health_check_timeout: Duration::from_millis(500),
-        acquire_timeout: Duration::from_secs(2),
-        ..Config::default()
-    };
+    let config = Config::default()
+        .health_check_interval(INTERVAL)
+        .health_check_timeout(Duration::from_millis(500))
+        .acquire_timeout(Duration::from_secs(2));
     let pool = PgReplicaPool::connect(&c.primary_url(), &[&replicas[0], &replicas[1]], config)
         .await
         .unwrap();

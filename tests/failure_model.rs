@@ -67,12 +67,10 @@ async fn a_full_pool_is_not_a_down_node() {
     let pool = connect(
         &c.primary_url(),
         &c.replica_urls(),
-        Config {
-            max_connections: 2,
-            primary_max_connections: Some(10),
-            acquire_timeout: Duration::from_secs(2),
-            ..config()
-        },
+        config()
+            .max_connections(2)
+            .primary_max_connections(Some(10))
+            .acquire_timeout(Duration::from_secs(2)),
     )
     .await;
     let reads: Vec<_> = (0..40)
@@ -229,10 +227,7 @@ async fn writes_never_go_back_to_an_unfenced_old_primary() {
     let pool = connect(
         &c.primary_url(),
         &c.replica_urls(),
-        Config {
-            statement_timeout: Some(Duration::from_secs(1)),
-            ..config()
-        },
+        config().statement_timeout(Some(Duration::from_secs(1))),
     )
     .await;
     blocking(|| {
@@ -571,11 +566,9 @@ async fn unknown_outcomes_are_reported_honestly() {
     let pool = connect(
         &c.url_via(proxy.port),
         &c.replica_urls(),
-        Config {
-            statement_timeout: Some(Duration::from_millis(300)),
-            max_read_retries: 0,
-            ..config()
-        },
+        config()
+            .statement_timeout(Some(Duration::from_millis(300)))
+            .max_read_retries(0),
     )
     .await;
     // statement_timeout
@@ -614,10 +607,7 @@ async fn unknown_outcomes_are_reported_honestly() {
     let pool = connect(
         &c.primary_url(),
         &c.replica_urls(),
-        Config {
-            health_check_timeout: Duration::from_millis(200),
-            ..config()
-        },
+        config().health_check_timeout(Duration::from_millis(200)),
     )
     .await;
     let w = tokio::spawn({
@@ -658,13 +648,11 @@ async fn position_refreshes_are_bounded_per_pool() {
     let pool = connect(
         &c.primary_url(),
         &c.replica_urls(),
-        Config {
-            health_check_interval: Duration::from_millis(500),
-            position_interval: interval,
-            causal_wait: Duration::from_millis(200),
-            max_replica_lag: None,
-            ..config()
-        },
+        config()
+            .health_check_interval(Duration::from_millis(500))
+            .position_interval(interval)
+            .causal_wait(Duration::from_millis(200))
+            .max_replica_lag(None),
     )
     .await;
     blocking(|| c.log_statements(1));

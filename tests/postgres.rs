@@ -12,12 +12,10 @@ use sqlx::{Executor, Row, SqlSafeStr, Statement};
 use support::{PgCluster, SECRET, shared};
 
 fn fast_config() -> Config {
-    Config {
-        health_check_interval: Duration::from_millis(200),
-        health_check_timeout: Duration::from_millis(500),
-        acquire_timeout: Duration::from_secs(5),
-        ..Config::default()
-    }
+    Config::default()
+        .health_check_interval(Duration::from_millis(200))
+        .health_check_timeout(Duration::from_millis(500))
+        .acquire_timeout(Duration::from_secs(5))
 }
 
 async fn pool(c: &PgCluster) -> PgReplicaPool {
@@ -99,10 +97,7 @@ async fn streams_and_random_balancing() {
     use futures_util::TryStreamExt;
     let c = shared();
     let replicas = c.replica_urls();
-    let config = Config {
-        balance: partypool::Balance::Random,
-        ..fast_config()
-    };
+    let config = fast_config().balance(partypool::Balance::Random);
     let pool = PgReplicaPool::connect(&c.primary_url(), &[&replicas[0], &replicas[1]], config)
         .await
         .unwrap();
@@ -603,11 +598,7 @@ async fn min_connections_are_open_soon_after_connect() {
     let pool = PgReplicaPool::connect(
         &primary,
         &[&replica],
-        Config {
-            min_connections: 3,
-            max_connections: 5,
-            ..fast_config()
-        },
+        fast_config().min_connections(3).max_connections(5),
     )
     .await
     .unwrap();
@@ -633,5 +624,91 @@ async fn min_connections_are_open_soon_after_connect() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    pool.close().await;
+}
+
+/// `connect_options` and `after_connect` reach every connection of every node: a hook's
+/// `SET search_path` holds on replica and primary connections alike (a routed `SET` would
+/// reach one primary connection only), proven by the servers' own settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_reach_every_connection_of_every_node() {
+    let c = shared();
+    let mut builder = PgReplicaPool::builder()
+        .primary(c.primary_url())
+        .connect_options(|o| o.application_name("pp-hooks"))
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute("SET search_path = hooked, public").await?;
+                Ok(())
+            })
+        })
+        .config(fast_config().max_connections(4));
+    for url in c.replica_urls() {
+        builder = builder.replica(url);
+    }
+    let pool = builder.connect().await.unwrap();
+    let settings = "SELECT current_setting('search_path'), current_setting('application_name'), \
+                    pg_is_in_recovery(), pg_backend_pid() FROM pg_sleep(0.05)";
+    // Enough at once that every node opens several connections.
+    let reads = futures_util::future::join_all((0..12).map(|_| {
+        let pool = pool.clone();
+        async move { sqlx::query(settings).fetch_one(&pool).await.unwrap() }
+    }))
+    .await;
+    let writes = futures_util::future::join_all((0..6).map(|_| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(settings)
+                .fetch_one(pool.on_primary())
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    let mut backends = std::collections::HashSet::new();
+    for row in reads.iter().chain(&writes) {
+        assert_eq!(row.get::<String, _>(0), "hooked, public");
+        assert_eq!(row.get::<String, _>(1), "pp-hooks");
+        backends.insert((row.get::<bool, _>(2), row.get::<i32, _>(3)));
+    }
+    assert!(
+        reads.iter().all(|r| r.get::<bool, _>(2)),
+        "reads ran on replicas"
+    );
+    assert!(
+        writes.iter().all(|r| !r.get::<bool, _>(2)),
+        "on_primary ran on the primary"
+    );
+    assert!(
+        backends.len() >= 4,
+        "several connections per node were checked: {backends:?}"
+    );
+    pool.close().await;
+}
+
+/// `max_lifetime` reaches the node pools: an old connection is replaced.
+#[tokio::test]
+async fn max_lifetime_replaces_old_connections() {
+    let c = shared();
+    let config = fast_config()
+        .max_connections(1)
+        .max_lifetime(Duration::from_millis(300));
+    let pool = PgReplicaPool::connect(&c.primary_url(), &[&c.url(1)], config)
+        .await
+        .unwrap();
+    let pid = || async {
+        sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let first = pid().await;
+    assert_eq!(pid().await, first, "a young connection is reused");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_ne!(
+        pid().await,
+        first,
+        "a connection past max_lifetime is replaced"
+    );
     pool.close().await;
 }

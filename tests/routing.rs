@@ -29,10 +29,7 @@ async fn pool_with(c: &PgCluster, config: Config) -> PgReplicaPool {
 }
 
 fn config() -> Config {
-    Config {
-        health_check_interval: Duration::from_millis(200),
-        ..Config::default()
-    }
+    Config::default().health_check_interval(Duration::from_millis(200))
 }
 
 fn counter(c: &PgCluster, row: i32) -> i64 {
@@ -129,14 +126,7 @@ async fn a_stream_that_already_returned_rows_is_not_re_run() {
 async fn configured_write_functions_go_straight_to_the_primary() {
     let c = shared();
     setup(c);
-    let pool = pool_with(
-        c,
-        Config {
-            write_functions: vec!["public.bump_misroute".into()],
-            ..config()
-        },
-    )
-    .await;
+    let pool = pool_with(c, config().write_functions(["public.bump_misroute"])).await;
     let standby: bool =
         sqlx::query_scalar("SELECT pg_is_in_recovery() FROM (SELECT bump_misroute(4)) s")
             .fetch_one(&pool)

@@ -24,10 +24,7 @@ async fn setup() -> (tempfile::TempDir, SqliteReplicaPool) {
         .primary(format!("sqlite://{}", path.display()))
         .replica(&reader)
         .replica(&reader)
-        .config(Config {
-            health_check_interval: Duration::from_millis(100),
-            ..Config::default()
-        })
+        .config(Config::default().health_check_interval(Duration::from_millis(100)))
         .connect()
         .await
         .unwrap();

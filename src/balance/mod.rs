@@ -31,7 +31,7 @@ pub(crate) use weighted::WeightedRoundRobin;
 ///
 /// ```
 /// use partypool::{Balance, Config};
-/// let config = Config { balance: Balance::LatencyAware, ..Config::default() };
+/// let config = Config::default().balance(Balance::LatencyAware);
 /// assert_eq!(Config::default().balance, Balance::RoundRobin);
 /// # let _ = config;
 /// ```

@@ -159,12 +159,10 @@ fn status(primary: &str, replicas: &[String], timeout: std::time::Duration) -> E
             return ExitCode::FAILURE;
         }
     };
-    let config = partypool::Config {
-        acquire_timeout: timeout,
-        health_check_timeout: timeout,
-        max_connections: 2,
-        ..partypool::Config::default()
-    };
+    let config = partypool::Config::default()
+        .acquire_timeout(timeout)
+        .health_check_timeout(timeout)
+        .max_connections(2);
     let replicas: Vec<&str> = replicas
         .iter()
         .map(String::as_str)

@@ -2,9 +2,43 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
+
+use futures_core::future::BoxFuture;
+use sqlx::Connection;
+use sqlx::pool::PoolConnectionMetadata;
 
 use crate::backend::Backend;
 use crate::{Config, Error, ReplicaPool, redact};
+
+/// A node's parsed connect options (`PgConnectOptions`, `MySqlConnectOptions`, …).
+pub type ConnectOptionsOf<DB> = <<DB as sqlx::Database>::Connection as Connection>::Options;
+
+type OptionsHook<DB> = Arc<dyn Fn(ConnectOptionsOf<DB>) -> ConnectOptionsOf<DB> + Send + Sync>;
+type AfterConnect<DB> = Arc<
+    dyn for<'c> Fn(
+            &'c mut <DB as sqlx::Database>::Connection,
+            PoolConnectionMetadata,
+        ) -> BoxFuture<'c, Result<(), sqlx::Error>>
+        + Send
+        + Sync,
+>;
+
+/// What the builder adds to every node's pool beyond [`Config`]: functions, which a
+/// serde config cannot hold.
+pub(crate) struct Hooks<DB: Backend> {
+    pub(crate) connect_options: Option<OptionsHook<DB>>,
+    pub(crate) after_connect: Option<AfterConnect<DB>>,
+}
+
+impl<DB: Backend> Default for Hooks<DB> {
+    fn default() -> Self {
+        Hooks {
+            connect_options: None,
+            after_connect: None,
+        }
+    }
+}
 
 /// Builds a [`ReplicaPool`]. Made by [`ReplicaPool::builder`].
 ///
@@ -17,7 +51,7 @@ use crate::{Config, Error, ReplicaPool, redact};
 ///     .primary("postgres://app@db-primary/app")
 ///     .replica("postgres://app@db-replica-1/app")
 ///     .replica("postgres://app@db-replica-2/app")
-///     .config(Config { balance: Balance::Random, ..Config::default() })
+///     .config(Config::default().balance(Balance::Random))
 ///     .connect()
 ///     .await?;
 /// # Ok(()) }
@@ -26,6 +60,7 @@ pub struct Builder<DB: Backend> {
     primary: Option<String>,
     replicas: Vec<String>,
     config: Config,
+    hooks: Hooks<DB>,
     _db: PhantomData<fn() -> DB>,
 }
 
@@ -35,6 +70,7 @@ impl<DB: Backend> Builder<DB> {
             primary: None,
             replicas: Vec::new(),
             config: Config::default(),
+            hooks: Hooks::default(),
             _db: PhantomData,
         }
     }
@@ -58,13 +94,73 @@ impl<DB: Backend> Builder<DB> {
         self
     }
 
+    /// Changes every node's connect options after they are parsed from its URL: the place
+    /// for settings a URL cannot carry or that every node shares (`application_name`, the
+    /// statement cache, TLS roots, …). Applies to the primary and every replica, and to the
+    /// health probes' connections.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), partypool::Error> {
+    /// let pool = partypool::PgReplicaPool::builder()
+    ///     .primary("postgres://app@db-primary/app")
+    ///     .replica("postgres://app@db-replica-1/app")
+    ///     .connect_options(|o| o.application_name("billing").statement_cache_capacity(500))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn connect_options(
+        mut self,
+        f: impl Fn(ConnectOptionsOf<DB>) -> ConnectOptionsOf<DB> + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.connect_options = Some(Arc::new(f));
+        self
+    }
+
+    /// Runs `hook` on every new connection of every node before it is first used, as
+    /// sqlx's [`PoolOptions::after_connect`](sqlx::pool::PoolOptions::after_connect). This
+    /// is where per-connection session state belongs: a routed `SET search_path` reaches
+    /// only one primary connection, a hook reaches all of them. An error fails that
+    /// connection attempt (and is reported like any connection error).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), partypool::Error> {
+    /// use sqlx::Executor;
+    ///
+    /// let pool = partypool::PgReplicaPool::builder()
+    ///     .primary("postgres://app@db-primary/app")
+    ///     .replica("postgres://app@db-replica-1/app")
+    ///     .after_connect(|conn, _meta| {
+    ///         Box::pin(async move {
+    ///             conn.execute("SET search_path = app, public").await?;
+    ///             Ok(())
+    ///         })
+    ///     })
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn after_connect<F>(mut self, hook: F) -> Self
+    where
+        F: for<'c> Fn(
+                &'c mut DB::Connection,
+                PoolConnectionMetadata,
+            ) -> BoxFuture<'c, Result<(), sqlx::Error>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.hooks.after_connect = Some(Arc::new(hook));
+        self
+    }
+
     /// Connects; see [`ReplicaPool::connect`] for what can fail.
     pub async fn connect(self) -> Result<ReplicaPool<DB>, Error> {
         let primary = self
             .primary
             .ok_or_else(|| Error::Config("no primary URL: call .primary(url)".into()))?;
         let replicas: Vec<&str> = self.replicas.iter().map(String::as_str).collect();
-        ReplicaPool::connect(&primary, &replicas, self.config).await
+        ReplicaPool::connect_with(&primary, &replicas, self.config, self.hooks).await
     }
 }
 
@@ -81,6 +177,8 @@ impl<DB: Backend> fmt::Debug for Builder<DB> {
                     .collect::<Vec<_>>(),
             )
             .field("config", &self.config)
+            .field("connect_options", &self.hooks.connect_options.is_some())
+            .field("after_connect", &self.hooks.after_connect.is_some())
             .finish()
     }
 }

@@ -11,6 +11,7 @@ use sqlx::pool::{PoolConnection, PoolOptions};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::builder::Hooks;
 use crate::backend::Backend;
 use crate::cluster::{Cluster, Settings};
 use crate::consistency::{
@@ -41,6 +42,7 @@ impl<DB: Backend> Shared<DB> {
         primary_url: &str,
         replica_urls: &[&str],
         config: Config,
+        hooks: Hooks<DB>,
     ) -> Result<Self, Error> {
         config.validate().map_err(Error::Config)?;
 
@@ -50,12 +52,13 @@ impl<DB: Backend> Shared<DB> {
             Role::Primary,
             primary_url,
             &config,
+            &hooks,
         )?));
         for (i, url) in replica_urls.iter().enumerate() {
             let name = format!("replica-{}", i + 1);
             let weight = config.replica_weights.get(i).copied().unwrap_or(1);
             nodes.push(Arc::new(
-                node::<DB>(name, Role::Replica, url, &config)?.with_weight(weight),
+                node::<DB>(name, Role::Replica, url, &config, &hooks)?.with_weight(weight),
             ));
         }
         let settings = Settings {
@@ -329,6 +332,7 @@ fn node<DB: Backend>(
     role: Role,
     raw: &str,
     config: &Config,
+    hooks: &Hooks<DB>,
 ) -> Result<Node<DB>, Error> {
     let url = redact::redact_url(raw);
     let secret = redact::password_of(raw);
@@ -355,11 +359,21 @@ fn node<DB: Backend>(
             .unwrap_or(config.max_connections),
         Role::Replica => config.max_connections,
     };
-    let pool = PoolOptions::<DB>::new()
+    let options = match &hooks.connect_options {
+        Some(f) => f(options),
+        None => options,
+    };
+    let mut pool = PoolOptions::<DB>::new()
         .max_connections(max)
         .min_connections(config.min_connections.min(max))
         .acquire_timeout(config.acquire_timeout)
         .idle_timeout(config.idle_timeout)
-        .connect_lazy_with(options);
+        .max_lifetime(config.max_lifetime)
+        .test_before_acquire(config.test_before_acquire);
+    if let Some(hook) = &hooks.after_connect {
+        let hook = hook.clone();
+        pool = pool.after_connect(move |conn, meta| hook(conn, meta));
+    }
+    let pool = pool.connect_lazy_with(options);
     Ok(Node::new(name, role, url, secret, pool))
 }

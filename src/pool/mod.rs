@@ -44,7 +44,7 @@ use std::sync::Arc;
 use sqlx::pool::PoolConnection;
 use sqlx::{Acquire, Pool, SqlSafeStr, Transaction};
 
-pub use builder::Builder;
+pub use builder::{Builder, ConnectOptionsOf};
 pub(crate) use executor::PendingWrite;
 pub use executor::Targeted;
 
@@ -53,6 +53,7 @@ use crate::consistency::{CausalToken, Session};
 use crate::node::Node;
 use crate::status::Status;
 use crate::{Config, Error};
+use builder::Hooks;
 use inner::Shared;
 
 /// A primary and its read replicas behind one [`sqlx::Executor`].
@@ -97,7 +98,16 @@ impl<DB: Backend> ReplicaPool<DB> {
         replica_urls: &[&str],
         config: Config,
     ) -> Result<Self, Error> {
-        let shared = Shared::connect(primary_url, replica_urls, config).await?;
+        Self::connect_with(primary_url, replica_urls, config, Hooks::default()).await
+    }
+
+    pub(crate) async fn connect_with(
+        primary_url: &str,
+        replica_urls: &[&str],
+        config: Config,
+        hooks: Hooks<DB>,
+    ) -> Result<Self, Error> {
+        let shared = Shared::connect(primary_url, replica_urls, config, hooks).await?;
         Ok(ReplicaPool {
             shared: Arc::new(shared),
         })

@@ -6,16 +6,14 @@ use std::time::{Duration, Instant};
 /// The configuration of the fault tests: probes every `interval` bounded by `probe_timeout`,
 /// a 2 s acquire timeout, and short bans (200 ms … 1 s), so faults show within a second.
 pub fn fault_config(interval: Duration, probe_timeout: Duration) -> partypool::Config {
-    partypool::Config {
-        health_check_interval: interval,
-        health_check_timeout: probe_timeout,
-        acquire_timeout: Duration::from_secs(2),
-        ban_backoff: partypool::config::Backoff {
-            base: Duration::from_millis(200),
-            max: Duration::from_secs(1),
-        },
-        ..partypool::Config::default()
-    }
+    partypool::Config::default()
+        .health_check_interval(interval)
+        .health_check_timeout(probe_timeout)
+        .acquire_timeout(Duration::from_secs(2))
+        .ban_backoff(partypool::config::Backoff::new(
+            Duration::from_millis(200),
+            Duration::from_secs(1),
+        ))
 }
 
 /// Tests that assert timings run one at a time: on a 2-core machine, two clusters under fault
