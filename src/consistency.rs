@@ -532,6 +532,17 @@ pub struct Session<DB: crate::Backend> {
     pub(crate) state: Arc<SessionState>,
 }
 
+/// A clone is the same session (it shares its writes and positions), e.g. to hand it to
+/// another task or to keep it in a request's extensions.
+impl<DB: crate::Backend> Clone for Session<DB> {
+    fn clone(&self) -> Self {
+        Session {
+            pool: self.pool.clone(),
+            state: Arc::clone(&self.state),
+        }
+    }
+}
+
 impl<DB: crate::Backend> Session<DB> {
     pub(crate) fn new(pool: crate::ReplicaPool<DB>, token: Option<CausalToken>) -> Self {
         Session {

@@ -43,6 +43,8 @@ pub mod pool;
 mod redact;
 pub mod route;
 pub mod status;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 pub use backend::{Backend, LogPosition};
 pub use balance::Balance;
