@@ -596,10 +596,16 @@ impl<DB: crate::Backend> Session<DB> {
     /// # let _ = b; Ok(()) }
     /// ```
     pub async fn begin(&self) -> Result<SessionTransaction<'_, DB>, Error> {
+        self.begin_owned().await
+    }
+
+    /// [`begin`](Self::begin), for holders that outlive the borrow (SeaORM's transactions).
+    pub(crate) async fn begin_owned(&self) -> Result<SessionTransaction<'static, DB>, Error> {
         let tx = self.pool.begin().await?;
         Ok(SessionTransaction {
             tx: Some(tx),
-            session: self,
+            session: self.clone(),
+            _session: std::marker::PhantomData,
         })
     }
 }
@@ -608,7 +614,10 @@ impl<DB: crate::Backend> Session<DB> {
 /// `sqlx::Transaction`; dropping it without `commit` rolls back.
 pub struct SessionTransaction<'s, DB: crate::Backend> {
     tx: Option<sqlx::Transaction<'static, DB>>,
-    session: &'s Session<DB>,
+    // The same session (a clone shares its state); the lifetime keeps the public API of a
+    // transaction borrowed from its session.
+    session: Session<DB>,
+    _session: std::marker::PhantomData<&'s Session<DB>>,
 }
 
 impl<DB: crate::Backend> SessionTransaction<'_, DB> {

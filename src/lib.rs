@@ -42,6 +42,8 @@ mod node;
 pub mod pool;
 mod redact;
 pub mod route;
+#[cfg(feature = "sea-orm")]
+pub mod sea_orm;
 pub mod status;
 #[cfg(feature = "tower")]
 pub mod tower;

@@ -1,0 +1,496 @@
+//! SeaORM 2 over a [`ReplicaPool`] (feature `sea-orm`): reads on replicas, writes and
+//! transactions on the primary, read-your-writes through a [`Session`].
+//!
+//! [`ReplicaPool::sea_orm`] (and [`Session::sea_orm`]) return a [`ReplicaConnection`], which
+//! implements SeaORM's `ConnectionTrait`, `StreamTrait` and `TransactionTrait`: pass `&db`
+//! wherever SeaORM takes `&impl ConnectionTrait`. The SQL SeaORM builds is classified by the
+//! same rules as any other statement.
+//!
+//! ```no_run
+//! # async fn demo(pool: partypool::PgReplicaPool) -> Result<(), sea_orm::DbErr> {
+//! use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+//!
+//! let db = pool.sea_orm();
+//! // A read: a replica.
+//! let row = db
+//!     .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT pg_is_in_recovery()"))
+//!     .await?;
+//! // A transaction: the primary.
+//! let txn = db.begin().await?;
+//! txn.execute_unprepared("UPDATE accounts SET balance = balance - 1 WHERE id = 1").await?;
+//! sea_orm::TransactionSession::commit(txn).await?;
+//! # let _ = row; Ok(()) }
+//! ```
+//!
+//! Limits: nested transactions are savepoints on the outer transaction's connection; a nested
+//! transaction dropped without `commit` or `rollback` stays part of the outer one. Streams
+//! are served by the connection itself, not (yet) inside a transaction. PostgreSQL only for
+//! now.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use ::sea_orm::sea_query::Values;
+use ::sea_orm::{
+    AccessMode, ConnectionTrait, DbBackend, DbErr, ExecResult, IsolationLevel, QueryResult,
+    RuntimeErr, Statement, StreamTrait, TransactionError, TransactionOptions, TransactionSession,
+    TransactionTrait,
+};
+use futures_core::stream::BoxStream;
+use futures_util::{StreamExt, TryStreamExt};
+use sea_query_sqlx::SqlxValues;
+use sqlx::{Executor, Postgres};
+
+use crate::consistency::SessionTransaction;
+use crate::{Backend, ReplicaPool, Session};
+
+/// A SeaORM connection over a [`ReplicaPool`] or a [`Session`]. Cheap to clone.
+pub struct ReplicaConnection<DB: Backend> {
+    via: Via<DB>,
+}
+
+enum Via<DB: Backend> {
+    Pool(ReplicaPool<DB>),
+    Session(Session<DB>),
+}
+
+impl<DB: Backend> Clone for ReplicaConnection<DB> {
+    fn clone(&self) -> Self {
+        ReplicaConnection {
+            via: match &self.via {
+                Via::Pool(p) => Via::Pool(p.clone()),
+                Via::Session(s) => Via::Session(s.clone()),
+            },
+        }
+    }
+}
+
+impl<DB: Backend> std::fmt::Debug for ReplicaConnection<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let via = match &self.via {
+            Via::Pool(_) => "pool",
+            Via::Session(_) => "session",
+        };
+        f.debug_struct("ReplicaConnection")
+            .field("via", &via)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<DB: Backend> ReplicaPool<DB> {
+    /// This pool as a SeaORM connection; see [`crate::sea_orm`].
+    pub fn sea_orm(&self) -> ReplicaConnection<DB> {
+        ReplicaConnection {
+            via: Via::Pool(self.clone()),
+        }
+    }
+}
+
+impl<DB: Backend> Session<DB> {
+    /// This session as a SeaORM connection: its reads see its writes; see
+    /// [`crate::sea_orm`].
+    pub fn sea_orm(&self) -> ReplicaConnection<DB> {
+        ReplicaConnection {
+            via: Via::Session(self.clone()),
+        }
+    }
+}
+
+fn query_err(e: sqlx::Error) -> DbErr {
+    DbErr::Query(RuntimeErr::SqlxError(Arc::new(e)))
+}
+
+fn exec_err(e: sqlx::Error) -> DbErr {
+    DbErr::Exec(RuntimeErr::SqlxError(Arc::new(e)))
+}
+
+fn conn_err(e: crate::Error) -> DbErr {
+    // partypool's errors name the node and never carry a password.
+    DbErr::Conn(RuntimeErr::Internal(e.to_string()))
+}
+
+/// The sqlx query for a SeaORM statement (its placeholders and values as built).
+fn sqlx_query(stmt: Statement) -> sqlx::query::Query<'static, Postgres, SqlxValues> {
+    let values = stmt.values.unwrap_or(Values(Vec::new()));
+    sqlx::query_with(sqlx::AssertSqlSafe(stmt.sql), SqlxValues(values))
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for ReplicaConnection<Postgres> {
+    fn get_database_backend(&self) -> DbBackend {
+        DbBackend::Postgres
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        let q = sqlx_query(stmt);
+        match &self.via {
+            Via::Pool(p) => q.execute(p).await,
+            Via::Session(s) => q.execute(s).await,
+        }
+        .map(ExecResult::from)
+        .map_err(exec_err)
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        let q = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()));
+        match &self.via {
+            Via::Pool(p) => p.execute(q).await,
+            Via::Session(s) => s.execute(q).await,
+        }
+        .map(ExecResult::from)
+        .map_err(exec_err)
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        let q = sqlx_query(stmt);
+        match &self.via {
+            Via::Pool(p) => q.fetch_optional(p).await,
+            Via::Session(s) => q.fetch_optional(s).await,
+        }
+        .map(|row| row.map(QueryResult::from))
+        .map_err(query_err)
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        let q = sqlx_query(stmt);
+        match &self.via {
+            Via::Pool(p) => q.fetch_all(p).await,
+            Via::Session(s) => q.fetch_all(s).await,
+        }
+        .map(|rows| rows.into_iter().map(QueryResult::from).collect())
+        .map_err(query_err)
+    }
+}
+
+impl StreamTrait for ReplicaConnection<Postgres> {
+    type Stream<'a> = BoxStream<'a, Result<QueryResult, DbErr>>;
+
+    fn get_database_backend(&self) -> DbBackend {
+        DbBackend::Postgres
+    }
+
+    fn stream_raw<'a>(
+        &'a self,
+        stmt: Statement,
+    ) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
+        Box::pin(async move {
+            let q = sqlx_query(stmt);
+            let rows = match &self.via {
+                Via::Pool(p) => q.fetch(p),
+                Via::Session(s) => q.fetch(s),
+            };
+            Ok(rows.map_ok(QueryResult::from).map_err(query_err).boxed())
+        })
+    }
+}
+
+/// A transaction begun through a [`ReplicaConnection`]: on the primary, or (read-only
+/// access mode, not through a session) on a replica.
+pub struct ReplicaTransaction<DB: Backend> {
+    tx: Arc<tokio::sync::Mutex<Option<Tx<DB>>>>,
+    /// 0 for the transaction itself; n for the n-th nested savepoint.
+    depth: u32,
+}
+
+enum Tx<DB: Backend> {
+    Plain(sqlx::Transaction<'static, DB>),
+    Session(SessionTransaction<'static, DB>),
+}
+
+impl<DB: Backend> Tx<DB> {
+    fn conn(&mut self) -> &mut DB::Connection {
+        match self {
+            Tx::Plain(tx) => tx,
+            Tx::Session(tx) => tx,
+        }
+    }
+}
+
+impl<DB: Backend> std::fmt::Debug for ReplicaTransaction<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaTransaction")
+            .field("depth", &self.depth)
+            .finish_non_exhaustive()
+    }
+}
+
+fn finished() -> DbErr {
+    DbErr::Conn(RuntimeErr::Internal("the transaction has finished".into()))
+}
+
+impl ReplicaTransaction<Postgres> {
+    fn new(tx: Tx<Postgres>) -> Self {
+        ReplicaTransaction {
+            tx: Arc::new(tokio::sync::Mutex::new(Some(tx))),
+            depth: 0,
+        }
+    }
+
+    /// Runs a statement of transaction control on this transaction's connection.
+    async fn control(&self, sql: String) -> Result<(), DbErr> {
+        let mut guard = self.tx.lock().await;
+        let conn = guard.as_mut().ok_or_else(finished)?.conn();
+        conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql)))
+            .await
+            .map(drop)
+            .map_err(exec_err)
+    }
+
+    /// Applies an isolation level and access mode at the start of a transaction.
+    async fn configure(
+        self,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<Self, DbErr> {
+        let mut parts = Vec::new();
+        if let Some(level) = isolation_level {
+            parts.push(format!("ISOLATION LEVEL {level}"));
+        }
+        if let Some(mode) = access_mode {
+            parts.push(mode.to_string());
+        }
+        if !parts.is_empty() {
+            self.control(format!("SET TRANSACTION {}", parts.join(", ")))
+                .await?;
+        }
+        Ok(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for ReplicaTransaction<Postgres> {
+    fn get_database_backend(&self) -> DbBackend {
+        DbBackend::Postgres
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        let mut guard = self.tx.lock().await;
+        let conn = guard.as_mut().ok_or_else(finished)?.conn();
+        sqlx_query(stmt)
+            .execute(conn)
+            .await
+            .map(ExecResult::from)
+            .map_err(exec_err)
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        let mut guard = self.tx.lock().await;
+        let conn = guard.as_mut().ok_or_else(finished)?.conn();
+        conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())))
+            .await
+            .map(ExecResult::from)
+            .map_err(exec_err)
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        let mut guard = self.tx.lock().await;
+        let conn = guard.as_mut().ok_or_else(finished)?.conn();
+        sqlx_query(stmt)
+            .fetch_optional(conn)
+            .await
+            .map(|row| row.map(QueryResult::from))
+            .map_err(query_err)
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        let mut guard = self.tx.lock().await;
+        let conn = guard.as_mut().ok_or_else(finished)?.conn();
+        sqlx_query(stmt)
+            .fetch_all(conn)
+            .await
+            .map(|rows| rows.into_iter().map(QueryResult::from).collect())
+            .map_err(query_err)
+    }
+}
+
+#[async_trait::async_trait]
+impl TransactionSession for ReplicaTransaction<Postgres> {
+    async fn commit(self) -> Result<(), DbErr> {
+        if self.depth > 0 {
+            return self
+                .control(format!("RELEASE SAVEPOINT partypool_{}", self.depth))
+                .await;
+        }
+        match self.tx.lock().await.take().ok_or_else(finished)? {
+            Tx::Plain(tx) => tx.commit().await,
+            Tx::Session(tx) => tx.commit().await,
+        }
+        .map_err(exec_err)
+    }
+
+    async fn rollback(self) -> Result<(), DbErr> {
+        if self.depth > 0 {
+            return self
+                .control(format!("ROLLBACK TO SAVEPOINT partypool_{}", self.depth))
+                .await;
+        }
+        match self.tx.lock().await.take().ok_or_else(finished)? {
+            Tx::Plain(tx) => tx.rollback().await,
+            Tx::Session(tx) => tx.rollback().await,
+        }
+        .map_err(exec_err)
+    }
+}
+
+/// Runs `callback` in `txn`, committing on `Ok` and rolling back on `Err`.
+async fn run_in<F, T, E>(
+    txn: ReplicaTransaction<Postgres>,
+    callback: F,
+) -> Result<T, TransactionError<E>>
+where
+    F: for<'c> FnOnce(
+            &'c ReplicaTransaction<Postgres>,
+        ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+        + Send,
+    T: Send,
+    E: std::fmt::Display + std::fmt::Debug + Send,
+{
+    let result = callback(&txn).await;
+    match result {
+        Ok(value) => {
+            txn.commit().await.map_err(TransactionError::Connection)?;
+            Ok(value)
+        }
+        Err(e) => {
+            txn.rollback().await.map_err(TransactionError::Connection)?;
+            Err(TransactionError::Transaction(e))
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl TransactionTrait for ReplicaConnection<Postgres> {
+    type Transaction = ReplicaTransaction<Postgres>;
+
+    async fn begin(&self) -> Result<ReplicaTransaction<Postgres>, DbErr> {
+        self.begin_with_config(None, None).await
+    }
+
+    /// `AccessMode::ReadOnly` runs the transaction on a replica (through a session: on the
+    /// primary, which is never behind the session's writes); anything else on the primary.
+    async fn begin_with_config(
+        &self,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<ReplicaTransaction<Postgres>, DbErr> {
+        let tx = match (&self.via, access_mode) {
+            (Via::Pool(p), Some(AccessMode::ReadOnly)) => {
+                // Already `BEGIN READ ONLY`.
+                let tx = p.begin_read_only().await.map_err(conn_err)?;
+                let txn = ReplicaTransaction::new(Tx::Plain(tx));
+                return txn.configure(isolation_level, None).await;
+            }
+            (Via::Pool(p), _) => Tx::Plain(p.begin().await.map_err(conn_err)?),
+            (Via::Session(s), _) => Tx::Session(s.begin_owned().await.map_err(conn_err)?),
+        };
+        ReplicaTransaction::new(tx)
+            .configure(isolation_level, access_mode)
+            .await
+    }
+
+    async fn begin_with_options(
+        &self,
+        options: TransactionOptions,
+    ) -> Result<ReplicaTransaction<Postgres>, DbErr> {
+        self.begin_with_config(options.isolation_level, options.access_mode)
+            .await
+    }
+
+    async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c ReplicaTransaction<Postgres>,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        let txn = self.begin().await.map_err(TransactionError::Connection)?;
+        run_in(txn, callback).await
+    }
+
+    async fn transaction_with_config<F, T, E>(
+        &self,
+        callback: F,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c ReplicaTransaction<Postgres>,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        let txn = self
+            .begin_with_config(isolation_level, access_mode)
+            .await
+            .map_err(TransactionError::Connection)?;
+        run_in(txn, callback).await
+    }
+}
+
+/// Nested transactions are savepoints on the same connection.
+#[async_trait::async_trait]
+impl TransactionTrait for ReplicaTransaction<Postgres> {
+    type Transaction = ReplicaTransaction<Postgres>;
+
+    async fn begin(&self) -> Result<ReplicaTransaction<Postgres>, DbErr> {
+        let nested = ReplicaTransaction {
+            tx: Arc::clone(&self.tx),
+            depth: self.depth + 1,
+        };
+        nested
+            .control(format!("SAVEPOINT partypool_{}", nested.depth))
+            .await?;
+        Ok(nested)
+    }
+
+    /// A savepoint cannot change the isolation level or access mode: the same as `begin`.
+    async fn begin_with_config(
+        &self,
+        _isolation_level: Option<IsolationLevel>,
+        _access_mode: Option<AccessMode>,
+    ) -> Result<ReplicaTransaction<Postgres>, DbErr> {
+        self.begin().await
+    }
+
+    async fn begin_with_options(
+        &self,
+        _options: TransactionOptions,
+    ) -> Result<ReplicaTransaction<Postgres>, DbErr> {
+        self.begin().await
+    }
+
+    async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c ReplicaTransaction<Postgres>,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        let txn = self.begin().await.map_err(TransactionError::Connection)?;
+        run_in(txn, callback).await
+    }
+
+    async fn transaction_with_config<F, T, E>(
+        &self,
+        callback: F,
+        _isolation_level: Option<IsolationLevel>,
+        _access_mode: Option<AccessMode>,
+    ) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c ReplicaTransaction<Postgres>,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        self.transaction(callback).await
+    }
+}

@@ -1,0 +1,165 @@
+//! SeaORM 2 entities through `pool.sea_orm()` on a real primary + replica. Where each
+//! statement ran is the server's answer (`pg_is_in_recovery()`) or, with replay paused,
+//! what it could see.
+#![cfg(feature = "sea-orm")]
+
+mod support;
+
+use futures_util::TryStreamExt;
+use partypool::{Config, PgReplicaPool};
+use sea_orm::{
+    AccessMode, ActiveModelTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
+    Set, Statement, TransactionSession, TransactionTrait,
+};
+
+mod note {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "notes")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub body: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Whether the connection's next read ran on a standby.
+async fn on_standby(db: &impl ConnectionTrait) -> bool {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT pg_is_in_recovery() AS standby",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<bool>("", "standby").unwrap()
+}
+
+fn new_note(body: &str) -> note::ActiveModel {
+    note::ActiveModel {
+        body: Set(body.to_owned()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entities_route_and_sessions_read_their_writes() {
+    let c = support::PgCluster::start(1);
+    c.psql(
+        0,
+        "CREATE TABLE notes (id bigserial PRIMARY KEY, body text NOT NULL)",
+    );
+    c.wait_replayed();
+    let pool = PgReplicaPool::connect(
+        &c.primary_url(),
+        &[&c.url(1)],
+        Config::default().max_replica_lag(None),
+    )
+    .await
+    .unwrap();
+    let db = pool.sea_orm();
+
+    // Writes (ActiveModel insert/update/delete, insert_many) on the primary; reads on the
+    // replica.
+    let first = new_note("first").insert(&db).await.unwrap();
+    note::Entity::insert_many([new_note("second"), new_note("third")])
+        .exec(&db)
+        .await
+        .unwrap();
+    tokio::task::block_in_place(|| c.wait_replayed());
+    let mut second: note::ActiveModel = note::Entity::find_by_id(first.id + 1)
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap()
+        .into();
+    second.body = Set("second, edited".into());
+    second.update(&db).await.unwrap();
+    note::Entity::delete_by_id(first.id + 2)
+        .exec(&db)
+        .await
+        .unwrap();
+    tokio::task::block_in_place(|| c.wait_replayed());
+    assert!(on_standby(&db).await, "a read runs on the replica");
+    assert_eq!(note::Entity::find().all(&db).await.unwrap().len(), 2);
+    assert_eq!(note::Entity::find().count(&db).await.unwrap(), 2);
+    let streamed: Vec<note::Model> = note::Entity::find()
+        .stream(&db)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(streamed.len(), 2);
+
+    // With replay paused the replica lags: the pool's reads miss a new write, the
+    // session's do not.
+    tokio::task::block_in_place(|| c.pause_replay(1));
+    let session = pool.session();
+    let sdb = session.sea_orm();
+    new_note("while paused").insert(&sdb).await.unwrap();
+    assert_eq!(note::Entity::find().all(&db).await.unwrap().len(), 2);
+    assert_eq!(note::Entity::find().all(&sdb).await.unwrap().len(), 3);
+    assert!(
+        !on_standby(&sdb).await,
+        "the session reads on the primary meanwhile"
+    );
+
+    // Transactions: the primary; a read-only one: the replica.
+    let standby = db
+        .transaction::<_, bool, DbErr>(|txn| {
+            Box::pin(async move {
+                new_note("in a transaction").insert(txn).await?;
+                Ok(on_standby(txn).await)
+            })
+        })
+        .await
+        .unwrap();
+    assert!(!standby);
+    let ro = db
+        .begin_with_config(None, Some(AccessMode::ReadOnly))
+        .await
+        .unwrap();
+    assert!(
+        on_standby(&ro).await,
+        "a read-only transaction runs on a replica"
+    );
+    ro.commit().await.unwrap();
+
+    // A nested transaction is a savepoint: rolled back, its write is gone; the outer one
+    // commits.
+    let outer = db.begin().await.unwrap();
+    new_note("kept").insert(&outer).await.unwrap();
+    let inner = outer.begin().await.unwrap();
+    new_note("rolled back").insert(&inner).await.unwrap();
+    inner.rollback().await.unwrap();
+    outer.commit().await.unwrap();
+    let bodies: Vec<String> = note::Entity::find()
+        .all(&sdb)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.body)
+        .collect();
+    assert!(bodies.contains(&"kept".to_owned()), "{bodies:?}");
+    assert!(!bodies.contains(&"rolled back".to_owned()), "{bodies:?}");
+
+    // Every write went to the primary by design: no replica refused one.
+    let status = pool.status();
+    assert!(status.nodes.iter().all(|n| n.misroutes == 0), "{status}");
+    // Errors keep the server's message.
+    let err = db
+        .execute_unprepared("SELECT * FROM no_such_table")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no_such_table"), "{err}");
+    tokio::task::block_in_place(|| c.resume_replay(1));
+    pool.close().await;
+}
