@@ -383,8 +383,9 @@ impl<DB: Backend> Node<DB> {
         known(self.replay_age_us.load(Ordering::Relaxed)).map(Duration::from_micros)
     }
 
-    /// Resolves when this node next leaves the rotation. Register (`enable`) before checking
-    /// the state, so a change in between is not missed.
+    /// Resolves when this node next leaves the rotation after this call. Create it before
+    /// checking the state: a `Notified` counts the notifications sent after its creation
+    /// even if it is first polled later, so a change in between is not missed.
     pub(crate) fn left_rotation(&self) -> tokio::sync::futures::Notified<'_> {
         self.down.notified()
     }
@@ -414,15 +415,25 @@ impl<DB: Backend> Node<DB> {
     /// before returning (a lazily created sqlx pool opens them only after `idle_timeout`).
     /// Failures are left to the probes; each open is bounded by the acquire timeout.
     pub(crate) async fn open_min_connections(&self) {
-        let want = self
-            .pool
-            .options()
-            .get_min_connections()
-            .saturating_sub(self.pool.size());
-        // Held together, so the pool must open new ones rather than hand one back `want`
-        // times; then returned to the pool as idle connections.
-        let conns = futures_util::future::join_all((0..want).map(|_| self.pool.acquire())).await;
-        drop(conns);
+        use futures_util::StreamExt;
+        let min = self.pool.options().get_min_connections();
+        let want = min.saturating_sub(self.pool.size());
+        // Held while more are opened, so the pool must open new ones rather than hand one
+        // back `want` times. Once the pool counts `min` (which includes connections still
+        // being opened: those are let finish, not cancelled), every connection goes back at
+        // once, so a fixed-size pool whose connections the application already uses is not
+        // kept waiting.
+        let mut opening: futures_util::stream::FuturesUnordered<_> =
+            (0..want).map(|_| self.pool.acquire()).collect();
+        let mut held = Vec::new();
+        while let Some(outcome) = opening.next().await {
+            let Ok(conn) = outcome else { break };
+            if self.pool.size() < min {
+                held.push(conn);
+            } else {
+                held.clear();
+            }
+        }
     }
 
     /// Counts an error a statement returned on this node. Returns whether it is evidence

@@ -22,10 +22,12 @@
 //! # let _ = row; Ok(()) }
 //! ```
 //!
-//! Limits: nested transactions are savepoints on the outer transaction's connection; a nested
-//! transaction dropped without `commit` or `rollback` stays part of the outer one. Streams
-//! are served by the connection itself, not (yet) inside a transaction. PostgreSQL only for
-//! now.
+//! Nested transactions are savepoints on the outer transaction's connection; one dropped
+//! without `commit` or `rollback` is rolled back (before the next statement of the outer
+//! one), as SeaORM's own are. Read-only transactions run on a replica, except serializable
+//! ones (a hot standby refuses them) and those of a session (on the primary, never behind
+//! its writes). Limits: streams are served by the connection itself, not (yet) inside a
+//! transaction; PostgreSQL only for now.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -191,6 +193,21 @@ pub struct ReplicaTransaction<DB: Backend> {
     tx: Arc<tokio::sync::Mutex<Option<Tx<DB>>>>,
     /// 0 for the transaction itself; n for the n-th nested savepoint.
     depth: u32,
+    /// The shallowest nested level dropped without `commit` or `rollback`: rolled back to
+    /// (as SeaORM's own transactions do on drop) before the next statement on the
+    /// connection. A plain mutex: `Drop` cannot wait.
+    abandoned: Arc<std::sync::Mutex<Option<u32>>>,
+    finished: bool,
+}
+
+impl<DB: Backend> Drop for ReplicaTransaction<DB> {
+    fn drop(&mut self) {
+        // The transaction itself rolls back when its sqlx transaction drops.
+        if self.depth > 0 && !self.finished {
+            let mut abandoned = self.abandoned.lock().unwrap_or_else(|e| e.into_inner());
+            *abandoned = Some(abandoned.map_or(self.depth, |d| d.min(self.depth)));
+        }
+    }
 }
 
 enum Tx<DB: Backend> {
@@ -224,13 +241,39 @@ impl ReplicaTransaction<Postgres> {
         ReplicaTransaction {
             tx: Arc::new(tokio::sync::Mutex::new(Some(tx))),
             depth: 0,
+            abandoned: Arc::default(),
+            finished: false,
         }
+    }
+
+    /// The connection, locked, after rolling back any abandoned nested level.
+    async fn conn(&self) -> Result<tokio::sync::MappedMutexGuard<'_, sqlx::PgConnection>, DbErr> {
+        let mut guard = self.tx.lock().await;
+        if guard.is_none() {
+            return Err(finished());
+        }
+        let abandoned = self
+            .abandoned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(depth) = abandoned {
+            let conn = guard.as_mut().ok_or_else(finished)?.conn();
+            let sql = format!(
+                "ROLLBACK TO SAVEPOINT partypool_{depth}; RELEASE SAVEPOINT partypool_{depth}"
+            );
+            conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql)))
+                .await
+                .map_err(exec_err)?;
+        }
+        Ok(tokio::sync::MutexGuard::map(guard, |tx| {
+            tx.as_mut().expect("checked above").conn()
+        }))
     }
 
     /// Runs a statement of transaction control on this transaction's connection.
     async fn control(&self, sql: String) -> Result<(), DbErr> {
-        let mut guard = self.tx.lock().await;
-        let conn = guard.as_mut().ok_or_else(finished)?.conn();
+        let mut conn = self.conn().await?;
         conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql)))
             .await
             .map(drop)
@@ -265,18 +308,16 @@ impl ConnectionTrait for ReplicaTransaction<Postgres> {
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        let mut guard = self.tx.lock().await;
-        let conn = guard.as_mut().ok_or_else(finished)?.conn();
+        let mut conn = self.conn().await?;
         sqlx_query(stmt)
-            .execute(conn)
+            .execute(&mut *conn)
             .await
             .map(ExecResult::from)
             .map_err(exec_err)
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        let mut guard = self.tx.lock().await;
-        let conn = guard.as_mut().ok_or_else(finished)?.conn();
+        let mut conn = self.conn().await?;
         conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())))
             .await
             .map(ExecResult::from)
@@ -284,20 +325,18 @@ impl ConnectionTrait for ReplicaTransaction<Postgres> {
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        let mut guard = self.tx.lock().await;
-        let conn = guard.as_mut().ok_or_else(finished)?.conn();
+        let mut conn = self.conn().await?;
         sqlx_query(stmt)
-            .fetch_optional(conn)
+            .fetch_optional(&mut *conn)
             .await
             .map(|row| row.map(QueryResult::from))
             .map_err(query_err)
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        let mut guard = self.tx.lock().await;
-        let conn = guard.as_mut().ok_or_else(finished)?.conn();
+        let mut conn = self.conn().await?;
         sqlx_query(stmt)
-            .fetch_all(conn)
+            .fetch_all(&mut *conn)
             .await
             .map(|rows| rows.into_iter().map(QueryResult::from).collect())
             .map_err(query_err)
@@ -306,12 +345,15 @@ impl ConnectionTrait for ReplicaTransaction<Postgres> {
 
 #[async_trait::async_trait]
 impl TransactionSession for ReplicaTransaction<Postgres> {
-    async fn commit(self) -> Result<(), DbErr> {
+    async fn commit(mut self) -> Result<(), DbErr> {
+        self.finished = true;
         if self.depth > 0 {
             return self
                 .control(format!("RELEASE SAVEPOINT partypool_{}", self.depth))
                 .await;
         }
+        // Roll back abandoned nested levels first: their writes are not committed.
+        drop(self.conn().await?);
         match self.tx.lock().await.take().ok_or_else(finished)? {
             Tx::Plain(tx) => tx.commit().await,
             Tx::Session(tx) => tx.commit().await,
@@ -319,10 +361,14 @@ impl TransactionSession for ReplicaTransaction<Postgres> {
         .map_err(exec_err)
     }
 
-    async fn rollback(self) -> Result<(), DbErr> {
+    async fn rollback(mut self) -> Result<(), DbErr> {
+        self.finished = true;
         if self.depth > 0 {
+            let d = self.depth;
             return self
-                .control(format!("ROLLBACK TO SAVEPOINT partypool_{}", self.depth))
+                .control(format!(
+                    "ROLLBACK TO SAVEPOINT partypool_{d}; RELEASE SAVEPOINT partypool_{d}"
+                ))
                 .await;
         }
         match self.tx.lock().await.take().ok_or_else(finished)? {
@@ -367,21 +413,28 @@ impl TransactionTrait for ReplicaConnection<Postgres> {
         self.begin_with_config(None, None).await
     }
 
-    /// `AccessMode::ReadOnly` runs the transaction on a replica (through a session: on the
-    /// primary, which is never behind the session's writes); anything else on the primary.
+    /// `AccessMode::ReadOnly` runs the transaction on a replica (serializable ones, and those
+    /// of a session, on the primary); anything else on the primary.
     async fn begin_with_config(
         &self,
         isolation_level: Option<IsolationLevel>,
         access_mode: Option<AccessMode>,
     ) -> Result<ReplicaTransaction<Postgres>, DbErr> {
+        // A hot standby refuses serializable transactions: those run on the primary.
+        let on_replica = isolation_level != Some(IsolationLevel::Serializable);
         let tx = match (&self.via, access_mode) {
-            (Via::Pool(p), Some(AccessMode::ReadOnly)) => {
+            (Via::Pool(p), Some(AccessMode::ReadOnly)) if on_replica => {
                 // Already `BEGIN READ ONLY`.
                 let tx = p.begin_read_only().await.map_err(conn_err)?;
                 let txn = ReplicaTransaction::new(Tx::Plain(tx));
                 return txn.configure(isolation_level, None).await;
             }
             (Via::Pool(p), _) => Tx::Plain(p.begin().await.map_err(conn_err)?),
+            // Read-only through a session: the primary (never behind the session's writes),
+            // and nothing to record at commit.
+            (Via::Session(s), Some(AccessMode::ReadOnly)) => {
+                Tx::Plain(s.pool().begin().await.map_err(conn_err)?)
+            }
             (Via::Session(s), _) => Tx::Session(s.begin_owned().await.map_err(conn_err)?),
         };
         ReplicaTransaction::new(tx)
@@ -438,13 +491,18 @@ impl TransactionTrait for ReplicaTransaction<Postgres> {
     type Transaction = ReplicaTransaction<Postgres>;
 
     async fn begin(&self) -> Result<ReplicaTransaction<Postgres>, DbErr> {
-        let nested = ReplicaTransaction {
+        let mut nested = ReplicaTransaction {
             tx: Arc::clone(&self.tx),
             depth: self.depth + 1,
+            abandoned: Arc::clone(&self.abandoned),
+            finished: false,
         };
+        // Not begun yet: nothing to roll back if the SAVEPOINT fails.
+        nested.finished = true;
         nested
             .control(format!("SAVEPOINT partypool_{}", nested.depth))
             .await?;
+        nested.finished = false;
         Ok(nested)
     }
 

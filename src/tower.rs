@@ -162,11 +162,12 @@ impl<DB: Backend> SessionLayer<DB> {
     ///
     /// # Panics
     ///
-    /// If `path` contains `;` or a control character (it would end the attribute).
+    /// If `path` is not visible ASCII without `;` (it would end the attribute, or not fit
+    /// in a header).
     pub fn cookie_path(mut self, path: impl Into<String>) -> Self {
         let path = path.into();
         assert!(
-            !path.bytes().any(|b| b == b';' || b.is_ascii_control()),
+            path.bytes().all(|b| b.is_ascii_graphic() && b != b';'),
             "invalid cookie path {path:?}"
         );
         self.names().path = path;
@@ -246,11 +247,13 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let sent = incoming_token(&self.names, req.headers());
+        let mut rejected = false;
         let session = match &sent {
             Some(text) => match continue_session(&self.pool, text) {
                 Ok(session) => session,
                 Err(reason) => {
                     tracing::warn!(%reason, "ignoring the request's partypool token: reading as a fresh session");
+                    rejected = true;
                     self.pool.session()
                 }
             },
@@ -265,32 +268,46 @@ where
             let mut response = inner.call(req).await?;
             // Only when the request changed the session (it wrote, or its token had to be
             // replaced): a read-only request leaves the client's token alone.
-            if session.token().map(|t| t.to_string()) != sent
-                && let Some(token) = session.settled_token().await
-            {
-                write_token(&names, response.headers_mut(), &token);
+            if session.token().map(|t| t.to_string()) != sent {
+                match session.settled_token().await {
+                    Some(token) => write_token(&names, response.headers_mut(), &token),
+                    // An unusable token that nothing replaced: clear the cookie, so the
+                    // client stops sending it.
+                    None if rejected => clear_cookie(&names, response.headers_mut()),
+                    None => {}
+                }
             }
             Ok(response)
         })
     }
 }
 
-/// The token the client sent: the header first, then the cookie.
+/// The token the client sent: the header first, then the cookie. Cookies are compared as
+/// bytes: another cookie of the site with a non-ASCII value must not hide ours.
 fn incoming_token(names: &Names, headers: &http::HeaderMap) -> Option<String> {
     if let Some(name) = &names.header
         && let Some(value) = headers.get(name)
     {
-        return Some(String::from_utf8_lossy(value.as_bytes()).trim().to_owned());
+        let text = String::from_utf8_lossy(value.as_bytes()).trim().to_owned();
+        if !text.is_empty() {
+            return Some(text);
+        }
     }
-    let cookie = names.cookie.as_deref()?;
+    let cookie = names.cookie.as_deref()?.as_bytes();
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .filter_map(|pair| {
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            Some((pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii()))
+        })
         .find(|(name, _)| *name == cookie)
-        .map(|(_, value)| value.trim_matches('"').to_owned())
+        .map(|(_, value)| {
+            let value = value.strip_prefix(b"\"").unwrap_or(value);
+            let value = value.strip_suffix(b"\"").unwrap_or(value);
+            String::from_utf8_lossy(value).into_owned()
+        })
 }
 
 fn continue_session<DB: Backend>(
@@ -322,6 +339,17 @@ fn write_token(names: &Names, headers: &mut http::HeaderMap, token: &CausalToken
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.append(SET_COOKIE, value);
         }
+    }
+}
+
+fn clear_cookie(names: &Names, headers: &mut http::HeaderMap) {
+    if let Some(cookie) = &names.cookie
+        && let Ok(value) = HeaderValue::from_str(&format!(
+            "{cookie}=; Path={}; Max-Age=0; HttpOnly",
+            names.path
+        ))
+    {
+        headers.append(SET_COOKIE, value);
     }
 }
 

@@ -151,6 +151,41 @@ async fn entities_route_and_sessions_read_their_writes() {
     assert!(bodies.contains(&"kept".to_owned()), "{bodies:?}");
     assert!(!bodies.contains(&"rolled back".to_owned()), "{bodies:?}");
 
+    // A nested transaction dropped unfinished is rolled back, as SeaORM's own are.
+    let outer = db.begin().await.unwrap();
+    {
+        let inner = outer.begin().await.unwrap();
+        new_note("abandoned").insert(&inner).await.unwrap();
+    }
+    new_note("after the abandoned one")
+        .insert(&outer)
+        .await
+        .unwrap();
+    outer.commit().await.unwrap();
+    let bodies: Vec<String> = note::Entity::find()
+        .all(&sdb)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.body)
+        .collect();
+    assert!(
+        bodies.contains(&"after the abandoned one".to_owned()),
+        "{bodies:?}"
+    );
+    assert!(!bodies.contains(&"abandoned".to_owned()), "{bodies:?}");
+
+    // Serializable read-only: a standby refuses it, so the primary.
+    let ser = db
+        .begin_with_config(
+            Some(sea_orm::IsolationLevel::Serializable),
+            Some(AccessMode::ReadOnly),
+        )
+        .await
+        .unwrap();
+    assert!(!on_standby(&ser).await);
+    ser.commit().await.unwrap();
+
     // Every write went to the primary by design: no replica refused one.
     let status = pool.status();
     assert!(status.nodes.iter().all(|n| n.misroutes == 0), "{status}");

@@ -125,6 +125,17 @@ async fn a_cookie_carries_read_your_writes_across_requests() {
             "a read leaves the token alone"
         );
     }
+    // Among the site's other cookies, one of them not ASCII; an empty header does not hide it.
+    let crowded = format!("theme=d\u{e9}cor; {cookie}; lang=fr");
+    let (status, node, _) = exchange(
+        port,
+        "GET",
+        &path,
+        &[("cookie", &crowded), ("x-partypool-token", "")],
+        "",
+    )
+    .await;
+    assert_eq!((status, node.as_str()), (200, "primary"), "{crowded}");
     // The header works as well as the cookie.
     let (status, _, _) = exchange(port, "GET", &path, &[("x-partypool-token", &token)], "").await;
     assert_eq!(status, 200);
@@ -140,8 +151,16 @@ async fn a_cookie_carries_read_your_writes_across_requests() {
         "partypool_token=pp1-l-0-0".to_owned(),
         "partypool_token=".to_owned(),
     ] {
-        let (status, node, _) = exchange(port, "GET", &path, &[("cookie", &bad)], "").await;
+        let (status, node, headers) = exchange(port, "GET", &path, &[("cookie", &bad)], "").await;
         assert_eq!((status, node.as_str()), (404, "replica"), "{bad}");
+        let cleared = headers
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        assert!(
+            cleared.starts_with("partypool_token=;") && cleared.contains("Max-Age=0"),
+            "an unusable token is cleared: {bad} -> {cleared:?}"
+        );
     }
 
     // Once the replica replays, the cookie holder reads there.

@@ -117,7 +117,8 @@ impl<DB: Backend> Builder<DB> {
         self
     }
 
-    /// Runs `hook` on every new connection of every node before it is first used, as
+    /// Runs `hook` on every new pooled connection of every node before it is first used
+    /// (not on the health probe's own connection, which runs no statement of yours), as
     /// sqlx's [`PoolOptions::after_connect`](sqlx::pool::PoolOptions::after_connect). This
     /// is where per-connection session state belongs: a routed `SET search_path` reaches
     /// only one primary connection, a hook reaches all of them. An error fails that
