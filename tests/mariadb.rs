@@ -1,0 +1,101 @@
+//! The `mysql` backend on real MariaDB GTID replication (primary + 2 replicas, started by
+//! the test support). Where a statement ran is the server's answer (`@@port`,
+//! `@@read_only`), through an application user that `read_only` really restricts.
+#![cfg(feature = "mysql")]
+
+mod support;
+
+use std::collections::HashMap;
+
+use partypool::{Config, MySqlReplicaPool};
+use sqlx::Row;
+use support::mariadb::MariaCluster;
+
+async fn who(pool: &MySqlReplicaPool) -> (u16, bool) {
+    let row = sqlx::query("SELECT @@port, @@read_only")
+        .fetch_one(pool)
+        .await
+        .expect("who answered");
+    (row.get::<u32, _>(0) as u16, row.get::<i64, _>(1) == 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_on_replicas_writes_on_the_primary_and_a_refused_write_falls_back() {
+    let c = MariaCluster::start(2);
+    c.sql(
+        0,
+        "CREATE TABLE app.items (id int PRIMARY KEY AUTO_INCREMENT, v text NOT NULL)",
+    );
+    c.wait_replayed();
+
+    // The application user cannot write on a replica: read_only refuses it (1290).
+    let direct = sqlx::MySqlPool::connect(&c.url(1)).await.unwrap();
+    let refused = sqlx::query("INSERT INTO items (v) VALUES ('x')")
+        .execute(&direct)
+        .await
+        .unwrap_err();
+    let code = refused
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned());
+    assert!(
+        refused.to_string().contains("1290") || code.as_deref() == Some("HY000"),
+        "{refused}"
+    );
+    direct.close().await;
+
+    let replicas = c.replica_urls();
+    let replicas: Vec<&str> = replicas.iter().map(String::as_str).collect();
+    let pool = MySqlReplicaPool::connect(&c.url(0), &replicas, Config::default())
+        .await
+        .unwrap();
+
+    // Reads: both replicas, round-robin; never the primary.
+    let mut seen = HashMap::new();
+    for _ in 0..20 {
+        let (port, read_only) = who(&pool).await;
+        assert!(read_only, "a read ran on the primary ({port})");
+        *seen.entry(port).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.contains_key(&c.node(1).port) && seen.contains_key(&c.node(2).port));
+
+    // Writes and transactions: the primary.
+    for i in 0..5 {
+        sqlx::query("INSERT INTO items (v) VALUES (?)")
+            .bind(format!("v{i}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let mut tx = pool.begin().await.unwrap();
+    let read_only: i64 = sqlx::query_scalar("SELECT @@read_only")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(read_only, 0, "a transaction runs on the primary");
+    tx.commit().await.unwrap();
+    assert_eq!(c.sql(0, "SELECT count(*) FROM app.items"), "5");
+
+    // A write the router cannot see (a function that writes, behind a SELECT) is refused
+    // by the replica, and runs once on the primary.
+    c.sql(
+        0,
+        "DELIMITER //\nCREATE FUNCTION app.bump() RETURNS int MODIFIES SQL DATA \
+         BEGIN INSERT INTO app.items (v) VALUES ('misrouted'); RETURN 1; END//\nDELIMITER ;",
+    );
+    c.wait_replayed();
+    let bumped: i64 = sqlx::query_scalar("SELECT bump()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(bumped, 1);
+    assert_eq!(c.sql(0, "SELECT count(*) FROM app.items"), "6");
+    c.wait_replayed();
+    for i in 1..=2 {
+        assert_eq!(c.sql(i, "SELECT count(*) FROM app.items"), "6");
+    }
+    let misroutes: u64 = pool.status().nodes.iter().map(|n| n.misroutes).sum();
+    assert_eq!(misroutes, 1, "{}", pool.status());
+    pool.close().await;
+}
