@@ -60,6 +60,16 @@ async fn reads_on_replicas_writes_on_the_primary_and_a_refused_write_falls_back(
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert!(seen.contains_key(&c.node(1).port) && seen.contains_key(&c.node(2).port));
 
+    // A lock hidden in a MariaDB executable comment runs, so it goes to the primary, where
+    // the lock then exists.
+    let row = sqlx::query("SELECT @@read_only /*M! , GET_LOCK('partypool', 0) */")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(row.len(), 2, "MariaDB ran the comment");
+    assert_eq!(row.get::<i64, _>(0), 0, "on the primary");
+    assert_eq!(row.get::<i64, _>(1), 1, "the lock was taken");
+
     // Writes and transactions: the primary.
     for i in 0..5 {
         sqlx::query("INSERT INTO items (v) VALUES (?)")

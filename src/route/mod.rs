@@ -44,7 +44,7 @@
 //! | SQLite `PRAGMA name` / `PRAGMA name(arg)` for introspection pragmas | replica | `read-only statement` |
 //! | other SQLite `PRAGMA`s, or any with `= value` | primary | `pragma` |
 //! | anything else (DML, DDL, `VACUUM`, `GRANT`, …) | primary | `not a read-only statement` |
-//! | an unterminated quote or comment, a MySQL `/*! … */` comment, no keyword at all | primary | `unrecognised SQL` |
+//! | an unterminated quote or comment, a MySQL `/*! … */` or MariaDB `/*M! … */` comment, no keyword at all | primary | `unrecognised SQL` |
 //! | empty text, or only comments | primary | `empty statement` |
 //!
 //! A multi-statement text goes to a replica only when every statement does.

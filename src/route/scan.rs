@@ -38,7 +38,8 @@ pub(crate) enum Token<'a> {
     /// Any other punctuation or operator character.
     Punct(u8),
     /// Input the scanner cannot make sense of: an unterminated quote or comment, or (MySQL)
-    /// an executable `/*! … */` comment whose content would run as code.
+    /// an executable `/*! … */` or MariaDB `/*M! … */` comment whose content would run as
+    /// code.
     Invalid,
 }
 
@@ -163,7 +164,11 @@ impl<'a> Scanner<'a> {
                 }
                 (Some(b'#'), _) if self.dialect == Dialect::MySql => self.skip_line(),
                 (Some(b'/'), Some(b'*')) => {
-                    if self.dialect == Dialect::MySql && self.peek(2) == Some(b'!') {
+                    // Executable comments run as code: MySQL's `/*! … */`, MariaDB's
+                    // `/*M! … */`.
+                    let executable = self.peek(2) == Some(b'!')
+                        || (self.peek(2) == Some(b'M') && self.peek(3) == Some(b'!'));
+                    if self.dialect == Dialect::MySql && executable {
                         return false;
                     }
                     if !self.skip_block_comment() {

@@ -452,3 +452,33 @@ fn mysql_double_dash_needs_whitespace() {
     assert_eq!(mysql("SELECT 1 -- FOR UPDATE").target, Target::Replica);
     assert_eq!(mysql("SELECT 1 --").target, Target::Replica);
 }
+
+/// MySQL runs `/*! … */` and MariaDB also `/*M! … */` comments as code: either may hide a
+/// lock or a write, so both send the text to the primary (a plain `/* … */` is a comment).
+#[test]
+fn executable_comments_go_to_the_primary() {
+    let mysql = |sql: &str| route_in(Dialect::MySql, sql);
+    for sql in [
+        "SELECT /*! GET_LOCK('x', 1) */ 1",
+        "SELECT /*M! GET_LOCK('x', 1) */ 1",
+        "SELECT * FROM t /*M!100000 LOCK IN SHARE MODE */",
+        "SELECT * FROM t /*!50000 FOR UPDATE */",
+    ] {
+        let r = mysql(sql);
+        assert_eq!(
+            (r.target, r.reason),
+            (Target::Primary, "unrecognised SQL"),
+            "{sql}"
+        );
+    }
+    assert_eq!(
+        mysql("SELECT /* M! not executable */ 1").target,
+        Target::Replica
+    );
+    assert_eq!(
+        mysql("SELECT /*M not executable */ 1").target,
+        Target::Replica
+    );
+    // PostgreSQL has no executable comments.
+    assert_eq!(route("SELECT /*M! x */ 1").target, Target::Replica);
+}
