@@ -109,3 +109,50 @@ async fn reads_on_replicas_writes_on_the_primary_and_a_refused_write_falls_back(
     assert_eq!(misroutes, 1, "{}", pool.status());
     pool.close().await;
 }
+
+/// A killed replica leaves the rotation without failing a read, and returns when restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replica_leaves_and_returns_without_a_failed_read() {
+    use std::time::Duration;
+    let mut c = MariaCluster::start(2);
+    let replicas = c.replica_urls();
+    let replicas: Vec<&str> = replicas.iter().map(String::as_str).collect();
+    let config = support::run::fault_config(Duration::from_millis(200), Duration::from_millis(500));
+    let pool = MySqlReplicaPool::connect(&c.url(0), &replicas, config)
+        .await
+        .unwrap();
+    let dead = c.node(1).port;
+    let live = c.node(2).port;
+    tokio::task::block_in_place(|| c.kill(1));
+    let mut after = HashMap::new();
+    for _ in 0..100 {
+        // Every read succeeds: on the live replica (a read that met the dead one ran again).
+        let (port, read_only) = who(&pool).await;
+        assert!(read_only);
+        *after.entry(port).or_insert(0) += 1;
+    }
+    assert_eq!(after.get(&dead), None, "{after:?}");
+    assert_eq!(after.get(&live), Some(&100));
+    support::run::wait_until("replica-1 down", &pool, |s| {
+        !s.node("replica-1").unwrap().healthy
+    })
+    .await;
+
+    tokio::task::block_in_place(|| {
+        c.restart(1);
+        c.wait_replicating(1);
+    });
+    support::run::wait_until("replica-1 back", &pool, |s| {
+        s.node("replica-1").unwrap().healthy
+    })
+    .await;
+    let mut back = HashMap::new();
+    for _ in 0..20 {
+        *back.entry(who(&pool).await.0).or_insert(0) += 1;
+    }
+    assert!(
+        back.contains_key(&dead),
+        "the restarted replica serves again: {back:?}"
+    );
+    pool.close().await;
+}

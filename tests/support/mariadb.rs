@@ -290,6 +290,14 @@ impl MariaCluster {
         }
     }
 
+    /// Starts a killed node again on its port; a replica resumes replicating.
+    pub fn restart(&mut self, i: usize) {
+        self.start_node(i);
+        if i > 0 {
+            self.sql(i, "START SLAVE");
+        }
+    }
+
     /// Stops applying on replica `i` (it keeps fetching): deterministic lag.
     pub fn stop_sql_thread(&self, i: usize) {
         self.sql(i, "STOP SLAVE SQL_THREAD");
