@@ -156,3 +156,68 @@ async fn a_killed_replica_leaves_and_returns_without_a_failed_read() {
     );
     pool.close().await;
 }
+
+/// After a promotion, writes follow the promoted replica; the old primary, restarted
+/// writable (an unfenced second primary), never gets them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_follow_a_promotion_and_never_return_to_the_old_primary() {
+    use std::time::Duration;
+    let mut c = MariaCluster::start(2);
+    c.sql(
+        0,
+        "CREATE TABLE app.items (id int PRIMARY KEY AUTO_INCREMENT, v text NOT NULL)",
+    );
+    c.wait_replayed();
+    let replicas = c.replica_urls();
+    let replicas: Vec<&str> = replicas.iter().map(String::as_str).collect();
+    let config = support::run::fault_config(Duration::from_millis(200), Duration::from_millis(500));
+    let pool = MySqlReplicaPool::connect(&c.url(0), &replicas, config)
+        .await
+        .unwrap();
+    let writer_port = |pool: &MySqlReplicaPool| {
+        let pool = pool.clone();
+        async move {
+            let mut tx = pool.begin().await.unwrap();
+            let port: u32 = sqlx::query_scalar("SELECT @@port")
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            port as u16
+        }
+    };
+    assert_eq!(writer_port(&pool).await, c.node(0).port);
+
+    tokio::task::block_in_place(|| {
+        c.kill(0);
+        c.promote(1);
+        c.repoint(2, 1);
+        c.wait_replicating(2);
+    });
+    support::run::wait_until("replica-1 takes the writes", &pool, |s| {
+        s.node("replica-1").unwrap().writer
+    })
+    .await;
+    assert_eq!(writer_port(&pool).await, c.node(1).port);
+
+    // The old primary comes back writable: a second primary.
+    tokio::task::block_in_place(|| c.restart(0));
+    support::run::wait_until("the old primary is seen again", &pool, |s| {
+        s.node("primary").unwrap().healthy
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for i in 0..10 {
+        assert_eq!(writer_port(&pool).await, c.node(1).port, "write {i}");
+        sqlx::query("INSERT INTO items (v) VALUES ('after')")
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    assert_eq!(c.sql(1, "SELECT count(*) FROM app.items"), "10");
+    assert_eq!(c.sql(0, "SELECT count(*) FROM app.items"), "0");
+    let status = pool.status();
+    assert!(status.node("replica-1").unwrap().writer, "{status}");
+    assert!(!status.node("primary").unwrap().writer, "{status}");
+    pool.close().await;
+}

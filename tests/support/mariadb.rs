@@ -49,6 +49,43 @@ fn check(out: &Output, what: &str) {
     );
 }
 
+/// One `mariadb-install-db` per test process, copied for every node of every cluster
+/// (installs running at once clash, and each costs 1–3.5 s). Removed when the process
+/// ends, however it ends.
+fn template(root: &Path) -> PathBuf {
+    static TEMPLATE: std::sync::OnceLock<(PathBuf, ChildStdin)> = std::sync::OnceLock::new();
+    let (dir, _) = TEMPLATE.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("partypool-maria-template-")
+            .tempdir_in(root)
+            .expect("temp dir")
+            .keep();
+        let mut watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(format!("cat >/dev/null; rm -rf '{}'", dir.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the template watchdog");
+        let stdin = watchdog.stdin.take().expect("watchdog stdin");
+        let data = dir.join("data");
+        let out = Command::new(INSTALL_DB)
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .args([
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ])
+            .output()
+            .expect("run mariadb-install-db");
+        check(&out, "mariadb-install-db");
+        (dir, stdin)
+    });
+    dir.join("data")
+}
+
 impl MariaCluster {
     /// Starts a primary and `replicas` replicas and waits until every replica's IO and SQL
     /// threads run and a marker row has arrived.
@@ -70,17 +107,7 @@ impl MariaCluster {
             watchdog: None,
         };
         cluster.spawn_watchdog();
-        let template = cluster.base.join("template");
-        let out = Command::new(INSTALL_DB)
-            .arg(format!("--datadir={}", template.display()))
-            .args([
-                "--user=root",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-            ])
-            .output()
-            .expect("run mariadb-install-db");
-        check(&out, "mariadb-install-db");
+        let template = template(&root);
         for i in 0..=replicas {
             let name = if i == 0 {
                 "primary".to_owned()
@@ -186,12 +213,20 @@ impl MariaCluster {
         }
     }
 
-    /// Points replica `i` at node `source` (GTID, from the source's whole binary log).
-    pub fn follow(&self, i: usize, source: usize) {
+    /// Points replica `i` at node `source` for the first time (GTID, from the source's whole
+    /// binary log).
+    fn follow(&self, i: usize, source: usize) {
+        self.sql(i, "STOP SLAVE; SET GLOBAL gtid_slave_pos = ''");
+        self.repoint(i, source);
+    }
+
+    /// Points replica `i` at node `source` (after a promotion), continuing from what it has
+    /// applied.
+    pub fn repoint(&self, i: usize, source: usize) {
         self.sql(
             i,
             &format!(
-                "STOP SLAVE; SET GLOBAL gtid_slave_pos = ''; \
+                "STOP SLAVE; \
                  CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {}, \
                  MASTER_USER = 'repl', MASTER_PASSWORD = '{SECRET}', MASTER_USE_GTID = slave_pos; \
                  START SLAVE",
@@ -310,7 +345,13 @@ impl MariaCluster {
     /// Makes replica `i` a primary: it applies what it received, forgets its source and
     /// becomes writable.
     pub fn promote(&self, i: usize) {
-        let received = self.sql(i, "SELECT @@gtid_io_pos");
+        let status = self.slave_status(i);
+        let received = status
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Gtid_IO_Pos:"))
+            .unwrap_or("")
+            .trim()
+            .to_owned();
         if !received.is_empty() {
             self.sql(i, &format!("SELECT MASTER_GTID_WAIT('{received}', 20)"));
         }
