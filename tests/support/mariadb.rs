@@ -53,8 +53,9 @@ fn check(out: &Output, what: &str) {
 /// (installs running at once clash, and each costs 1–3.5 s). Removed when the process
 /// ends, however it ends.
 fn template(root: &Path) -> PathBuf {
-    static TEMPLATE: std::sync::OnceLock<(PathBuf, ChildStdin)> = std::sync::OnceLock::new();
-    let (dir, _) = TEMPLATE.get_or_init(|| {
+    // The watchdog is never waited for: it ends with the process (its stdin closes).
+    static TEMPLATE: std::sync::OnceLock<(PathBuf, Child, ChildStdin)> = std::sync::OnceLock::new();
+    let (dir, _, _) = TEMPLATE.get_or_init(|| {
         let dir = tempfile::Builder::new()
             .prefix("partypool-maria-template-")
             .tempdir_in(root)
@@ -81,7 +82,7 @@ fn template(root: &Path) -> PathBuf {
             .output()
             .expect("run mariadb-install-db");
         check(&out, "mariadb-install-db");
-        (dir, stdin)
+        (dir, watchdog, stdin)
     });
     dir.join("data")
 }
