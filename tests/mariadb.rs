@@ -6,10 +6,25 @@
 mod support;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use partypool::{Config, MySqlReplicaPool};
 use sqlx::Row;
 use support::mariadb::MariaCluster;
+
+/// A pool over the cluster: its primary and every replica.
+async fn connect(c: &MariaCluster, config: Config) -> MySqlReplicaPool {
+    let replicas = c.replica_urls();
+    let replicas: Vec<&str> = replicas.iter().map(String::as_str).collect();
+    MySqlReplicaPool::connect(&c.url(0), &replicas, config)
+        .await
+        .unwrap()
+}
+
+/// Probes every 200 ms, bounded by 500 ms: faults show within a second.
+fn fault_config() -> Config {
+    support::run::fault_config(Duration::from_millis(200), Duration::from_millis(500))
+}
 
 async fn who(pool: &MySqlReplicaPool) -> (u16, bool) {
     let row = sqlx::query("SELECT @@port, @@read_only")
@@ -44,11 +59,7 @@ async fn reads_on_replicas_writes_on_the_primary_and_a_refused_write_falls_back(
     );
     direct.close().await;
 
-    let replicas = c.replica_urls();
-    let replicas: Vec<&str> = replicas.iter().map(String::as_str).collect();
-    let pool = MySqlReplicaPool::connect(&c.url(0), &replicas, Config::default())
-        .await
-        .unwrap();
+    let pool = connect(&c, Config::default()).await;
 
     // Reads: both replicas, round-robin; never the primary.
     let mut seen = HashMap::new();
@@ -113,14 +124,8 @@ async fn reads_on_replicas_writes_on_the_primary_and_a_refused_write_falls_back(
 /// A killed replica leaves the rotation without failing a read, and returns when restarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_replica_leaves_and_returns_without_a_failed_read() {
-    use std::time::Duration;
     let mut c = MariaCluster::start(2);
-    let replicas = c.replica_urls();
-    let replicas: Vec<&str> = replicas.iter().map(String::as_str).collect();
-    let config = support::run::fault_config(Duration::from_millis(200), Duration::from_millis(500));
-    let pool = MySqlReplicaPool::connect(&c.url(0), &replicas, config)
-        .await
-        .unwrap();
+    let pool = connect(&c, fault_config()).await;
     let dead = c.node(1).port;
     let live = c.node(2).port;
     tokio::task::block_in_place(|| c.kill(1));
@@ -161,19 +166,13 @@ async fn a_killed_replica_leaves_and_returns_without_a_failed_read() {
 /// writable (an unfenced second primary), never gets them back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_follow_a_promotion_and_never_return_to_the_old_primary() {
-    use std::time::Duration;
     let mut c = MariaCluster::start(2);
     c.sql(
         0,
         "CREATE TABLE app.items (id int PRIMARY KEY AUTO_INCREMENT, v text NOT NULL)",
     );
     c.wait_replayed();
-    let replicas = c.replica_urls();
-    let replicas: Vec<&str> = replicas.iter().map(String::as_str).collect();
-    let config = support::run::fault_config(Duration::from_millis(200), Duration::from_millis(500));
-    let pool = MySqlReplicaPool::connect(&c.url(0), &replicas, config)
-        .await
-        .unwrap();
+    let pool = connect(&c, fault_config()).await;
     let writer_port = |pool: &MySqlReplicaPool| {
         let pool = pool.clone();
         async move {

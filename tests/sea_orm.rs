@@ -42,6 +42,17 @@ async fn on_standby(db: &impl ConnectionTrait) -> bool {
     row.try_get::<bool>("", "standby").unwrap()
 }
 
+/// Every note's body, as `db` sees them.
+async fn note_bodies(db: &impl ConnectionTrait) -> Vec<String> {
+    note::Entity::find()
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.body)
+        .collect()
+}
+
 fn new_note(body: &str) -> note::ActiveModel {
     note::ActiveModel {
         body: Set(body.to_owned()),
@@ -141,13 +152,7 @@ async fn entities_route_and_sessions_read_their_writes() {
     new_note("rolled back").insert(&inner).await.unwrap();
     inner.rollback().await.unwrap();
     outer.commit().await.unwrap();
-    let bodies: Vec<String> = note::Entity::find()
-        .all(&sdb)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|n| n.body)
-        .collect();
+    let bodies = note_bodies(&sdb).await;
     assert!(bodies.contains(&"kept".to_owned()), "{bodies:?}");
     assert!(!bodies.contains(&"rolled back".to_owned()), "{bodies:?}");
 
@@ -162,13 +167,7 @@ async fn entities_route_and_sessions_read_their_writes() {
         .await
         .unwrap();
     outer.commit().await.unwrap();
-    let bodies: Vec<String> = note::Entity::find()
-        .all(&sdb)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|n| n.body)
-        .collect();
+    let bodies = note_bodies(&sdb).await;
     assert!(
         bodies.contains(&"after the abandoned one".to_owned()),
         "{bodies:?}"

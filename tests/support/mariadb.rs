@@ -6,15 +6,15 @@
 //! (error 1290). Missing binaries fail with a clear message.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{SECRET, free_port};
+use super::{SECRET, Watchdog, check, free_port, scratch_root};
 
 pub struct MariaCluster {
     base: PathBuf,
     nodes: Vec<MariaNode>,
-    watchdog: Option<(Child, ChildStdin)>,
+    watchdog: Option<Watchdog>,
 }
 
 pub struct MariaNode {
@@ -39,37 +39,19 @@ fn require_binaries() {
     }
 }
 
-fn check(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// One `mariadb-install-db` per test process, copied for every node of every cluster
 /// (installs running at once clash, and each costs 1–3.5 s). Removed when the process
 /// ends, however it ends.
 fn template(root: &Path) -> PathBuf {
-    // The watchdog is never waited for: it ends with the process (its stdin closes).
-    static TEMPLATE: std::sync::OnceLock<(PathBuf, Child, ChildStdin)> = std::sync::OnceLock::new();
-    let (dir, _, _) = TEMPLATE.get_or_init(|| {
+    // Statics are never dropped: the watchdog runs when the process ends.
+    static TEMPLATE: std::sync::OnceLock<(PathBuf, Watchdog)> = std::sync::OnceLock::new();
+    let (dir, _) = TEMPLATE.get_or_init(|| {
         let dir = tempfile::Builder::new()
             .prefix("partypool-maria-template-")
             .tempdir_in(root)
             .expect("temp dir")
             .keep();
-        let mut watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(format!("cat >/dev/null; rm -rf '{}'", dir.display()))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn the template watchdog");
-        let stdin = watchdog.stdin.take().expect("watchdog stdin");
+        let watchdog = Watchdog::spawn(&format!("cat >/dev/null; rm -rf '{}'", dir.display()));
         let data = dir.join("data");
         let out = Command::new(INSTALL_DB)
             .arg("--no-defaults")
@@ -82,7 +64,7 @@ fn template(root: &Path) -> PathBuf {
             .output()
             .expect("run mariadb-install-db");
         check(&out, "mariadb-install-db");
-        (dir, watchdog, stdin)
+        (dir, watchdog)
     });
     dir.join("data")
 }
@@ -92,11 +74,7 @@ impl MariaCluster {
     /// threads run and a marker row has arrived.
     pub fn start(replicas: usize) -> MariaCluster {
         require_binaries();
-        let root = if Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
+        let root = scratch_root();
         let base = tempfile::Builder::new()
             .prefix("partypool-maria-")
             .tempdir_in(&root)
@@ -365,16 +343,7 @@ impl MariaCluster {
             "cat >/dev/null; for p in '{base}'/*.pid; do [ -f \"$p\" ] && kill -9 \"$(cat \"$p\")\" 2>/dev/null; done; sleep 0.2; rm -rf '{base}'",
             base = self.base.display()
         );
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn the cluster watchdog");
-        let stdin = child.stdin.take().expect("watchdog stdin");
-        self.watchdog = Some((child, stdin));
+        self.watchdog = Some(Watchdog::spawn(&script));
     }
 }
 
@@ -386,9 +355,7 @@ impl Drop for MariaCluster {
                 let _ = child.wait();
             }
         }
-        if let Some((mut child, stdin)) = self.watchdog.take() {
-            drop(stdin);
-            let _ = child.wait();
-        }
+        // The watchdog removes the folder.
+        self.watchdog.take();
     }
 }

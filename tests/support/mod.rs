@@ -28,7 +28,7 @@ pub struct PgCluster {
     base: PathBuf,
     as_postgres: bool,
     pub nodes: Vec<PgNode>,
-    watchdog: Option<(Child, ChildStdin)>,
+    watchdog: Option<Watchdog>,
 }
 
 /// One server of a cluster. `nodes[0]` is the primary.
@@ -52,15 +52,9 @@ impl PgCluster {
     pub fn start(replicas: usize) -> PgCluster {
         let bin = pg_bin();
         let as_postgres = is_root();
-        let shm = Path::new("/dev/shm");
-        let root = if shm.is_dir() {
-            shm.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        };
         let base = tempfile::Builder::new()
             .prefix("partypool-")
-            .tempdir_in(&root)
+            .tempdir_in(scratch_root())
             .expect("create a temp dir for the cluster")
             .keep();
         let mut cluster = PgCluster {
@@ -287,21 +281,25 @@ impl PgCluster {
     /// [`log_statements`](Self::log_statements)): written as they run, unlike the cumulative
     /// statistics, which a backend may flush seconds later.
     pub fn statements_logged(&self, i: usize) -> usize {
-        std::fs::read_to_string(self.log(i))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("LOG:  execute ") || l.contains("LOG:  statement: "))
-            .count()
+        self.logged_statements(i).len()
     }
 
     /// How many of the statements node `i` has logged contain one of `needles`.
     pub fn statements_logged_matching(&self, i: usize, needles: &[&str]) -> usize {
+        self.logged_statements(i)
+            .iter()
+            .filter(|l| needles.iter().any(|n| l.contains(n)))
+            .count()
+    }
+
+    /// The statement lines of node `i`'s log.
+    fn logged_statements(&self, i: usize) -> Vec<String> {
         std::fs::read_to_string(self.log(i))
             .unwrap_or_default()
             .lines()
             .filter(|l| l.contains("LOG:  execute ") || l.contains("LOG:  statement: "))
-            .filter(|l| needles.iter().any(|n| l.contains(n)))
-            .count()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Node `i`'s system identifier (the same on every node of one cluster).
@@ -470,6 +468,28 @@ impl PgCluster {
             base = self.base.display(),
             pg_ctl = pg_ctl.display(),
         );
+        self.watchdog = Some(Watchdog::spawn(&script));
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        // The watchdog stops the servers and removes the folder.
+        self.watchdog.take();
+    }
+}
+
+/// A shell script that runs once our process lets go of its stdin: at `Drop`, or when the
+/// process dies without unwinding (only our process holds the pipe open). Cleans up after
+/// clusters whatever ends a test.
+pub struct Watchdog {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Watchdog {
+    /// Starts `sh -c script`; the script should begin with `cat >/dev/null` (the wait).
+    pub fn spawn(script: &str) -> Watchdog {
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(script)
@@ -477,18 +497,28 @@ impl PgCluster {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("spawn the cluster watchdog");
-        let stdin = child.stdin.take().expect("watchdog stdin");
-        self.watchdog = Some((child, stdin));
+            .expect("spawn a cleanup watchdog");
+        let stdin = child.stdin.take();
+        Watchdog { child, stdin }
     }
 }
 
-impl Drop for PgCluster {
+impl Drop for Watchdog {
+    /// Runs the script and waits for it.
     fn drop(&mut self) {
-        if let Some((mut child, stdin)) = self.watchdog.take() {
-            drop(stdin);
-            let _ = child.wait();
-        }
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// Where clusters keep their data: `/dev/shm` when there is one (~15× faster than `/tmp`
+/// for a data folder's many small files), else the temp dir.
+pub fn scratch_root() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
     }
 }
 
