@@ -55,6 +55,8 @@ pub(crate) struct Cluster<DB: Backend> {
     /// Held while replay positions are being refreshed, so callers share one refresh, and
     /// when the last one started: at most one per `position_interval`.
     refreshing: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+    /// The writer's position in the previous round (MariaDB lag without a replay age).
+    previous_head: Mutex<Option<(u64, Option<crate::GtidSet>)>>,
     closing: AtomicBool,
     closed_signal: Notify,
     /// How long the last health round took, in microseconds (`NONE`: none ran yet).
@@ -79,6 +81,7 @@ impl<DB: Backend> Cluster<DB> {
             cluster_id: AtomicU64::new(NONE),
             positions_moved: Notify::new(),
             refreshing: tokio::sync::Mutex::new(None),
+            previous_head: Mutex::new(None),
             closing: AtomicBool::new(false),
             closed_signal: Notify::new(),
             last_round_micros: AtomicU64::new(NONE),
@@ -157,10 +160,7 @@ impl<DB: Backend> Cluster<DB> {
         let usable = |(i, n): &(usize, &Arc<Node<DB>>)| {
             n.serves_reads()
                 && !tried.contains(i)
-                && at.is_none_or(|at| {
-                    n.position().is_some_and(|p| p >= at.position)
-                        && (at.timeline.is_none() || n.timeline() == at.timeline)
-                })
+                && at.as_ref().is_none_or(|at| n.covers(at))
                 && (!free || n.has_free_connection())
         };
         // Candidates on the stack: this runs for every read, and pools have a handful of
@@ -224,6 +224,7 @@ impl<DB: Backend> Cluster<DB> {
                         && n.is_healthy()
                         && n.in_recovery() == Some(false)
                         && !n.is_foreign()
+                        && !n.is_deposed()
                         && match (floor, n.timeline()) {
                             (None, _) => true,
                             (Some(f), Some(t)) => t > f,
@@ -278,6 +279,7 @@ impl<DB: Backend> Cluster<DB> {
         }
         let before = self.writer.swap(next, Ordering::AcqRel);
         if before != next {
+            self.nodes[before].depose();
             tracing::warn!(from = %self.nodes[before].name, to = %self.nodes[next].name, "writes move to another node");
             self.writer_moved.notify_waiters();
         }
@@ -290,6 +292,8 @@ impl<DB: Backend> Cluster<DB> {
         let Some(head) = writer.position().filter(|_| writer.is_healthy()) else {
             return;
         };
+        let head_gtids = writer.gtids();
+        let previous = lock(&self.previous_head).replace((head, head_gtids));
         for node in self.replicas() {
             if !node.is_healthy() || node.in_recovery() != Some(true) {
                 continue;
@@ -297,17 +301,43 @@ impl<DB: Backend> Cluster<DB> {
             let Some(replayed) = node.position() else {
                 continue;
             };
-            let bytes = head.saturating_sub(replayed);
+            let gtids = node.gtids();
+            let bytes = match (gtids, head_gtids) {
+                // MariaDB: transactions not applied yet, summed over the domains.
+                (Some(have), Some(head)) => have.behind(&head),
+                _ => head.saturating_sub(replayed),
+            };
             // Caught up: no lag, however long ago the last commit was (an idle primary).
             // Behind: the age of the newest replayed commit — but never more than the time
             // since it was last seen caught up, or a few bytes of non-commit WAL on a quiet
             // primary would count the whole quiet period as lag.
-            let time = if bytes == 0 {
+            //
+            // MariaDB without a replay age (no `SLAVE MONITOR`, or its SQL thread stopped,
+            // when `Seconds_Behind_Master` is NULL): behind by the time since it last had
+            // what the primary had one round before. The probes of a round are not
+            // simultaneous, so on a busy primary a healthy replica is never exactly level.
+            let age = node.replay_age();
+            let level_with_last_round = gtids.is_some()
+                && age.is_none()
+                && previous.is_some_and(|(p, g)| match (gtids, g) {
+                    (Some(have), Some(g)) => have.contains(&g),
+                    _ => replayed >= p,
+                });
+            let time = if bytes == 0 || level_with_last_round {
                 node.caught_up_now();
                 Duration::ZERO
             } else {
-                let age = node.replay_age().unwrap_or_default();
-                node.since_caught_up().map_or(age, |since| age.min(since))
+                let since = node.since_caught_up();
+                match (age, since) {
+                    (Some(age), since) => since.map_or(age, |since| age.min(since)),
+                    (None, Some(since)) if gtids.is_some() => since,
+                    (None, None) if gtids.is_some() => {
+                        // Never seen level yet: measured from now on.
+                        node.caught_up_now();
+                        Duration::ZERO
+                    }
+                    (None, _) => Duration::ZERO,
+                }
             };
             node.set_lag(
                 bytes,

@@ -40,7 +40,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
+use crate::{Error, GtidSet};
 
 /// How a [`Session`] keeps its reads at least as new as its writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -63,6 +63,9 @@ pub enum Consistency {
 pub enum CausalSupport {
     /// Log positions: the primary's after a write, each replica's replayed one.
     Positions,
+    /// GTID positions per replication domain (MariaDB): the primary's after a write, each
+    /// replica's applied one.
+    Gtids,
     /// Replicas see every committed write at once (SQLite readers of the same file).
     Immediate,
     /// Nothing: fall back to time.
@@ -81,13 +84,42 @@ pub(crate) fn settle_window(statement_timeout: Option<Duration>) -> Duration {
     statement_timeout.map_or(Duration::from_secs(30), |t| t + Duration::from_secs(1))
 }
 
+impl CausalSupport {
+    /// Whether sessions track log positions (PostgreSQL's LSNs or MariaDB's GTIDs).
+    pub(crate) fn by_position(self) -> bool {
+        matches!(self, CausalSupport::Positions | CausalSupport::Gtids)
+    }
+}
+
 /// A log position on a timeline: "my reads must see at least this".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct At {
+    /// PostgreSQL's LSN; for MariaDB the total of `gtids`, which a replica that has
+    /// applied `gtids` is never below (a quick first test).
     pub(crate) position: u64,
     /// PostgreSQL's timeline (a promotion starts a new one); `None` when the backend has
     /// none. Positions on different timelines are not comparable.
     pub(crate) timeline: Option<u64>,
+    /// MariaDB: the GTID position per domain, which decides.
+    pub(crate) gtids: Option<GtidSet>,
+}
+
+impl At {
+    pub(crate) fn from_log(p: crate::LogPosition) -> At {
+        At {
+            position: p.position,
+            timeline: p.timeline,
+            gtids: p.gtids,
+        }
+    }
+
+    /// Whether `self` is past `other` somewhere (on the same timeline).
+    fn ahead_of(&self, other: &At) -> bool {
+        match (&self.gtids, &other.gtids) {
+            (Some(a), Some(b)) => !b.contains(a),
+            _ => self.position > other.position,
+        }
+    }
 }
 
 /// Where a session's next read may go: the one place the read-your-writes decision is made.
@@ -116,7 +148,9 @@ pub(crate) enum ReadAt {
 ///   timeline;
 /// - `pp2-p-<cluster>-<unix ms>`: a write whose position is not known yet, issued by then;
 ///   holders read on the primary until it has settled;
-/// - `pp2-t-<cluster>-<unix ms>`: a write time, for time-based consistency.
+/// - `pp2-t-<cluster>-<unix ms>`: a write time, for time-based consistency;
+/// - `pp2-g-<cluster>-<domain>.<seq>[_<domain>.<seq>…]`: reads must see this MariaDB GTID
+///   position (cluster 0: MariaDB has no cluster identity).
 ///
 /// A token is untrusted input: one from another cluster or of the wrong kind is refused by
 /// [`ReplicaPool::session_with`](crate::ReplicaPool::session_with), and one ahead of the
@@ -154,6 +188,8 @@ pub enum TokenKind {
     Pending,
     /// A write time, for [`Consistency::StickyFor`] (`t`).
     Time,
+    /// A MariaDB GTID position, per replication domain (`g`).
+    Gtid,
 }
 
 impl fmt::Display for TokenKind {
@@ -162,6 +198,7 @@ impl fmt::Display for TokenKind {
             TokenKind::Position => "position (l)",
             TokenKind::Pending => "pending (p)",
             TokenKind::Time => "time (t)",
+            TokenKind::Gtid => "GTID (g)",
         })
     }
 }
@@ -176,6 +213,7 @@ impl CausalToken {
     /// What it records.
     pub fn kind(&self) -> TokenKind {
         match self.mark {
+            Mark::Position(At { gtids: Some(_), .. }) => TokenKind::Gtid,
             Mark::Position(_) => TokenKind::Position,
             Mark::Pending(_) => TokenKind::Pending,
             Mark::WrittenAt(_) => TokenKind::Time,
@@ -186,6 +224,14 @@ impl CausalToken {
     pub fn position(&self) -> Option<u64> {
         match self.mark {
             Mark::Position(at) => Some(at.position),
+            _ => None,
+        }
+    }
+
+    /// The GTID position reads must have reached, for a GTID token.
+    pub fn gtids(&self) -> Option<GtidSet> {
+        match self.mark {
+            Mark::Position(at) => at.gtids,
             _ => None,
         }
     }
@@ -203,7 +249,12 @@ impl fmt::Display for CausalToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = self.cluster;
         match self.mark {
-            Mark::Position(At { position, timeline }) => {
+            Mark::Position(At { gtids: Some(g), .. }) => {
+                write!(f, "pp2-g-{c:016x}-{}", g.to_token())
+            }
+            Mark::Position(At {
+                position, timeline, ..
+            }) => {
                 write!(f, "pp2-l-{c:016x}-{:x}-{position:x}", timeline.unwrap_or(0))
             }
             Mark::Pending(t) => write!(f, "pp2-p-{c:016x}-{t:x}"),
@@ -218,11 +269,11 @@ impl FromStr for CausalToken {
     fn from_str(s: &str) -> Result<Self, Error> {
         let bad = |why: &str| {
             Error::InvalidToken(format!(
-                "{why} (expected pp2-l-<cluster>-<timeline>-<position>, pp2-p-<cluster>-<ms> or pp2-t-<cluster>-<ms>)"
+                "{why} (expected pp2-l-<cluster>-<timeline>-<position>, pp2-g-<cluster>-<domain>.<seq>, pp2-p-<cluster>-<ms> or pp2-t-<cluster>-<ms>)"
             ))
         };
         let s = s.trim();
-        if s.len() > 80 {
+        if s.len() > 140 {
             return Err(bad("too long"));
         }
         let parts: Vec<&str> = s.split('-').collect();
@@ -245,7 +296,26 @@ impl FromStr for CausalToken {
                 let timeline = hex(parts.get(3), "timeline")?;
                 let position = hex(parts.get(4), "position")?;
                 let timeline = (timeline != 0).then_some(timeline);
-                (Mark::Position(At { position, timeline }), 5)
+                (
+                    Mark::Position(At {
+                        position,
+                        timeline,
+                        gtids: None,
+                    }),
+                    5,
+                )
+            }
+            "g" => {
+                let gtids = parts.get(3).ok_or_else(|| bad("no GTID position"))?;
+                let gtids = GtidSet::from_token(gtids).map_err(|e| bad(&e))?;
+                (
+                    Mark::Position(At {
+                        position: gtids.total(),
+                        timeline: None,
+                        gtids: Some(gtids),
+                    }),
+                    4,
+                )
             }
             "p" => (Mark::Pending(hex(parts.get(3), "time")?), 4),
             "t" => (Mark::WrittenAt(hex(parts.get(3), "time")?), 4),
@@ -295,6 +365,7 @@ impl Rules {
         match (self.sticky, self.support) {
             (Some(_), _) => Some(TokenKind::Time),
             (None, CausalSupport::Positions) => Some(TokenKind::Position),
+            (None, CausalSupport::Gtids) => Some(TokenKind::Gtid),
             (None, _) => None,
         }
     }
@@ -378,7 +449,7 @@ impl SessionState {
                 ReadAt::Anywhere
             };
         }
-        if rules.support != CausalSupport::Positions {
+        if !rules.support.by_position() {
             return ReadAt::Anywhere;
         }
         if self.unrecorded.load(Ordering::Acquire) > 0 {
@@ -427,7 +498,7 @@ impl SessionState {
                 m.at = Some(primary);
                 m.from_token = false;
             }
-            Some(old) if old.position > primary.position && m.from_token => {
+            Some(old) if old.ahead_of(&primary) && m.from_token => {
                 tracing::warn!(
                     token = old.position,
                     primary = primary.position,
@@ -500,8 +571,24 @@ impl SessionState {
 }
 
 /// Positions only move forward on a timeline, and a newer timeline replaces an older one.
+/// GTID positions move forward in every domain. (Both are the primary's whole position at
+/// some point, so the newer contains the older; should their union need more domains than a
+/// [`GtidSet`] holds, the newer one is kept.)
 fn merge(old: Option<At>, new: At) -> At {
     match old {
+        Some(At {
+            gtids: Some(a),
+            timeline,
+            ..
+        }) if timeline == new.timeline && new.gtids.is_some() => {
+            let b = new.gtids.expect("checked");
+            let gtids = a.union(&b).unwrap_or(b);
+            At {
+                position: gtids.total(),
+                timeline,
+                gtids: Some(gtids),
+            }
+        }
         Some(old) if old.timeline == new.timeline => At {
             position: old.position.max(new.position),
             ..new
@@ -696,6 +783,7 @@ mod tests {
         At {
             position,
             timeline: Some(timeline),
+            gtids: None,
         }
     }
 

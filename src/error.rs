@@ -78,6 +78,10 @@ pub enum Error {
     #[error("invalid causal token: {0}")]
     InvalidToken(String),
 
+    /// A MariaDB GTID position could not be read.
+    #[error("invalid GTID position {0}")]
+    InvalidGtid(String),
+
     /// A causal token from another cluster (or another kind of database).
     #[error(
         "causal token belongs to cluster {found:016x}, but this pool's primary is cluster {expected:016x}"

@@ -41,15 +41,20 @@ use crate::node::Node;
 /// (no idle connection) costs the node one light query per interval, not a new backend
 /// (a fork and an authentication) every time; it is taken out while in use, so a probe
 /// cancelled by its timeout drops (closes) it rather than leave it mid-query.
+///
+/// With a monitor credential, probes use only their own connection, opened with it.
 pub(crate) async fn probe<DB: Backend>(node: &Node<DB>) -> Result<Probe, sqlx::Error> {
-    if let Some(mut conn) = node.pool.try_acquire() {
-        match DB::probe(&mut conn).await {
+    let status = node.wants_replication_status();
+    if node.probe_options.is_none()
+        && let Some(mut conn) = node.pool.try_acquire()
+    {
+        match DB::probe(&mut conn, status).await {
             Ok(p) => return Ok(p),
             Err(_) => conn.close_on_drop(),
         }
     }
     if let Some(mut conn) = node.take_probe_connection() {
-        match DB::probe(&mut conn).await {
+        match DB::probe(&mut conn, status).await {
             Ok(p) => {
                 node.keep_probe_connection(conn);
                 return Ok(p);
@@ -57,8 +62,11 @@ pub(crate) async fn probe<DB: Backend>(node: &Node<DB>) -> Result<Probe, sqlx::E
             Err(_) => drop(conn),
         }
     }
-    let mut conn = node.pool.connect_options().connect().await?;
-    let probe = DB::probe(&mut conn).await;
+    let mut conn = match &node.probe_options {
+        Some(options) => options.connect().await?,
+        None => node.pool.connect_options().connect().await?,
+    };
+    let probe = DB::probe(&mut conn, status).await;
     match probe {
         Ok(_) => node.keep_probe_connection(conn),
         Err(_) => drop(conn),

@@ -10,10 +10,12 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Database, Pool};
 use tokio::sync::Notify;
 
-use crate::backend::{Backend, Probe};
+use crate::GtidSet;
+use crate::backend::{Backend, Probe, Replication};
 use crate::balance::{Load, PeakEwma};
 use crate::ban::Ban;
 use crate::config::Backoff;
+use crate::consistency::At;
 use crate::redact;
 pub use crate::status::Role;
 
@@ -75,7 +77,26 @@ pub(crate) struct Node<DB: Database> {
     suspected: AtomicBool,
     /// The health probe's own connection, kept between probes (see `health::probe`).
     probe_conn: Mutex<Option<DB::Connection>>,
+    /// Options for the probe's own connection when a monitor credential is configured:
+    /// probes then never use the application's pooled connections.
+    pub(crate) probe_options: Option<<DB::Connection as sqlx::Connection>::Options>,
+    /// The monitor credential's password, scrubbed out of driver messages too.
+    monitor_secret: Option<String>,
+    /// MariaDB's GTID position (as `position`, which is its total).
+    gtids: Mutex<Option<GtidSet>>,
+    /// MySQL/MariaDB replication threads, as the last probe that read them saw them.
+    replication: Mutex<Option<Replication>>,
+    /// A replication thread stopped with an error: it serves no reads.
+    broken: AtomicBool,
+    /// When the probe was last refused the replication status (asked again after a while).
+    status_denied: Mutex<Option<Instant>>,
+    /// It took the writes once and lost them: it takes them again only after it has been
+    /// seen as a replica (an operator rebuilt it), never by claiming the role again.
+    deposed: AtomicBool,
 }
+
+/// How long a probe that was refused replication status goes without asking again.
+const ASK_STATUS_AGAIN: Duration = Duration::from_secs(300);
 
 impl<DB: Backend> Node<DB> {
     pub(crate) fn new(
@@ -118,7 +139,26 @@ impl<DB: Backend> Node<DB> {
             writer: AtomicBool::new(false),
             suspected: AtomicBool::new(false),
             probe_conn: Mutex::new(None),
+            probe_options: None,
+            monitor_secret: None,
+            gtids: Mutex::new(None),
+            replication: Mutex::new(None),
+            broken: AtomicBool::new(false),
+            status_denied: Mutex::new(None),
+            deposed: AtomicBool::new(false),
         }
+    }
+
+    /// Probes connect with these options (a monitor credential), whose password is
+    /// scrubbed like the node's own.
+    pub(crate) fn with_probe_options(
+        mut self,
+        options: <DB::Connection as sqlx::Connection>::Options,
+        secret: Option<String>,
+    ) -> Self {
+        self.probe_options = Some(options);
+        self.monitor_secret = secret.filter(|s| !s.is_empty());
+        self
     }
 
     /// Sets the balancing weight (at least 1).
@@ -156,6 +196,7 @@ impl<DB: Backend> Node<DB> {
         self.role == Role::Replica
             && self.is_healthy()
             && !self.lagging.load(Ordering::Acquire)
+            && !self.broken.load(Ordering::Acquire)
             && self.in_recovery() != Some(false)
             && !self.is_foreign()
     }
@@ -255,6 +296,36 @@ impl<DB: Backend> Node<DB> {
         known(self.position.load(Ordering::Relaxed))
     }
 
+    /// Its MariaDB GTID position.
+    pub(crate) fn gtids(&self) -> Option<GtidSet> {
+        *lock(&self.gtids)
+    }
+
+    /// Whether it has replayed `at`: the scalar position first (cheap, and necessary),
+    /// then the timeline, then every GTID domain.
+    pub(crate) fn covers(&self, at: &At) -> bool {
+        self.position().is_some_and(|p| p >= at.position)
+            && (at.timeline.is_none() || self.timeline() == at.timeline)
+            && at
+                .gtids
+                .is_none_or(|want| self.gtids().is_some_and(|have| have.contains(&want)))
+    }
+
+    /// Whether the next probe should read replication status (not while it was refused
+    /// recently).
+    pub(crate) fn wants_replication_status(&self) -> bool {
+        lock(&self.status_denied).is_none_or(|t| t.elapsed() >= ASK_STATUS_AGAIN)
+    }
+
+    /// It lost the writes to another node.
+    pub(crate) fn depose(&self) {
+        self.deposed.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_deposed(&self) -> bool {
+        self.deposed.load(Ordering::Acquire)
+    }
+
     pub(crate) fn timeline(&self) -> Option<u64> {
         known(self.timeline.load(Ordering::Relaxed))
     }
@@ -279,7 +350,11 @@ impl<DB: Backend> Node<DB> {
 
     /// Text from the driver with this node's password scrubbed out.
     pub(crate) fn scrub(&self, text: &str) -> String {
-        redact::scrub(text, self.secret.as_deref())
+        let text = redact::scrub(text, self.secret.as_deref());
+        match &self.monitor_secret {
+            Some(s) => redact::scrub(&text, Some(s)),
+            None => text,
+        }
     }
 
     /// Whether the health task should skip probing it now (banned after failures).
@@ -301,8 +376,31 @@ impl<DB: Backend> Node<DB> {
             },
             Ordering::Relaxed,
         );
+        if probe.in_recovery == Some(true) && self.deposed.swap(false, Ordering::AcqRel) {
+            tracing::info!(node = %self.name, "the old writer is a replica now; it may be promoted again");
+        }
         self.position
             .store(probe.position.unwrap_or(UNKNOWN), Ordering::Relaxed);
+        *lock(&self.gtids) = probe.gtids;
+        if let Some(r) = probe.replication {
+            if r.unavailable.is_some() {
+                *lock(&self.status_denied) = Some(Instant::now());
+            }
+            let broken = r.broken();
+            if let Some(why) = &broken {
+                if !self.broken.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(node = %self.name, error = %why, "replication stopped with an error, leaving the rotation");
+                    self.down.notify_waiters();
+                }
+            } else if self.broken.swap(false, Ordering::AcqRel) {
+                tracing::info!(node = %self.name, "replication runs again, back in the rotation");
+            }
+            let mut kept = lock(&self.replication);
+            // A refusal keeps what an earlier probe could read.
+            if r.unavailable.is_none() || kept.is_none() {
+                *kept = Some(r);
+            }
+        }
         self.timeline
             .store(probe.timeline.unwrap_or(UNKNOWN), Ordering::Relaxed);
         self.replay_age_us.store(
@@ -361,7 +459,14 @@ impl<DB: Backend> Node<DB> {
     }
 
     /// Records a replay position seen outside the health probe; positions only move forward.
-    pub(crate) fn advance_position(&self, position: u64) {
+    pub(crate) fn advance_position(&self, p: crate::LogPosition) {
+        let mut position = p.position;
+        if let Some(new) = p.gtids {
+            let mut gtids = lock(&self.gtids);
+            let merged = gtids.and_then(|old| old.union(&new)).unwrap_or(new);
+            position = merged.total();
+            *gtids = Some(merged);
+        }
         let _ = self
             .position
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
@@ -465,6 +570,10 @@ impl<DB: Backend> Node<DB> {
             Some(format!(
                 "claims the primary role while {writer} takes the writes"
             ))
+        } else if self.broken.load(Ordering::Acquire) {
+            lock(&self.replication)
+                .as_ref()
+                .and_then(Replication::broken)
         } else {
             None
         };
@@ -489,6 +598,8 @@ impl<DB: Backend> Node<DB> {
             last_error: lock(&self.last_error).clone(),
             excluded,
             timeline: self.timeline(),
+            gtid_position: self.gtids().map(|g| g.to_string()),
+            replication: lock(&self.replication).clone(),
         }
     }
 }
@@ -633,7 +744,7 @@ mod tests {
             ..Probe::default()
         };
         n.check_identity(&probe, Some(8));
-        n.mark_up(probe);
+        n.mark_up(probe.clone());
         assert!(n.is_healthy() && !n.serves_reads());
         n.check_identity(&probe, Some(7));
         assert!(n.serves_reads());

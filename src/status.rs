@@ -98,6 +98,12 @@ pub struct NodeStatus {
     pub excluded: Option<String>,
     /// Its timeline as the last probe saw it (PostgreSQL; a promotion increments it).
     pub timeline: Option<u64>,
+    /// Its MariaDB GTID position (`@@gtid_binlog_pos` on a primary, `@@gtid_slave_pos` on a
+    /// replica), server ids shown as 0.
+    pub gtid_position: Option<String>,
+    /// MySQL/MariaDB: its replication threads (IO/SQL state, last errors), or why the probe
+    /// could not read them.
+    pub replication: Option<crate::backend::Replication>,
 }
 
 impl Status {
@@ -136,6 +142,10 @@ impl NodeStatus {
 
     fn lag_cell(&self) -> String {
         match (self.lag, self.lag_bytes) {
+            // MariaDB's distance is in transactions (GTIDs), not bytes.
+            (Some(t), Some(b)) if self.gtid_position.is_some() => {
+                format!("{}ms/{b}tx", t.as_millis())
+            }
             (Some(t), Some(b)) => format!("{}ms/{b}B", t.as_millis()),
             _ => "-".into(),
         }
@@ -204,6 +214,11 @@ impl fmt::Display for Status {
         for row in &rows {
             let cells: Vec<&str> = row.iter().map(String::as_str).collect();
             line(f, &cells)?;
+        }
+        for n in &self.nodes {
+            if let Some(why) = n.replication.as_ref().and_then(|r| r.unavailable.as_ref()) {
+                writeln!(f, "{}: {why}", n.name)?;
+            }
         }
         if self.closed {
             writeln!(f, "(closed)")?;

@@ -220,3 +220,331 @@ async fn writes_follow_a_promotion_and_never_return_to_the_old_primary() {
     assert!(!status.node("primary").unwrap().writer, "{status}");
     pool.close().await;
 }
+
+/// A pool whose probes read replication status as the monitor user (`SLAVE MONITOR`).
+async fn connect_monitored(c: &MariaCluster, config: Config) -> MySqlReplicaPool {
+    let mut b = MySqlReplicaPool::builder()
+        .primary(c.url(0))
+        .monitor_credentials("monitor", support::SECRET)
+        .config(config);
+    for url in c.replica_urls() {
+        b = b.replica(url);
+    }
+    b.connect().await.unwrap()
+}
+
+/// Reads `n` times; the ports that answered, with counts.
+async fn spread(pool: &MySqlReplicaPool, n: usize) -> HashMap<u16, usize> {
+    let mut seen = HashMap::new();
+    for _ in 0..n {
+        let (port, read_only) = who(pool).await;
+        assert!(read_only, "a read ran on the primary ({port})");
+        *seen.entry(port).or_insert(0) += 1;
+    }
+    seen
+}
+
+/// With a monitor user, roles and health come from replication state: `status()` shows
+/// the IO/SQL threads; a replica whose SQL thread is stopped falls behind (lag in
+/// transactions and in time, `Seconds_Behind_Master` being NULL) and leaves the rotation
+/// above the limit, then returns; a replica whose replication stopped with an error leaves
+/// at once, with the error in `status()`, and returns when it runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_state_decides_roles_lag_and_health() {
+    let c = MariaCluster::start(2);
+    c.sql(0, "CREATE TABLE app.items (id int PRIMARY KEY, v text)");
+    c.wait_replayed();
+    let pool = connect_monitored(
+        &c,
+        fault_config()
+            .max_replica_lag(Duration::from_secs(1))
+            .max_replica_lag_bytes(20),
+    )
+    .await;
+    let status = pool.status();
+    for name in ["replica-1", "replica-2"] {
+        let r = status.node(name).unwrap().replication.clone().unwrap();
+        assert!(r.unavailable.is_none(), "{status}");
+        assert_eq!(r.channels.len(), 1, "{status}");
+        assert_eq!(
+            (
+                r.channels[0].io_running.as_str(),
+                r.channels[0].sql_running.as_str()
+            ),
+            ("Yes", "Yes")
+        );
+        assert_eq!(
+            r.channels[0].source,
+            format!("127.0.0.1:{}", c.node(0).port)
+        );
+    }
+    let primary = status.node("primary").unwrap();
+    assert!(primary.replication.as_ref().unwrap().channels.is_empty());
+    assert!(primary.gtid_position.is_some(), "{status}");
+    assert_eq!(spread(&pool, 20).await.len(), 2);
+
+    // Stalled: the SQL thread stops (IO keeps fetching), the primary moves on.
+    c.stop_sql_thread(1);
+    for i in 0..30 {
+        sqlx::query("INSERT INTO items VALUES (?, 'x')")
+            .bind(i)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    support::run::wait_until("replica-1 lags", &pool, |s| {
+        s.node("replica-1").unwrap().lagging
+    })
+    .await;
+    let status = pool.status();
+    let r1 = status.node("replica-1").unwrap();
+    assert!(r1.lag_bytes >= Some(30), "30 transactions behind: {status}");
+    assert_eq!(
+        r1.replication.as_ref().unwrap().channels[0].sql_running,
+        "No"
+    );
+    assert!(
+        r1.excluded.is_none(),
+        "stopped without an error is lag, not broken"
+    );
+    assert!(status.to_string().contains("tx"), "{status}");
+    let stalled = spread(&pool, 20).await;
+    assert_eq!(stalled.get(&c.node(1).port), None, "{stalled:?}");
+
+    c.start_sql_thread(1);
+    support::run::wait_until("replica-1 caught up", &pool, |s| {
+        !s.node("replica-1").unwrap().lagging
+    })
+    .await;
+    assert_eq!(spread(&pool, 20).await.len(), 2);
+
+    // Broken: a row the primary's next insert collides with, slipped into replica-2 without
+    // a GTID; its SQL thread stops with error 1062.
+    c.sql(
+        2,
+        "SET sql_log_bin = 0; INSERT INTO app.items VALUES (1000, 'conflict')",
+    );
+    sqlx::query("INSERT INTO items VALUES (1000, 'primary')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    support::run::wait_until("replica-2 out: replication broke", &pool, |s| {
+        s.node("replica-2").unwrap().excluded.is_some()
+    })
+    .await;
+    let status = pool.status();
+    let why = status.node("replica-2").unwrap().excluded.clone().unwrap();
+    assert!(why.contains("1062"), "{why}");
+    assert!(status.to_string().contains("1062"), "{status}");
+    let broken = spread(&pool, 20).await;
+    assert_eq!(broken.get(&c.node(2).port), None, "{broken:?}");
+
+    c.sql(
+        2,
+        "SET sql_log_bin = 0; DELETE FROM app.items WHERE id = 1000; START SLAVE SQL_THREAD",
+    );
+    support::run::wait_until("replica-2 back", &pool, |s| {
+        let n = s.node("replica-2").unwrap();
+        n.excluded.is_none() && !n.lagging
+    })
+    .await;
+    assert_eq!(
+        c.sql(2, "SELECT v FROM app.items WHERE id = 1000"),
+        "primary"
+    );
+    assert_eq!(spread(&pool, 20).await.len(), 2);
+    pool.close().await;
+}
+
+/// Without a monitor user (the application user may not read replication status), roles
+/// come from `@@read_only` and lag from GTID positions, and `status()` says so; a stalled
+/// replica still leaves the rotation and returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_monitor_user_lag_comes_from_gtid_positions() {
+    let c = MariaCluster::start(2);
+    c.sql(0, "CREATE TABLE app.items (id int PRIMARY KEY, v text)");
+    c.wait_replayed();
+    let pool = connect(
+        &c,
+        fault_config()
+            .max_replica_lag(Duration::from_secs(1))
+            .max_replica_lag_bytes(20),
+    )
+    .await;
+    let status = pool.status();
+    let note = status
+        .node("replica-1")
+        .unwrap()
+        .replication
+        .as_ref()
+        .and_then(|r| r.unavailable.clone())
+        .unwrap_or_default();
+    assert!(note.contains("SLAVE MONITOR"), "{status}");
+    assert!(
+        status.to_string().contains("roles from @@read_only"),
+        "{status}"
+    );
+
+    c.stop_sql_thread(2);
+    for i in 0..30 {
+        sqlx::query("INSERT INTO items VALUES (?, 'x')")
+            .bind(i)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    support::run::wait_until("replica-2 lags", &pool, |s| {
+        s.node("replica-2").unwrap().lagging
+    })
+    .await;
+    assert!(pool.status().node("replica-2").unwrap().lag_bytes >= Some(30));
+    let stalled = spread(&pool, 20).await;
+    assert_eq!(stalled.get(&c.node(2).port), None, "{stalled:?}");
+
+    // Time alone also takes it out: one write, then nothing applied for over a second.
+    c.start_sql_thread(2);
+    support::run::wait_until("replica-2 caught up", &pool, |s| {
+        !s.node("replica-2").unwrap().lagging
+    })
+    .await;
+    c.stop_sql_thread(2);
+    sqlx::query("INSERT INTO items VALUES (100, 'x')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    support::run::wait_until("replica-2 lags by time", &pool, |s| {
+        let n = s.node("replica-2").unwrap();
+        n.lagging && n.lag_bytes == Some(1)
+    })
+    .await;
+    c.start_sql_thread(2);
+    support::run::wait_until("replica-2 back", &pool, |s| {
+        !s.node("replica-2").unwrap().lagging
+    })
+    .await;
+    assert_eq!(spread(&pool, 20).await.len(), 2);
+    pool.close().await;
+}
+
+/// Read-your-writes by GTID: with every replica's SQL thread stopped, 1,000 session
+/// write-then-read pairs all see their write while plain reads are stale; with replication
+/// running, session reads are served by replicas that have the write; tokens cross pools,
+/// a forged one is clamped, and a PostgreSQL token is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_read_their_writes_by_gtid() {
+    use futures_util::StreamExt;
+    let c = MariaCluster::start(2);
+    c.sql(0, "CREATE TABLE app.items (id int PRIMARY KEY, v text)");
+    c.wait_replayed();
+    let pool = connect(
+        &c,
+        Config::default()
+            .causal_wait(Duration::from_millis(2))
+            .max_replica_lag(None),
+    )
+    .await;
+
+    c.stop_sql_thread(1);
+    c.stop_sql_thread(2);
+    let results: Vec<(bool, bool)> = futures_util::stream::iter(0..1000)
+        .map(|i| {
+            let pool = pool.clone();
+            async move {
+                let session = pool.session();
+                sqlx::query("INSERT INTO items VALUES (?, 'mine')")
+                    .bind(i)
+                    .execute(&session)
+                    .await
+                    .unwrap();
+                let own: Option<String> = sqlx::query_scalar("SELECT v FROM items WHERE id = ?")
+                    .bind(i)
+                    .fetch_optional(&session)
+                    .await
+                    .unwrap();
+                let plain: Option<String> = sqlx::query_scalar("SELECT v FROM items WHERE id = ?")
+                    .bind(i)
+                    .fetch_optional(&pool)
+                    .await
+                    .unwrap();
+                (own.is_some(), plain.is_some())
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let own = results.iter().filter(|r| r.0).count();
+    let plain = results.iter().filter(|r| r.1).count();
+    println!("paused replicas: {own}/1000 sessions saw their write, {plain}/1000 plain reads did");
+    assert_eq!(own, 1000);
+    assert_eq!(plain, 0, "plain reads go to the stalled replicas");
+
+    // A token carries the GTID position to another pool (another process).
+    let session = pool.session();
+    sqlx::query("INSERT INTO items VALUES (5000, 'handed over')")
+        .execute(&session)
+        .await
+        .unwrap();
+    let token = session.settled_token().await.unwrap();
+    assert_eq!(token.kind(), partypool::TokenKind::Gtid);
+    let text = token.to_string();
+    assert!(text.starts_with("pp2-g-0000000000000000-0."), "{text}");
+    let other = connect(&c, Config::default().causal_wait(Duration::from_millis(2))).await;
+    let continued = other.session_with(text.parse().unwrap()).unwrap();
+    let v: Option<String> = sqlx::query_scalar("SELECT v FROM items WHERE id = 5000")
+        .fetch_optional(&continued)
+        .await
+        .unwrap();
+    assert_eq!(v.as_deref(), Some("handed over"));
+
+    // A PostgreSQL token, or garbage, is refused with a clear error.
+    let pg: partypool::CausalToken = "pp2-l-6f1a2b3c4d5e6f70-1-3000148".parse().unwrap();
+    let err = other.session_with(pg).unwrap_err();
+    assert!(err.to_string().contains("cluster"), "{err}");
+    let no_cluster: partypool::CausalToken = "pp2-l-0-1-3000148".parse().unwrap();
+    let err = other.session_with(no_cluster).unwrap_err();
+    assert!(err.to_string().contains("GTID"), "{err}");
+
+    // Replication running: the session's reads are served by replicas that have the write.
+    c.start_sql_thread(1);
+    c.start_sql_thread(2);
+    c.wait_replayed();
+    let live = connect(&c, Config::default().causal_wait(Duration::from_secs(2))).await;
+    let mut on_replica = 0;
+    for i in 0..200 {
+        let session = live.session();
+        sqlx::query("INSERT INTO items VALUES (?, 'live')")
+            .bind(10_000 + i)
+            .execute(&session)
+            .await
+            .unwrap();
+        let row = sqlx::query("SELECT v, @@read_only FROM items WHERE id = ?")
+            .bind(10_000 + i)
+            .fetch_optional(&session)
+            .await
+            .unwrap()
+            .expect("the session sees its write");
+        if row.get::<i64, _>(1) == 1 {
+            on_replica += 1;
+        }
+    }
+    println!("replicas running: {on_replica}/200 session reads served by a replica");
+    assert!(on_replica >= 150, "{on_replica}/200 on replicas");
+
+    // A forged token far ahead of the primary: one read on the primary, then clamped.
+    let forged: partypool::CausalToken = "pp2-g-0000000000000000-0.ffffffffff".parse().unwrap();
+    let s = live.session_with(forged).unwrap();
+    for _ in 0..3 {
+        let _: i64 = sqlx::query_scalar("SELECT @@read_only")
+            .fetch_one(&s)
+            .await
+            .unwrap();
+    }
+    let ro: i64 = sqlx::query_scalar("SELECT @@read_only")
+        .fetch_one(&s)
+        .await
+        .unwrap();
+    assert_eq!(ro, 1, "after the clamp, reads go to replicas again");
+    for p in [pool, other, live] {
+        p.close().await;
+    }
+}

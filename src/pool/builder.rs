@@ -29,6 +29,8 @@ type AfterConnect<DB> = Arc<
 pub(crate) struct Hooks<DB: Backend> {
     pub(crate) connect_options: Option<OptionsHook<DB>>,
     pub(crate) after_connect: Option<AfterConnect<DB>>,
+    /// The monitor credential for probes: user and password.
+    pub(crate) monitor: Option<(String, String)>,
 }
 
 impl<DB: Backend> Default for Hooks<DB> {
@@ -36,6 +38,7 @@ impl<DB: Backend> Default for Hooks<DB> {
         Hooks {
             connect_options: None,
             after_connect: None,
+            monitor: None,
         }
     }
 }
@@ -155,6 +158,39 @@ impl<DB: Backend> Builder<DB> {
         self
     }
 
+    /// A separate user for the health probes, as MaxScale and ProxySQL have one.
+    ///
+    /// Probes then run on their own connection as this user, never on the application's
+    /// pooled connections. On MySQL/MariaDB this is how partypool reads replication status
+    /// (`SHOW ALL SLAVES STATUS` needs the `SLAVE MONITOR` privilege, which an application
+    /// user rarely has): with it, a node is a replica when it has a replication source,
+    /// `status()` shows its IO/SQL threads and their last errors, a replica whose
+    /// replication stopped with an error leaves the rotation, and lag uses
+    /// `Seconds_Behind_Master`. Without it, roles come from `@@read_only` and lag from GTID
+    /// positions alone, and `status()` says so. The password is scrubbed from every error
+    /// and never printed.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), partypool::Error> {
+    /// // CREATE USER monitor@'%' IDENTIFIED BY '…'; GRANT SLAVE MONITOR, BINLOG MONITOR ON *.* TO monitor@'%';
+    /// let pool = partypool::MySqlReplicaPool::builder()
+    ///     .primary("mysql://app:secret@db-1/app")
+    ///     .replica("mysql://app:secret@db-2/app")
+    ///     .monitor_credentials("monitor", "monitor-secret")
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn monitor_credentials(
+        mut self,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.hooks.monitor = Some((user.into(), password.into()));
+        self
+    }
+
     /// Connects; see [`ReplicaPool::connect`] for what can fail.
     pub async fn connect(self) -> Result<ReplicaPool<DB>, Error> {
         let primary = self
@@ -180,6 +216,7 @@ impl<DB: Backend> fmt::Debug for Builder<DB> {
             .field("config", &self.config)
             .field("connect_options", &self.hooks.connect_options.is_some())
             .field("after_connect", &self.hooks.after_connect.is_some())
+            .field("monitor_user", &self.hooks.monitor.as_ref().map(|(u, _)| u))
             .finish()
     }
 }

@@ -328,10 +328,7 @@ impl<DB: Backend> Shared<DB> {
             return;
         }
         match DB::capture_position(conn).await {
-            Ok(Some(p)) => session.recorded(At {
-                position: p.position,
-                timeline: p.timeline,
-            }),
+            Ok(Some(p)) => session.recorded(At::from_log(p)),
             _ => session.unknown(now_ms()),
         }
     }
@@ -340,11 +337,7 @@ impl<DB: Backend> Shared<DB> {
     /// position, to settle or check the session's ([`SessionState::reconcile`]).
     async fn reconcile(&self, conn: &mut DB::Connection, session: &SessionState) {
         if let Ok(Some(p)) = DB::capture_position(conn).await {
-            let at = At {
-                position: p.position,
-                timeline: p.timeline,
-            };
-            session.reconcile(at, &self.rules(), now_ms());
+            session.reconcile(At::from_log(p), &self.rules(), now_ms());
         }
     }
 }

@@ -99,8 +99,9 @@ impl<DB: Backend> Shared<DB> {
         match first.unwrap_or(Err(sqlx::Error::PoolTimedOut)) {
             Ok(probe) => {
                 cluster.set_cluster_id(probe.cluster_id);
+                let in_recovery = probe.in_recovery;
                 health::record(&cluster, primary, Ok(Ok(probe)));
-                if probe.in_recovery == Some(true) {
+                if in_recovery == Some(true) {
                     tracing::warn!(node = %primary.name, "the configured primary is in recovery (a standby)");
                 }
             }
@@ -374,6 +375,29 @@ fn node<DB: Backend>(
         let hook = hook.clone();
         pool = pool.after_connect(move |conn, meta| hook(conn, meta));
     }
+    // The monitor credential: the node's URL with another user and password (and, where
+    // the backend says so, no database: a monitor user rarely may use the application's),
+    // through the same options hook.
+    let probe_options = match &hooks.monitor {
+        None => None,
+        Some((user, password)) => {
+            let mut u = url::Url::parse(raw).map_err(|e| invalid(e.to_string()))?;
+            let bad = |_| invalid("cannot set the monitor user in this URL".into());
+            u.set_username(user).map_err(bad)?;
+            u.set_password(Some(password)).map_err(bad)?;
+            DB::monitor_url(&mut u);
+            let o = <Options<DB> as sqlx::ConnectOptions>::from_url(&u)
+                .map_err(|e| invalid(redact::scrub(&e.to_string(), Some(password))))?;
+            Some(match &hooks.connect_options {
+                Some(f) => f(o),
+                None => o,
+            })
+        }
+    };
     let pool = pool.connect_lazy_with(options);
-    Ok(Node::new(name, role, url, secret, pool))
+    let mut node = Node::new(name, role, url, secret, pool);
+    if let Some(options) = probe_options {
+        node = node.with_probe_options(options, hooks.monitor.as_ref().map(|(_, p)| p.clone()));
+    }
+    Ok(node)
 }

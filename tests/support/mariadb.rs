@@ -120,6 +120,8 @@ impl MariaCluster {
                  CREATE DATABASE app; \
                  CREATE USER 'app'@'127.0.0.1' IDENTIFIED BY '{SECRET}'; \
                  GRANT ALL PRIVILEGES ON app.* TO 'app'@'127.0.0.1'; \
+                 CREATE USER 'monitor'@'127.0.0.1' IDENTIFIED BY '{SECRET}'; \
+                 GRANT SLAVE MONITOR, BINLOG MONITOR ON *.* TO 'monitor'@'127.0.0.1'; \
                  CREATE TABLE app.marker (id int PRIMARY KEY); INSERT INTO app.marker VALUES (1)"
             ),
         );
