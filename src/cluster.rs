@@ -607,6 +607,61 @@ mod tests {
         assert!(c.check_writable().is_ok(), "writes wait for the writer");
     }
 
+    /// A probe without timelines or identity (MariaDB): `primary` or a replica, at `gtids`.
+    fn up_gtid(c: &Cluster<sqlx::Sqlite>, i: usize, primary: bool, gtids: &str) {
+        let gtids: crate::GtidSet = gtids.parse().unwrap();
+        c.nodes[i].mark_up(Probe {
+            in_recovery: Some(!primary),
+            position: Some(gtids.total()),
+            gtids: Some(gtids),
+            ..Probe::default()
+        });
+    }
+
+    #[tokio::test]
+    async fn without_timelines_a_deposed_writer_needs_to_be_a_replica_first() {
+        let c = cluster(true);
+        up_gtid(&c, 0, true, "0-1-10");
+        up_gtid(&c, 1, false, "0-1-10");
+        up_gtid(&c, 2, false, "0-1-10");
+        c.elect_writer();
+        down(&c, 0);
+        up_gtid(&c, 1, true, "0-1-10");
+        c.elect_writer();
+        assert_eq!(c.writer_index(), 1);
+        // The old primary is back writable; then the promoted one dies.
+        up_gtid(&c, 0, true, "0-1-10");
+        down(&c, 1);
+        c.elect_writer();
+        assert_eq!(c.writer_index(), 1, "the old primary lost the writes");
+        // An operator makes it a replica of the new primary, then promotes it again.
+        up_gtid(&c, 0, false, "0-2-20");
+        c.elect_writer();
+        up_gtid(&c, 0, true, "0-2-20");
+        c.elect_writer();
+        assert_eq!(c.writer_index(), 0);
+        assert!(c.nodes[1].is_deposed());
+    }
+
+    #[tokio::test]
+    async fn gtid_lag_is_in_transactions_per_domain() {
+        let c = cluster(true);
+        up_gtid(&c, 0, true, "0-1-100,1-1-5");
+        up_gtid(&c, 1, false, "0-1-90,1-1-5");
+        up_gtid(&c, 2, false, "0-1-100,1-1-5");
+        c.elect_writer();
+        c.update_lag();
+        let lag = |i: usize| c.nodes[i].status(None, "primary").lag_bytes;
+        assert_eq!((lag(1), lag(2)), (Some(10), Some(0)));
+        let want = crate::consistency::At {
+            position: 100,
+            timeline: None,
+            gtids: Some("0-1-95".parse().unwrap()),
+        };
+        assert!(!c.nodes[1].covers(&want) && c.nodes[2].covers(&want));
+        assert_eq!(c.pick(&[], Some(want), false).map(|(i, _)| i), Some(2));
+    }
+
     #[tokio::test]
     async fn a_writer_behind_or_foreign_blocks_the_writes() {
         let c = cluster(true);

@@ -811,6 +811,42 @@ mod tests {
     }
 
     #[test]
+    fn gtid_tokens_round_trip_and_compare_per_domain() {
+        let t: CausalToken = "pp2-g-0000000000000000-0.64_1.5".parse().unwrap();
+        assert_eq!(t.kind(), TokenKind::Gtid);
+        assert_eq!(t.to_string(), "pp2-g-0000000000000000-0.64_1.5");
+        let g = t.gtids().unwrap();
+        assert_eq!((g.seq(0), g.seq(1), t.position()), (100, 5, Some(105)));
+        for bad in [
+            "pp2-g-0",
+            "pp2-g-0-",
+            "pp2-g-0-0.1-2",
+            "pp2-g-0-0.1_0.2",
+            "pp2-g-0-0.1_1.1_2.1_3.1_4.1",
+        ] {
+            assert!(bad.parse::<CausalToken>().is_err(), "{bad}");
+        }
+        // A session's position merges per domain, and a token ahead in any domain is
+        // clamped to the primary's position.
+        let rules = Rules {
+            support: CausalSupport::Gtids,
+            ..RULES
+        };
+        assert_eq!(rules.token_kind(), Some(TokenKind::Gtid));
+        let gat = |s: &str| At::from_log(crate::LogPosition::gtid(s.parse().unwrap()));
+        let s = SessionState::from_token(t);
+        s.reconcile(gat("0-1-200,1-1-4"), &rules, now_ms());
+        match s.read_at(&rules, None, now_ms()) {
+            ReadAt::AtLeast(at) => assert_eq!(at.gtids, gat("0-1-200,1-1-4").gtids),
+            other => panic!("{other:?}"),
+        }
+        s.recorded(gat("0-1-201,1-1-4,2-1-1"));
+        s.recorded(gat("0-1-150"));
+        let g = s.token(0).unwrap().gtids().unwrap();
+        assert_eq!((g.seq(0), g.seq(1), g.seq(2)), (201, 4, 1));
+    }
+
+    #[test]
     fn garbled_tokens_are_errors() {
         for bad in [
             "",

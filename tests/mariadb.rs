@@ -280,7 +280,10 @@ async fn writes_follow_a_promotion_and_never_return_to_the_old_primary() {
     let on_old = counts(&c.sql(0, "SELECT k FROM app.items"));
     let mut unshipped = 0;
     for k in &acked {
-        let (n, o) = (on_new.get(k).copied().unwrap_or(0), on_old.get(k).copied().unwrap_or(0));
+        let (n, o) = (
+            on_new.get(k).copied().unwrap_or(0),
+            on_old.get(k).copied().unwrap_or(0),
+        );
         assert!(n <= 1 && o <= 1, "write {k} duplicated ({n} new, {o} old)");
         assert!(n == 1 || o == 1, "acknowledged write {k} lost");
         if n == 0 {
@@ -288,7 +291,9 @@ async fn writes_follow_a_promotion_and_never_return_to_the_old_primary() {
         }
     }
     let after_move = acked.iter().filter(|k| !on_old.contains_key(k)).count();
-    println!("{after_move} acknowledged writes on the promoted node only, {unshipped} never shipped");
+    println!(
+        "{after_move} acknowledged writes on the promoted node only, {unshipped} never shipped"
+    );
     assert!(after_move > 0, "writes continued on the promoted node");
     let old_count = c.sql(0, "SELECT count(*) FROM app.items");
 
