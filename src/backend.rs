@@ -386,9 +386,16 @@ impl Backend for sqlx::MySql {
     async fn capture_position(
         conn: &mut Self::Connection,
     ) -> Result<Option<LogPosition>, sqlx::Error> {
-        let pos: Option<String> = sqlx::query_scalar("SELECT @@global.gtid_binlog_pos")
+        let pos: Option<String> = match sqlx::query_scalar("SELECT @@global.gtid_binlog_pos")
             .fetch_one(&mut *conn)
-            .await?;
+            .await
+        {
+            Ok(pos) => pos,
+            // MySQL: no such variable. The write's position is unknown: the session reads
+            // on the primary (never too old).
+            Err(e) if mysql_errno(&e) == Some(1193) => None,
+            Err(e) => return Err(e),
+        };
         Ok(pos
             .and_then(|p| p.parse::<GtidSet>().ok())
             .map(LogPosition::gtid))

@@ -47,9 +47,9 @@ use crate::{Error, GtidSet};
 #[serde(rename_all = "snake_case")]
 pub enum Consistency {
     /// By log position: reads go to replicas that have replayed the session's writes
-    /// (PostgreSQL). Backends whose replicas always see committed writes (SQLite readers of
-    /// the same file) need nothing. Backends without positions (MySQL/MariaDB, for now) fall
-    /// back to `StickyFor(2 s)`.
+    /// (PostgreSQL's WAL position and timeline, MariaDB's GTID position per domain).
+    /// Backends whose replicas always see committed writes (SQLite readers of the same file)
+    /// need nothing.
     #[default]
     Causal,
     /// By time, like Rails' replica delay: for this long after a write, the session reads on

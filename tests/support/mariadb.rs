@@ -298,6 +298,18 @@ impl MariaCluster {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// Runs the SQL file `path` as root on node `i`, in database `app`.
+    pub fn sql_file(&self, i: usize, path: &std::path::Path) {
+        let file = std::fs::File::open(path).expect("open the SQL file");
+        let out = Command::new(CLIENT)
+            .arg(format!("--socket={}", self.socket(i).display()))
+            .args(["-uroot", "app"])
+            .stdin(file)
+            .output()
+            .expect("run the mariadb client");
+        check(&out, &format!("{}: {}", self.nodes[i].name, path.display()));
+    }
+
     /// Kills node `i` at once (SIGKILL), like a crash.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].child.take() {
