@@ -243,13 +243,20 @@ async fn writes_follow_a_promotion_and_never_return_to_the_old_primary() {
     tokio::task::block_in_place(|| {
         c.kill(0);
         c.promote(1);
-        c.repoint(2, 1);
-        c.wait_replicating(2);
     });
+    let promoted = std::time::Instant::now();
     support::run::wait_until("replica-1 takes the writes", &pool, |s| {
         s.node("replica-1").unwrap().writer
     })
     .await;
+    println!(
+        "writes moved {:?} after the promotion (health interval 200 ms)",
+        promoted.elapsed()
+    );
+    tokio::task::block_in_place(|| {
+        c.repoint(2, 1);
+        c.wait_replicating(2);
+    });
     assert_eq!(writer_port(&pool).await, c.node(1).port);
 
     // The old primary comes back writable: a second primary.
