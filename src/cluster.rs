@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
 use crate::backend::Backend;
@@ -31,9 +32,19 @@ pub(crate) struct Settings {
 
 const NONE: u64 = u64::MAX;
 
+/// The members, in the order they joined. Append-only, so an index names the same node
+/// for the pool's whole life (a removed node stays, marked removed, serving nothing); read
+/// without a lock on every statement, replaced whole when a member joins.
+type Members<DB> = Vec<Arc<Node<DB>>>;
+
 pub(crate) struct Cluster<DB: Backend> {
-    /// `nodes[0]` is the configured primary, the rest are replicas in configuration order.
-    pub(crate) nodes: Vec<Arc<Node<DB>>>,
+    /// Every member: the declared primary (if any) first, then the others in configuration
+    /// order, then those added later.
+    nodes: ArcSwap<Members<DB>>,
+    /// Serialises membership changes (the list itself is read lock-free).
+    joining: Mutex<()>,
+    /// Serialises elections.
+    electing: Mutex<()>,
     pub(crate) settings: Settings,
     policy: Box<dyn Policy>,
     /// Itself, for the probes that confirm a statement's connection error in the background.
@@ -70,7 +81,9 @@ impl<DB: Backend> Cluster<DB> {
         policy: Box<dyn Policy>,
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| Cluster {
-            nodes,
+            nodes: ArcSwap::from_pointee(nodes),
+            joining: Mutex::new(()),
+            electing: Mutex::new(()),
             settings,
             policy,
             me: me.clone(),
@@ -102,20 +115,53 @@ impl<DB: Backend> Cluster<DB> {
         }
     }
 
-    pub(crate) fn configured_primary(&self) -> &Arc<Node<DB>> {
-        &self.nodes[0]
+    /// Every member (removed ones included: indices are stable), as of now.
+    pub(crate) fn nodes(&self) -> arc_swap::Guard<Arc<Members<DB>>> {
+        self.nodes.load()
     }
 
-    pub(crate) fn replicas(&self) -> &[Arc<Node<DB>>] {
-        &self.nodes[1..]
+    /// The member at `index`.
+    pub(crate) fn node(&self, index: usize) -> Arc<Node<DB>> {
+        Arc::clone(&self.nodes()[index])
+    }
+
+    /// The first member: the declared primary, when there is one.
+    pub(crate) fn first(&self) -> Arc<Node<DB>> {
+        self.node(0)
+    }
+
+    /// Adds a member; returns its index. Probe it before it may serve.
+    pub(crate) fn add(&self, node: Arc<Node<DB>>) -> usize {
+        let _one_at_a_time = lock(&self.joining);
+        let mut members = Vec::clone(&self.nodes());
+        members.push(node);
+        let index = members.len() - 1;
+        self.nodes.store(Arc::new(members));
+        index
     }
 
     /// The node that takes writes now.
-    pub(crate) fn writer(&self) -> &Arc<Node<DB>> {
-        &self.nodes[self
-            .writer
-            .load(Ordering::Acquire)
-            .min(self.nodes.len() - 1)]
+    pub(crate) fn writer(&self) -> Arc<Node<DB>> {
+        let nodes = self.nodes();
+        Arc::clone(&nodes[self.writer.load(Ordering::Acquire).min(nodes.len() - 1)])
+    }
+
+    /// Whether a node other than `index` could take the writes now (reachable, writable,
+    /// of this cluster, never deposed).
+    pub(crate) fn has_other_writable(&self, index: usize) -> bool {
+        self.nodes().iter().enumerate().any(|(i, n)| {
+            i != index
+                && n.is_healthy()
+                && !n.is_removed()
+                && n.in_recovery() == Some(false)
+                && !n.is_foreign()
+                && !n.is_deposed()
+        })
+    }
+
+    /// The writer before the first election (the declared primary's index is 0).
+    pub(crate) fn set_writer_index(&self, index: usize) {
+        self.writer.store(index, Ordering::Release);
     }
 
     pub(crate) fn writer_index(&self) -> usize {
@@ -138,12 +184,12 @@ impl<DB: Backend> Cluster<DB> {
 
     /// The next replica that serves reads, by the balancing policy, skipping `tried`
     /// (indices into `nodes`); `None` when there is none.
-    pub(crate) fn pick_replica(&self, tried: &[usize]) -> Option<(usize, &Arc<Node<DB>>)> {
+    pub(crate) fn pick_replica(&self, tried: &[usize]) -> Option<(usize, Arc<Node<DB>>)> {
         self.pick(tried, None, false)
     }
 
     /// The next replica that serves reads, or the writer when none does.
-    pub(crate) fn reader(&self) -> &Arc<Node<DB>> {
+    pub(crate) fn reader(&self) -> Arc<Node<DB>> {
         self.pick_replica(&[])
             .map_or_else(|| self.writer(), |(_, node)| node)
     }
@@ -156,7 +202,7 @@ impl<DB: Backend> Cluster<DB> {
         tried: &[usize],
         at: Option<At>,
         free: bool,
-    ) -> Option<(usize, &Arc<Node<DB>>)> {
+    ) -> Option<(usize, Arc<Node<DB>>)> {
         let usable = |(i, n): &(usize, &Arc<Node<DB>>)| {
             n.serves_reads()
                 && !tried.contains(i)
@@ -169,7 +215,8 @@ impl<DB: Backend> Cluster<DB> {
         let mut index = [0usize; MAX];
         let mut loads = [Load::default(); MAX];
         let mut n = 0;
-        for (i, node) in self.nodes.iter().enumerate().filter(usable).take(MAX) {
+        let nodes = self.nodes();
+        for (i, node) in nodes.iter().enumerate().filter(usable).take(MAX) {
             index[n] = i;
             loads[n] = node.load();
             n += 1;
@@ -179,7 +226,7 @@ impl<DB: Backend> Cluster<DB> {
             1 => 0,
             _ => self.policy.pick(&loads[..n]).min(n - 1),
         };
-        Some((index[k], &self.nodes[index[k]]))
+        Some((index[k], Arc::clone(&nodes[index[k]])))
     }
 
     /// Chooses the writer after a round of probes: an election with memory.
@@ -195,8 +242,11 @@ impl<DB: Backend> Cluster<DB> {
     ///   stalled or failing writer makes writes wait or fail (bounded by the timeouts), never
     ///   go back.
     pub(crate) fn elect_writer(&self) {
-        let current = self.writer_index();
-        let writer = &self.nodes[current];
+        // One election at a time (the health task's and a membership change's).
+        let _one_at_a_time = lock(&self.electing);
+        let nodes = self.nodes();
+        let current = self.writer_index().min(nodes.len() - 1);
+        let writer = &nodes[current];
         let floor = match self.writes_timeline.load(Ordering::Acquire) {
             NONE => None,
             t => Some(t),
@@ -205,6 +255,7 @@ impl<DB: Backend> Cluster<DB> {
         // unfenced old primary) has lost the writes as surely as one that is gone.
         let behind = matches!((floor, writer.timeline()), (Some(f), Some(t)) if t < f);
         let holds = writer.is_healthy()
+            && !writer.is_removed()
             && writer.in_recovery() != Some(true)
             && !writer.is_foreign()
             && !behind;
@@ -215,13 +266,13 @@ impl<DB: Backend> Cluster<DB> {
                 self.writes_timeline.fetch_max_or_set(t);
             }
         } else {
-            let promoted = self
-                .nodes
+            let promoted = nodes
                 .iter()
                 .enumerate()
                 .filter(|(i, n)| {
                     *i != current
                         && n.is_healthy()
+                        && !n.is_removed()
                         && n.in_recovery() == Some(false)
                         && !n.is_foreign()
                         && !n.is_deposed()
@@ -267,20 +318,32 @@ impl<DB: Backend> Cluster<DB> {
                         writer.name
                     ))
                 }
+                // Every node that answers is a standby: writes fail at once, saying so, until
+                // one is promoted.
+                (None, true) if writer.is_healthy() && writer.in_recovery() == Some(true) => {
+                    block = Some(format!(
+                        "no node takes writes: {} is in recovery (a standby) and no node is writable",
+                        writer.name
+                    ))
+                }
                 // Nothing promoted (on a newer timeline) yet: writes keep trying the writer.
                 (None, true) => {}
             }
         }
-        for (i, n) in self.nodes.iter().enumerate() {
+        for (i, n) in nodes.iter().enumerate() {
             n.set_writer(i == next);
             n.set_rival(
-                i != next && n.is_healthy() && n.in_recovery() == Some(false) && !n.is_foreign(),
+                i != next
+                    && n.is_healthy()
+                    && !n.is_removed()
+                    && n.in_recovery() == Some(false)
+                    && !n.is_foreign(),
             );
         }
         let before = self.writer.swap(next, Ordering::AcqRel);
         if before != next {
-            self.nodes[before].depose();
-            tracing::warn!(from = %self.nodes[before].name, to = %self.nodes[next].name, "writes move to another node");
+            nodes[before].depose();
+            tracing::warn!(from = %nodes[before].name, to = %nodes[next].name, "writes move to another node");
             self.writer_moved.notify_waiters();
         }
         *lock(&self.write_block) = block;
@@ -294,8 +357,8 @@ impl<DB: Backend> Cluster<DB> {
         };
         let head_gtids = writer.gtids();
         let previous = lock(&self.previous_head).replace((head, head_gtids));
-        for node in self.replicas() {
-            if !node.is_healthy() || node.in_recovery() != Some(true) {
+        for node in self.nodes().iter() {
+            if !node.is_healthy() || node.in_recovery() != Some(true) || node.is_writer() {
                 continue;
             }
             let Some(replayed) = node.position() else {
@@ -433,7 +496,8 @@ impl<DB: Backend> Cluster<DB> {
         // connection, else the node's kept probe connection: a refresh never waits behind a
         // full pool (it would make waiting sessions give up and read on the primary).
         let timeout = self.settings.health_check_timeout;
-        futures_util::future::join_all(self.replicas().iter().filter(|n| n.serves_reads()).map(
+        let nodes = self.nodes();
+        futures_util::future::join_all(nodes.iter().filter(|n| n.serves_reads()).map(
             |n| async move {
                 let read = async {
                     if let Some(mut conn) = n.pool.try_acquire() {
@@ -568,12 +632,12 @@ mod tests {
             cluster_id: Some(id),
             ..Probe::default()
         };
-        c.nodes[i].check_identity(&probe, c.cluster_id());
-        c.nodes[i].mark_up(probe);
+        c.nodes()[i].check_identity(&probe, c.cluster_id());
+        c.nodes()[i].mark_up(probe);
     }
 
     fn down(c: &Cluster<sqlx::Sqlite>, i: usize) {
-        c.nodes[i].mark_down("refused", Backoff::default());
+        c.nodes()[i].mark_down("refused", Backoff::default());
     }
 
     #[tokio::test]
@@ -584,8 +648,8 @@ mod tests {
         up(&c, 2, false, 1, 1);
         c.elect_writer();
         assert_eq!(c.writer_index(), 0);
-        assert!(c.nodes[1].status(Some(1), "primary").excluded.is_some());
-        assert!(!c.nodes[1].serves_reads());
+        assert!(c.nodes()[1].status(Some(1), "primary").excluded.is_some());
+        assert!(!c.nodes()[1].serves_reads());
     }
 
     #[tokio::test]
@@ -603,14 +667,14 @@ mod tests {
         down(&c, 1);
         c.elect_writer();
         assert_eq!(c.writer_index(), 1, "never back to an older timeline");
-        assert!(!c.nodes[1].is_banned(), "the writer is never banned");
+        assert!(!c.nodes()[1].is_banned(), "the writer is never banned");
         assert!(c.check_writable().is_ok(), "writes wait for the writer");
     }
 
     /// A probe without timelines or identity (MariaDB): `primary` or a replica, at `gtids`.
     fn up_gtid(c: &Cluster<sqlx::Sqlite>, i: usize, primary: bool, gtids: &str) {
         let gtids: crate::GtidSet = gtids.parse().unwrap();
-        c.nodes[i].mark_up(Probe {
+        c.nodes()[i].mark_up(Probe {
             in_recovery: Some(!primary),
             position: Some(gtids.total()),
             gtids: Some(gtids),
@@ -640,7 +704,7 @@ mod tests {
         up_gtid(&c, 0, true, "0-2-20");
         c.elect_writer();
         assert_eq!(c.writer_index(), 0);
-        assert!(c.nodes[1].is_deposed());
+        assert!(c.nodes()[1].is_deposed());
     }
 
     #[tokio::test]
@@ -651,14 +715,14 @@ mod tests {
         up_gtid(&c, 2, false, "0-1-100,1-1-5");
         c.elect_writer();
         c.update_lag();
-        let lag = |i: usize| c.nodes[i].status(None, "primary").lag_bytes;
+        let lag = |i: usize| c.nodes()[i].status(None, "primary").lag_bytes;
         assert_eq!((lag(1), lag(2)), (Some(10), Some(0)));
         let want = crate::consistency::At {
             position: 100,
             timeline: None,
             gtids: Some("0-1-95".parse().unwrap()),
         };
-        assert!(!c.nodes[1].covers(&want) && c.nodes[2].covers(&want));
+        assert!(!c.nodes()[1].covers(&want) && c.nodes()[2].covers(&want));
         assert_eq!(c.pick(&[], Some(want), false).map(|(i, _)| i), Some(2));
     }
 

@@ -74,6 +74,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// No node answered at `connect` (a pool without a declared primary needs one).
+    #[error("no node answered: {reasons}")]
+    NoNodeAnswered {
+        /// Each node with why it did not answer (passwords scrubbed).
+        reasons: String,
+    },
+
+    /// A membership change was refused (`add_node` / `remove_node`).
+    #[error("membership change refused: {0}")]
+    Membership(String),
+
     /// A causal token string could not be read.
     #[error("invalid causal token: {0}")]
     InvalidToken(String),

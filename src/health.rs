@@ -108,9 +108,9 @@ pub(crate) async fn round<DB: Backend>(cluster: &Cluster<DB>) {
     let started = std::time::Instant::now();
     join_all(
         cluster
-            .nodes
+            .nodes()
             .iter()
-            .filter(|n| n.is_writer() || !n.is_banned())
+            .filter(|n| !n.is_removed() && (n.is_writer() || !n.is_banned()))
             .map(|n| check(cluster, n)),
     )
     .await;

@@ -46,6 +46,7 @@ pub mod route;
 #[cfg(feature = "sea-orm")]
 pub mod sea_orm;
 pub mod status;
+mod topology;
 #[cfg(feature = "tower")]
 pub mod tower;
 
@@ -59,6 +60,7 @@ pub use pool::{Builder, ReplicaPool, Targeted};
 pub use route::{Dialect, Route, Router, Target, route, route_in};
 pub use status::Role;
 pub use status::{NodeStatus, Status};
+pub use topology::Origin;
 
 /// A [`ReplicaPool`] over PostgreSQL.
 #[cfg(feature = "postgres")]

@@ -93,6 +93,10 @@ pub(crate) struct Node<DB: Database> {
     /// It took the writes once and lost them: it takes them again only after it has been
     /// seen as a replica (an operator rebuilt it), never by claiming the role again.
     deposed: AtomicBool,
+    /// Where it came from (declared, multi-host, added…).
+    pub(crate) origin: crate::topology::Origin,
+    /// Removed from the pool: serves nothing, not probed.
+    removed: AtomicBool,
 }
 
 /// How long a probe that was refused replication status goes without asking again.
@@ -146,6 +150,8 @@ impl<DB: Backend> Node<DB> {
             broken: AtomicBool::new(false),
             status_denied: Mutex::new(None),
             deposed: AtomicBool::new(false),
+            origin: crate::topology::Origin::Declared,
+            removed: AtomicBool::new(false),
         }
     }
 
@@ -158,6 +164,12 @@ impl<DB: Backend> Node<DB> {
     ) -> Self {
         self.probe_options = Some(options);
         self.monitor_secret = secret.filter(|s| !s.is_empty());
+        self
+    }
+
+    /// Records where it came from.
+    pub(crate) fn with_origin(mut self, origin: crate::topology::Origin) -> Self {
+        self.origin = origin;
         self
     }
 
@@ -193,12 +205,48 @@ impl<DB: Backend> Node<DB> {
     /// Whether reads may go here: a reachable replica of this cluster that is a standby (or
     /// cannot tell) and is not lagging.
     pub(crate) fn serves_reads(&self) -> bool {
-        self.role == Role::Replica
+        self.readable() && !self.is_removed()
+    }
+
+    /// Whether reads running here may go on: [`serves_reads`](Self::serves_reads), except
+    /// that a removed node lets its running calls finish (it drains).
+    pub(crate) fn readable(&self) -> bool {
+        self.is_standby()
             && self.is_healthy()
             && !self.lagging.load(Ordering::Acquire)
             && !self.broken.load(Ordering::Acquire)
-            && self.in_recovery() != Some(false)
             && !self.is_foreign()
+    }
+
+    /// Whether it is a reader by role: a declared replica not known to be writable, or a
+    /// discovered node known to be a standby.
+    pub(crate) fn is_standby(&self) -> bool {
+        match self.role {
+            Role::Replica => self.in_recovery() != Some(false),
+            Role::Discovered => self.in_recovery() == Some(true),
+            _ => false,
+        }
+    }
+
+    /// It was removed from the pool ([`ReplicaPool::remove_node`]): it serves nothing and
+    /// is not probed; its pool closes once its calls finished.
+    ///
+    /// [`ReplicaPool::remove_node`]: crate::ReplicaPool::remove_node
+    pub(crate) fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
+    }
+
+    /// Takes it out of everything new (see [`is_removed`](Self::is_removed)); calls running
+    /// on it go on.
+    pub(crate) fn remove(&self) {
+        if !self.removed.swap(true, Ordering::AcqRel) {
+            tracing::info!(node = %self.name, "node removed from the pool; draining");
+        }
+    }
+
+    /// Statements running on it now.
+    pub(crate) fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Acquire)
     }
 
     /// Whether its system identifier is another cluster's.
@@ -559,7 +607,7 @@ impl<DB: Backend> Node<DB> {
     /// `writer` the name of the node that takes the writes.
     pub(crate) fn status(&self, cluster: Option<u64>, writer: &str) -> crate::status::NodeStatus {
         let lag = |v: &AtomicU64| v.load(Ordering::Relaxed);
-        let replica = self.role == Role::Replica && self.in_recovery() != Some(false);
+        let replica = self.is_standby();
         let excluded = if self.is_foreign() {
             Some(format!(
                 "another cluster (system identifier {}, the primary's is {})",
@@ -600,6 +648,7 @@ impl<DB: Backend> Node<DB> {
             timeline: self.timeline(),
             gtid_position: self.gtids().map(|g| g.to_string()),
             replication: lock(&self.replication).clone(),
+            origin: self.origin,
         }
     }
 }

@@ -7,11 +7,15 @@ use serde::{Deserialize, Serialize};
 /// The role a node was configured with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Role {
     /// The write primary.
     Primary,
     /// A read replica.
     Replica,
+    /// Not declared: the probes tell. It serves reads while it is a standby (in recovery)
+    /// and may take the writes while it is not.
+    Discovered,
 }
 
 impl fmt::Display for Role {
@@ -19,6 +23,7 @@ impl fmt::Display for Role {
         f.write_str(match self {
             Role::Primary => "primary",
             Role::Replica => "replica",
+            Role::Discovered => "discovered",
         })
     }
 }
@@ -104,6 +109,8 @@ pub struct NodeStatus {
     /// MySQL/MariaDB: its replication threads (IO/SQL state, last errors), or why the probe
     /// could not read them.
     pub replication: Option<crate::backend::Replication>,
+    /// How it became a member: declared, one host of a multi-host URL, added at run time.
+    pub origin: crate::topology::Origin,
 }
 
 impl Status {
@@ -127,6 +134,10 @@ impl NodeStatus {
             (Role::Primary, false, _) => "primary (not writer)".into(),
             (Role::Replica, true, _) => "replica (promoted, writer)".into(),
             (Role::Replica, false, Some(false)) => "replica (not in recovery!)".into(),
+            (Role::Discovered, true, _) => "writer".into(),
+            (Role::Discovered, false, Some(true)) => "replica".into(),
+            (Role::Discovered, false, Some(false)) => "primary (not writer)".into(),
+            (Role::Discovered, false, None) => "unknown".into(),
             (role, _, _) => role.to_string(),
         }
     }

@@ -183,7 +183,7 @@ async fn a_black_holed_replica_never_hangs_a_call() {
             tokio::spawn(async move { sqlx::query("SELECT pg_sleep(30)").execute(&a).await }),
             tokio::spawn(async move {
                 sqlx::query("SELECT pg_sleep(30)")
-                    .execute(b.replica())
+                    .execute(&b.replica())
                     .await
             }),
         )

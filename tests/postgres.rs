@@ -346,13 +346,13 @@ async fn explicit_handles_and_the_status_table() {
     let c = shared();
     let pool = pool(c).await;
     let on_primary: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
-        .fetch_one(pool.primary())
+        .fetch_one(&pool.primary())
         .await
         .unwrap();
     assert!(!on_primary);
     for _ in 0..4 {
         let on_replica: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
-            .fetch_one(pool.replica())
+            .fetch_one(&pool.replica())
             .await
             .unwrap();
         assert!(on_replica);

@@ -40,7 +40,7 @@ async fn writes_go_to_the_writer_and_reads_to_the_readers() {
         .await
         .unwrap();
     let err = sqlx::query("INSERT INTO t (v) VALUES ('x')")
-        .execute(pool.replica())
+        .execute(&pool.replica())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("readonly"), "{err}");

@@ -9,6 +9,8 @@ use sqlx::Connection;
 use sqlx::pool::PoolConnectionMetadata;
 
 use crate::backend::Backend;
+use crate::status::Role;
+use crate::topology::{Member, Origin};
 use crate::{Config, Error, ReplicaPool, redact};
 
 /// A node's parsed connect options (`PgConnectOptions`, `MySqlConnectOptions`, …).
@@ -60,8 +62,9 @@ impl<DB: Backend> Default for Hooks<DB> {
 /// # Ok(()) }
 /// ```
 pub struct Builder<DB: Backend> {
-    primary: Option<String>,
-    replicas: Vec<String>,
+    members: Vec<Member>,
+    /// The first URL that could not be split into hosts, reported at `connect`.
+    bad_url: Option<Error>,
     config: Config,
     hooks: Hooks<DB>,
     _db: PhantomData<fn() -> DB>,
@@ -70,24 +73,96 @@ pub struct Builder<DB: Backend> {
 impl<DB: Backend> Builder<DB> {
     pub(crate) fn new() -> Self {
         Builder {
-            primary: None,
-            replicas: Vec::new(),
+            members: Vec::new(),
+            bad_url: None,
             config: Config::default(),
             hooks: Hooks::default(),
             _db: PhantomData,
         }
     }
 
-    /// Sets the primary's URL (required).
-    pub fn primary(mut self, url: impl Into<String>) -> Self {
-        self.primary = Some(url.into());
-        self
+    /// Sets the primary's URL: it takes the writes, and its identity is the cluster's.
+    ///
+    /// A multi-host URL (`postgres://app@h1:5432,h2:5433/app`) names candidates instead, as
+    /// libpq's `target_session_attrs=read-write` does: each host is a node whose role the
+    /// probes discover (see [`nodes`](Self::nodes)).
+    pub fn primary(self, url: impl Into<String>) -> Self {
+        self.add(url.into(), Role::Primary)
     }
 
-    /// Adds a replica's URL. Call once per replica; none at all is allowed (every statement
-    /// then runs on the primary).
-    pub fn replica(mut self, url: impl Into<String>) -> Self {
-        self.replicas.push(url.into());
+    /// Adds a replica's URL (a multi-host URL: one replica per host). Call once per replica;
+    /// none at all is allowed (every statement then runs on the primary).
+    pub fn replica(self, url: impl Into<String>) -> Self {
+        self.add(url.into(), Role::Replica)
+    }
+
+    /// Adds a node whose role the probes discover: it serves reads while it is a standby
+    /// and takes the writes while it is the one node that is not (see
+    /// [`Config::follow_promotion`] for how writes move). A multi-host URL adds each of its
+    /// hosts, like [`nodes`](Self::nodes).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), partypool::Error> {
+    /// let pool = partypool::PgReplicaPool::builder()
+    ///     .node("postgres://app@db-1/app")
+    ///     .node("postgres://app@db-2/app")
+    ///     .node("postgres://app@db-3/app")
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn node(self, url: impl Into<String>) -> Self {
+        self.add(url.into(), Role::Discovered)
+    }
+
+    /// Adds every host of a libpq-style multi-host URL as a node of discovered role:
+    /// `postgres://user:pw@h1:5432,h2:5433,h3/db?opts` is three nodes with the same user,
+    /// database and options. No node needs to be named primary: `connect` succeeds when any
+    /// answers; with no writable node, reads work and writes fail at once with an error
+    /// that says so, until one appears.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), partypool::Error> {
+    /// let pool = partypool::PgReplicaPool::builder()
+    ///     .nodes("postgres://app:secret@db-1:5432,db-2:5432,db-3:5432/app")
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn nodes(self, url: impl Into<String>) -> Self {
+        self.add(url.into(), Role::Discovered)
+    }
+
+    fn add(mut self, url: String, role: Role) -> Self {
+        match crate::topology::split_hosts(&url) {
+            Ok(hosts) if hosts.len() == 1 => self.members.push(Member {
+                url,
+                role,
+                origin: if role == Role::Discovered {
+                    Origin::MultiHost
+                } else {
+                    Origin::Declared
+                },
+            }),
+            Ok(hosts) => {
+                let role = match role {
+                    Role::Replica => Role::Replica,
+                    _ => Role::Discovered,
+                };
+                self.members.extend(hosts.into_iter().map(|url| Member {
+                    url,
+                    role,
+                    origin: Origin::MultiHost,
+                }));
+            }
+            Err(reason) => {
+                self.bad_url.get_or_insert(Error::InvalidUrl {
+                    node: "?".into(),
+                    url: redact::redact_url(&url),
+                    reason,
+                });
+            }
+        }
         self
     }
 
@@ -193,24 +268,22 @@ impl<DB: Backend> Builder<DB> {
 
     /// Connects; see [`ReplicaPool::connect`] for what can fail.
     pub async fn connect(self) -> Result<ReplicaPool<DB>, Error> {
-        let primary = self
-            .primary
-            .ok_or_else(|| Error::Config("no primary URL: call .primary(url)".into()))?;
-        let replicas: Vec<&str> = self.replicas.iter().map(String::as_str).collect();
-        ReplicaPool::connect_with(&primary, &replicas, self.config, self.hooks).await
+        if let Some(e) = self.bad_url {
+            return Err(e);
+        }
+        ReplicaPool::connect_with(self.members, self.config, self.hooks).await
     }
 }
 
 impl<DB: Backend> fmt::Debug for Builder<DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
-            .field("primary", &self.primary.as_deref().map(redact::redact_url))
             .field(
-                "replicas",
+                "nodes",
                 &self
-                    .replicas
+                    .members
                     .iter()
-                    .map(|u| redact::redact_url(u))
+                    .map(|m| (m.role, redact::redact_url(&m.url)))
                     .collect::<Vec<_>>(),
             )
             .field("config", &self.config)

@@ -21,7 +21,7 @@ use super::inner::Shared;
 use crate::backend::Backend;
 use crate::consistency::{At, CausalSupport, Session, SessionState, now_ms};
 use crate::error::OutcomeUnknown;
-use crate::node::{Node, Role};
+use crate::node::Node;
 use crate::route::{Route, Target, fingerprint};
 
 /// A query taken apart and put back together, so it can be classified before it runs.
@@ -202,7 +202,7 @@ impl<'a, DB: Backend> Guard<'a, DB> {
             if this.cluster.is_closing() {
                 return Poll::Ready(Err(Failure::Closed { sent: *this.sent }));
             }
-            if *this.watch && !this.node.serves_reads() {
+            if *this.watch && !this.node.readable() {
                 return Poll::Ready(Err(Failure::LeftRotation));
             }
             *this.sent = true;
@@ -607,7 +607,7 @@ where
                 // Watch for the node leaving the rotation only on a replica read: a read that
                 // fell back to the writer, or a write, runs to its end.
                 let watch = on_replica && node.serves_reads();
-                let standby = on_replica && node.role == Role::Replica && node.in_recovery() != Some(false);
+                let standby = on_replica && node.is_standby();
                 tracing::Span::current().record("node", node.name.as_str());
                 let mut yielded = false;
                 let mut failure = None;

@@ -19,6 +19,7 @@ use crate::consistency::{
 };
 use crate::node::{Busy, Node, Role};
 use crate::route::Router;
+use crate::topology::Member;
 use crate::{Config, Error, health, redact};
 
 type Options<DB> = <<DB as sqlx::Database>::Connection as Connection>::Options;
@@ -30,6 +31,11 @@ pub(crate) struct Shared<DB: Backend> {
     shutdown: Mutex<Option<oneshot::Sender<()>>>,
     task: Mutex<Option<JoinHandle<()>>>,
     closed: AtomicBool,
+    /// What nodes added later are built with.
+    config: Config,
+    hooks: Hooks<DB>,
+    /// Serialises membership changes.
+    membership: tokio::sync::Mutex<()>,
 }
 
 /// A connection and the node (index, node) it came from.
@@ -39,28 +45,12 @@ pub(crate) type Checkout<DB> = (usize, Arc<Node<DB>>, PoolConnection<DB>, Busy<D
 
 impl<DB: Backend> Shared<DB> {
     pub(crate) async fn connect(
-        primary_url: &str,
-        replica_urls: &[&str],
+        members: Vec<Member>,
         config: Config,
         hooks: Hooks<DB>,
     ) -> Result<Self, Error> {
         config.validate().map_err(Error::Config)?;
-
-        let mut nodes = Vec::with_capacity(1 + replica_urls.len());
-        nodes.push(Arc::new(node::<DB>(
-            "primary".into(),
-            Role::Primary,
-            primary_url,
-            &config,
-            &hooks,
-        )?));
-        for (i, url) in replica_urls.iter().enumerate() {
-            let name = format!("replica-{}", i + 1);
-            let weight = config.replica_weights.get(i).copied().unwrap_or(1);
-            nodes.push(Arc::new(
-                node::<DB>(name, Role::Replica, url, &config, &hooks)?.with_weight(weight),
-            ));
-        }
+        let nodes = build_nodes(members, &config, &hooks)?;
         let settings = Settings {
             health_check_interval: config.health_check_interval,
             health_check_timeout: config.health_check_timeout,
@@ -84,48 +74,14 @@ impl<DB: Backend> Shared<DB> {
         };
         let cluster = Cluster::new(nodes, settings, config.balance.policy());
 
-        // Probe everything at once: the primary must answer within the acquire timeout;
-        // replicas that do not answer start unhealthy and the health task keeps probing them.
-        // The results are recorded after the primary's, whose system identifier is the
-        // cluster's: a node of another cluster never enters the rotation.
-        let primary = cluster.configured_primary();
-        let primary_wait = config.acquire_timeout.max(config.health_check_timeout);
-        let (first, replicas) = tokio::join!(
-            tokio::time::timeout(primary_wait, health::probe(&**primary)),
-            join_all(cluster.replicas().iter().map(|n| {
-                tokio::time::timeout(config.health_check_timeout, health::probe(&**n))
-            })),
-        );
-        match first.unwrap_or(Err(sqlx::Error::PoolTimedOut)) {
-            Ok(probe) => {
-                cluster.set_cluster_id(probe.cluster_id);
-                let in_recovery = probe.in_recovery;
-                health::record(&cluster, primary, Ok(Ok(probe)));
-                if in_recovery == Some(true) {
-                    tracing::warn!(node = %primary.name, "the configured primary is in recovery (a standby)");
-                }
-            }
-            Err(source) => {
-                let reason = primary.scrub(&source.to_string());
-                join_all(cluster.nodes.iter().map(|n| n.pool.close())).await;
-                return Err(Error::PrimaryUnreachable {
-                    node: primary.name.clone(),
-                    url: primary.url.clone(),
-                    reason,
-                    source,
-                });
-            }
-        }
-        for (node, outcome) in cluster.replicas().iter().zip(replicas) {
-            health::record(&cluster, node, outcome);
-        }
+        first_round(&cluster, &config).await?;
         cluster.elect_writer();
         cluster.update_lag();
         // Warm the pools of the nodes that answered, in the background: `connect` does not
         // wait for (or fail on) a slow replica's connections.
         if config.min_connections > 0 {
             let warm: Vec<_> = cluster
-                .nodes
+                .nodes()
                 .iter()
                 .filter(|n| n.is_healthy())
                 .cloned()
@@ -143,7 +99,96 @@ impl<DB: Backend> Shared<DB> {
             shutdown: Mutex::new(Some(tx)),
             task: Mutex::new(Some(task)),
             closed: AtomicBool::new(false),
+            config,
+            hooks,
+            membership: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Adds one node while the pool runs (see [`ReplicaPool::add_node`]); returns its name.
+    ///
+    /// [`ReplicaPool::add_node`]: super::ReplicaPool::add_node
+    pub(crate) async fn add_node(&self, url: &str, role: Role) -> Result<String, Error> {
+        let hosts = crate::topology::split_hosts(url).map_err(|reason| Error::InvalidUrl {
+            node: "?".into(),
+            url: redact::redact_url(url),
+            reason,
+        })?;
+        if hosts.len() != 1 {
+            return Err(Error::Membership(format!(
+                "{} names {} hosts: add one node at a time",
+                redact::redact_url(url),
+                hosts.len()
+            )));
+        }
+        let _one_at_a_time = self.membership.lock().await;
+        let nodes = self.cluster.nodes().clone();
+        let taken = |name: &str| nodes.iter().any(|n| n.name == name);
+        let base = match role {
+            Role::Replica => format!(
+                "replica-{}",
+                nodes.iter().filter(|n| n.role == Role::Replica).count() + 1
+            ),
+            _ => crate::topology::host_port(url),
+        };
+        let mut name = base.clone();
+        let mut n = 1;
+        while taken(&name) {
+            n += 1;
+            name = format!("{base}#{n}");
+        }
+        let node = Arc::new(
+            node::<DB>(name.clone(), role, url, &self.config, &self.hooks)?
+                .with_origin(crate::topology::Origin::Added),
+        );
+        // Probed (and its identity checked) before it joins; one that does not answer joins
+        // unhealthy, and the health task keeps probing it.
+        let outcome = tokio::time::timeout(
+            self.cluster.settings.health_check_timeout,
+            health::probe(&*node),
+        )
+        .await;
+        health::record(&self.cluster, &node, outcome);
+        self.cluster.add(node);
+        self.cluster.elect_writer();
+        self.cluster.update_lag();
+        Ok(name)
+    }
+
+    /// Removes a node while the pool runs (see [`ReplicaPool::remove_node`]).
+    ///
+    /// [`ReplicaPool::remove_node`]: super::ReplicaPool::remove_node
+    pub(crate) async fn remove_node(&self, name: &str) -> Result<(), Error> {
+        let _one_at_a_time = self.membership.lock().await;
+        let nodes = self.cluster.nodes().clone();
+        let Some((index, node)) = nodes
+            .iter()
+            .enumerate()
+            .find(|(_, n)| n.name == name && !n.is_removed())
+        else {
+            return Err(Error::Membership(format!("no node named {name:?}")));
+        };
+        if node.is_writer() && !self.cluster.has_other_writable(index) {
+            return Err(Error::Membership(format!(
+                "{name} takes the writes and no other node is writable; promote one first"
+            )));
+        }
+        node.remove();
+        if node.is_writer() {
+            self.cluster.elect_writer();
+        }
+        // Drains: new calls go elsewhere at once; running ones finish (bounded like an
+        // interrupted write's settle window), then its pool closes.
+        let limit = settle_window(self.config.statement_timeout);
+        let deadline = tokio::time::Instant::now() + limit;
+        while node.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if let Some(conn) = node.take_probe_connection() {
+            let _ = conn.close().await;
+        }
+        let _ = tokio::time::timeout(limit, node.pool.close()).await;
+        Ok(())
     }
 
     /// A connection to the node that takes writes. Fails at once when writes are blocked
@@ -175,7 +220,7 @@ impl<DB: Backend> Shared<DB> {
             tokio::pin!(moved);
             moved.as_mut().enable();
             let index = self.cluster.writer_index();
-            let node = Arc::clone(self.cluster.writer());
+            let node = self.cluster.writer();
             let busy = node.start_call();
             let had_room = node.has_free_connection();
             let acquired = tokio::select! {
@@ -252,7 +297,7 @@ impl<DB: Backend> Shared<DB> {
                 Some(at) => self.cluster.replica_at(tried, at).await,
             };
             let Some(index) = index else { break };
-            let node = Arc::clone(&self.cluster.nodes[index]);
+            let node = self.cluster.node(index);
             let busy = node.start_call();
             let had_room = node.has_free_connection();
             match node.acquire_while_in_rotation().await {
@@ -296,13 +341,14 @@ impl<DB: Backend> Shared<DB> {
         }
         join_all(
             self.cluster
-                .nodes
+                .nodes()
                 .iter()
                 .filter_map(|n| n.take_probe_connection())
                 .map(|c| c.close()),
         )
         .await;
-        let close_all = || join_all(self.cluster.nodes.iter().map(|n| n.pool.close()));
+        let nodes = self.cluster.nodes().clone();
+        let close_all = || join_all(nodes.iter().map(|n| n.pool.close()));
         let grace = self.cluster.settings.health_check_timeout;
         if tokio::time::timeout(grace, close_all()).await.is_err() {
             tracing::warn!(?grace, "calls still running at close; interrupting them");
@@ -325,6 +371,152 @@ fn was_full<DB: Backend>(node: &Node<DB>, had_room: bool, e: &sqlx::Error) -> bo
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Builds the nodes: multi-host URLs split into one node per host, the declared primary (at
+/// most one) first. Declared nodes are named `primary`, `replica-1`, …; the others by their
+/// `host:port`.
+fn build_nodes<DB: Backend>(
+    members: Vec<Member>,
+    config: &Config,
+    hooks: &Hooks<DB>,
+) -> Result<Vec<Arc<Node<DB>>>, Error> {
+    if members.is_empty() {
+        return Err(Error::Config(
+            "no nodes: call .primary(url), .node(url) or .nodes(url)".into(),
+        ));
+    }
+    if members.iter().all(|m| m.role == Role::Replica) {
+        return Err(Error::Config(
+            "no primary: call .primary(url), or .node(url) / .nodes(url) to let the probes \
+             find it"
+                .into(),
+        ));
+    }
+    if members.iter().filter(|m| m.role == Role::Primary).count() > 1 {
+        return Err(Error::Config(
+            "more than one declared primary (to let the probes choose among several, \
+             list them with .nodes(url) or in one multi-host URL)"
+                .into(),
+        ));
+    }
+    let (mut ordered, rest): (Vec<Member>, Vec<Member>) =
+        members.into_iter().partition(|m| m.role == Role::Primary);
+    ordered.extend(rest);
+    let mut nodes = Vec::with_capacity(ordered.len());
+    let mut replicas = 0;
+    let mut names = std::collections::HashSet::new();
+    for m in ordered {
+        let (name, weight) = match m.role {
+            Role::Primary => ("primary".to_owned(), 1),
+            Role::Replica => {
+                replicas += 1;
+                let weight = config
+                    .replica_weights
+                    .get(replicas - 1)
+                    .copied()
+                    .unwrap_or(1);
+                (format!("replica-{replicas}"), weight)
+            }
+            _ => (crate::topology::host_port(&m.url), 1),
+        };
+        let mut unique = name.clone();
+        let mut n = 1;
+        while !names.insert(unique.clone()) {
+            n += 1;
+            unique = format!("{name}#{n}");
+        }
+        nodes.push(Arc::new(
+            node::<DB>(unique, m.role, &m.url, config, hooks)?
+                .with_weight(weight)
+                .with_origin(m.origin),
+        ));
+    }
+    Ok(nodes)
+}
+
+/// The probes at `connect`, all at once.
+///
+/// With a declared primary, it must answer within the acquire timeout and its system
+/// identifier is the cluster's; the others that do not answer start unhealthy and the
+/// health task keeps probing them. Without one, `connect` succeeds when any node answers:
+/// the writer is the node that is not in recovery (the newest timeline and position among
+/// several), and with none, reads work and writes fail at once until one appears. The
+/// results are recorded after the identity is known, so a node of another cluster never
+/// enters the rotation.
+async fn first_round<DB: Backend>(cluster: &Cluster<DB>, config: &Config) -> Result<(), Error> {
+    let nodes = cluster.nodes().clone();
+    let declared = nodes[0].role == Role::Primary;
+    let primary_wait = config.acquire_timeout.max(config.health_check_timeout);
+    let outcomes = join_all(nodes.iter().enumerate().map(|(i, n)| {
+        let wait = if i == 0 || !declared {
+            primary_wait
+        } else {
+            config.health_check_timeout
+        };
+        tokio::time::timeout(wait, health::probe(&**n))
+    }))
+    .await;
+    let answered = |i: usize| match &outcomes[i] {
+        Ok(Ok(p)) => Some(p),
+        _ => None,
+    };
+    let close_all = || join_all(nodes.iter().map(|n| n.pool.close()));
+    let writer = if declared {
+        0
+    } else {
+        let writable = (0..nodes.len())
+            .filter(|&i| answered(i).is_some_and(|p| p.in_recovery == Some(false)))
+            .max_by_key(|&i| answered(i).map(|p| (p.timeline, p.position)));
+        match writable.or_else(|| (0..nodes.len()).find(|&i| answered(i).is_some())) {
+            Some(i) => i,
+            None => {
+                let reasons: Vec<String> = nodes
+                    .iter()
+                    .zip(&outcomes)
+                    .map(|(n, o)| {
+                        let why = match o {
+                            Ok(Err(e)) => n.scrub(&e.to_string()),
+                            _ => format!("no answer within {primary_wait:?}"),
+                        };
+                        format!("{} ({}): {why}", n.name, n.url)
+                    })
+                    .collect();
+                close_all().await;
+                return Err(Error::NoNodeAnswered {
+                    reasons: reasons.join("; "),
+                });
+            }
+        }
+    };
+    match answered(writer) {
+        Some(probe) => {
+            cluster.set_cluster_id(probe.cluster_id);
+            if declared && probe.in_recovery == Some(true) {
+                tracing::warn!(node = %nodes[0].name, "the configured primary is in recovery (a standby)");
+            }
+        }
+        None => {
+            let source = match outcomes.into_iter().next() {
+                Some(Ok(Err(e))) => e,
+                _ => sqlx::Error::PoolTimedOut,
+            };
+            let primary = &nodes[0];
+            let reason = primary.scrub(&source.to_string());
+            close_all().await;
+            return Err(Error::PrimaryUnreachable {
+                node: primary.name.clone(),
+                url: primary.url.clone(),
+                reason,
+                source,
+            });
+        }
+    }
+    cluster.set_writer_index(writer);
+    for (node, outcome) in nodes.iter().zip(outcomes) {
+        health::record(cluster, node, outcome);
+    }
+    Ok(())
 }
 
 /// Builds one node and its (lazy) pool from a URL.
@@ -358,7 +550,7 @@ fn node<DB: Backend>(
             .primary_max_connections
             .or(DB::PRIMARY_MAX_CONNECTIONS)
             .unwrap_or(config.max_connections),
-        Role::Replica => config.max_connections,
+        _ => config.max_connections,
     };
     let options = match &hooks.connect_options {
         Some(f) => f(options),

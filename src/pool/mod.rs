@@ -51,7 +51,7 @@ pub use executor::Targeted;
 use crate::backend::Backend;
 use crate::consistency::{CausalToken, Session};
 use crate::node::Node;
-use crate::status::Status;
+use crate::status::{Role, Status};
 use crate::{Config, Error};
 use builder::Hooks;
 use inner::Shared;
@@ -98,16 +98,19 @@ impl<DB: Backend> ReplicaPool<DB> {
         replica_urls: &[&str],
         config: Config,
     ) -> Result<Self, Error> {
-        Self::connect_with(primary_url, replica_urls, config, Hooks::default()).await
+        let mut b = Builder::new().primary(primary_url).config(config);
+        for url in replica_urls {
+            b = b.replica(*url);
+        }
+        b.connect().await
     }
 
     pub(crate) async fn connect_with(
-        primary_url: &str,
-        replica_urls: &[&str],
+        members: Vec<crate::topology::Member>,
         config: Config,
         hooks: Hooks<DB>,
     ) -> Result<Self, Error> {
-        let shared = Shared::connect(primary_url, replica_urls, config, hooks).await?;
+        let shared = Shared::connect(members, config, hooks).await?;
         Ok(ReplicaPool {
             shared: Arc::new(shared),
         })
@@ -131,17 +134,17 @@ impl<DB: Backend> ReplicaPool<DB> {
     /// The pool of the node that takes writes (the original package's `GetWriteDB`): the
     /// configured primary, or the promoted replica after a failover (see
     /// [`Config::follow_promotion`]). Use it for work that must run on the primary whatever
-    /// it looks like.
-    pub fn primary(&self) -> &Pool<DB> {
-        &self.shared.cluster.writer().pool
+    /// it looks like. (A handle: sqlx pools are cheap to clone.)
+    pub fn primary(&self) -> Pool<DB> {
+        self.shared.cluster.writer().pool.clone()
     }
 
     /// The next replica's pool by the balancing policy, or the primary's when no replica is
     /// in the rotation (the original package's `GetReadDB`).
-    pub fn replica(&self) -> &Pool<DB> {
+    pub fn replica(&self) -> Pool<DB> {
         let node = self.shared.cluster.reader();
         node.served();
-        &node.pool
+        node.pool.clone()
     }
 
     /// Begins a transaction on the primary. Every statement run through it stays on its
@@ -161,7 +164,7 @@ impl<DB: Backend> ReplicaPool<DB> {
             .pool
             .begin()
             .await
-            .map_err(|e| self.node_error(writer, e))
+            .map_err(|e| self.node_error(&writer, e))
     }
 
     /// Begins a transaction on the primary with a custom statement, e.g.
@@ -183,7 +186,7 @@ impl<DB: Backend> ReplicaPool<DB> {
             .pool
             .begin_with(statement)
             .await
-            .map_err(|e| self.node_error(writer, e))
+            .map_err(|e| self.node_error(&writer, e))
     }
 
     /// Begins a read-only transaction on a replica (the primary when none is in the
@@ -205,21 +208,21 @@ impl<DB: Backend> ReplicaPool<DB> {
         node.pool
             .begin_with(DB::BEGIN_READ_ONLY)
             .await
-            .map_err(|e| self.node_error(node, e))
+            .map_err(|e| self.node_error(&node, e))
     }
 
     /// `Error::Closed` after [`close`](Self::close).
     fn check_open(&self) -> Result<(), Error> {
         if self.shared.is_closed() {
             return Err(Error::Closed {
-                url: self.shared.cluster.configured_primary().url.clone(),
+                url: self.shared.cluster.first().url.clone(),
             });
         }
         Ok(())
     }
 
     /// The node that takes writes, unless writes must fail at once.
-    fn writable(&self) -> Result<&Arc<Node<DB>>, Error> {
+    fn writable(&self) -> Result<Arc<Node<DB>>, Error> {
         self.check_open()?;
         let cluster = &self.shared.cluster;
         cluster
@@ -297,14 +300,53 @@ impl<DB: Backend> ReplicaPool<DB> {
         Ok(Session::new(self.clone(), Some(token)))
     }
 
+    /// Adds a node of discovered role while the pool runs: it is probed at once (its
+    /// identity checked), serves reads while it is a standby, and may take the writes if
+    /// it is promoted (the usual rules of [`Config::follow_promotion`]). Safe while
+    /// statements run. Returns its name in [`status`](Self::status) (its `host:port`).
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: partypool::PgReplicaPool) -> Result<(), partypool::Error> {
+    /// let name = pool.add_node("postgres://app@db-4/app").await?;
+    /// assert!(pool.status().node(&name).is_some());
+    /// # Ok(()) }
+    /// ```
+    pub async fn add_node(&self, url: &str) -> Result<String, Error> {
+        self.check_open()?;
+        self.shared.add_node(url, Role::Discovered).await
+    }
+
+    /// Adds a declared replica while the pool runs (named `replica-N`); see
+    /// [`add_node`](Self::add_node).
+    pub async fn add_replica(&self, url: &str) -> Result<String, Error> {
+        self.check_open()?;
+        self.shared.add_node(url, Role::Replica).await
+    }
+
+    /// Removes a node while the pool runs: it takes no new statement at once, the ones
+    /// running on it finish, then its connections close. The node taking the writes can be
+    /// removed only when another node is writable (writes then move there). Fails with
+    /// [`Error::Membership`] for an unknown name.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: partypool::PgReplicaPool) -> Result<(), partypool::Error> {
+    /// pool.remove_node("replica-2").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn remove_node(&self, name: &str) -> Result<(), Error> {
+        self.check_open()?;
+        self.shared.remove_node(name).await
+    }
+
     /// A snapshot of every node: role, health, counters, last error. Its `Display` is a table.
     pub fn status(&self) -> Status {
         let cluster = &self.shared.cluster;
         let writer = &cluster.writer().name;
         Status {
             nodes: cluster
-                .nodes
+                .nodes()
                 .iter()
+                .filter(|n| !n.is_removed())
                 .map(|n| n.status(cluster.cluster_id(), writer))
                 .collect(),
             closed: self.shared.is_closed(),
@@ -343,8 +385,7 @@ impl<DB: Backend> ReplicaPool<DB> {
 impl<DB: Backend> fmt::Debug for ReplicaPool<DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReplicaPool")
-            .field("primary", self.shared.cluster.configured_primary())
-            .field("replicas", &self.shared.cluster.replicas())
+            .field("nodes", &**self.shared.cluster.nodes())
             .field("closed", &self.is_closed())
             .finish()
     }

@@ -108,27 +108,44 @@ impl PgCluster {
         cluster.start_node(0);
 
         // Replicas: base backups of the primary, streaming from it.
-        for i in 1..=replicas {
-            let node = PgNode {
-                name: format!("replica{i}"),
-                port: 0,
-                data: cluster.base.join(format!("replica{i}")),
-            };
-            let conninfo = format!(
-                "host=127.0.0.1 port={} user=postgres application_name={}",
-                cluster.nodes[0].port, node.name
-            );
-            let out = cluster.pg_cmd("pg_basebackup", |c| {
-                c.arg("-D")
-                    .arg(&node.data)
-                    .args(["-R", "-X", "stream", "-c", "fast", "-d", &conninfo]);
-            });
-            check(&out, "pg_basebackup");
-            cluster.nodes.push(node);
-            cluster.start_node(i);
+        for _ in 1..=replicas {
+            cluster.base_backup();
         }
         cluster.wait_streaming(replicas);
         cluster
+    }
+
+    /// Adds a standby: a base backup of node 0, streaming from it, started; returns its
+    /// index (wait for it with `wait_streaming`).
+    pub fn base_backup(&mut self) -> usize {
+        let i = self.nodes.len();
+        let node = PgNode {
+            name: format!("replica{i}"),
+            port: 0,
+            data: self.base.join(format!("replica{i}")),
+        };
+        let conninfo = format!(
+            "host=127.0.0.1 port={} user=postgres application_name={}",
+            self.nodes[0].port, node.name
+        );
+        let out = self.pg_cmd("pg_basebackup", |c| {
+            c.arg("-D")
+                .arg(&node.data)
+                .args(["-R", "-X", "stream", "-c", "fast", "-d", &conninfo]);
+        });
+        check(&out, "pg_basebackup");
+        self.nodes.push(node);
+        self.start_node(i);
+        i
+    }
+
+    /// One libpq-style multi-host URL over the given nodes.
+    pub fn multi_host_url(&self, nodes: &[usize]) -> String {
+        let hosts: Vec<String> = nodes
+            .iter()
+            .map(|&i| format!("127.0.0.1:{}", self.nodes[i].port))
+            .collect();
+        format!("postgres://postgres:{SECRET}@{}/postgres", hosts.join(","))
     }
 
     pub fn primary(&self) -> &PgNode {
