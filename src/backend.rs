@@ -145,6 +145,9 @@ pub trait Backend: Database<Arguments: Clone> + sealed::Sealed {
     /// [`Config::primary_max_connections`]: crate::Config::primary_max_connections
     const PRIMARY_MAX_CONNECTIONS: Option<u32> = None;
 
+    /// The port a URL without one means (for DNS discovery).
+    const DEFAULT_PORT: u16;
+
     /// URL schemes this backend accepts (sqlx itself does not check them).
     const SCHEMES: &'static [&'static str];
 
@@ -218,6 +221,7 @@ impl sealed::Sealed for sqlx::Postgres {}
 impl Backend for sqlx::Postgres {
     const DIALECT: Dialect = Dialect::Postgres;
     const SCHEMES: &'static [&'static str] = &["postgres", "postgresql"];
+    const DEFAULT_PORT: u16 = 5432;
     const BEGIN_READ_ONLY: &'static str = "BEGIN READ ONLY";
     const CAUSAL: crate::consistency::CausalSupport = crate::consistency::CausalSupport::Positions;
 
@@ -310,6 +314,7 @@ impl sealed::Sealed for sqlx::MySql {}
 impl Backend for sqlx::MySql {
     const DIALECT: Dialect = Dialect::MySql;
     const SCHEMES: &'static [&'static str] = &["mysql", "mariadb"];
+    const DEFAULT_PORT: u16 = 3306;
     const BEGIN_READ_ONLY: &'static str = "START TRANSACTION READ ONLY";
     const CAUSAL: crate::consistency::CausalSupport = crate::consistency::CausalSupport::Gtids;
 
@@ -523,6 +528,8 @@ impl sealed::Sealed for sqlx::Sqlite {}
 impl Backend for sqlx::Sqlite {
     const DIALECT: Dialect = Dialect::Sqlite;
     const SCHEMES: &'static [&'static str] = &["sqlite"];
+    /// SQLite has no network: DNS discovery does not apply.
+    const DEFAULT_PORT: u16 = 0;
     /// SQLite has no read-only transactions; the readers are opened read-only instead.
     const BEGIN_READ_ONLY: &'static str = "BEGIN DEFERRED";
     const CAUSAL: crate::consistency::CausalSupport = crate::consistency::CausalSupport::Immediate;

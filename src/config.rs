@@ -77,6 +77,7 @@ macro_rules! optional_setters {
 /// | `consistency` | `causal` | how sessions read their own writes |
 /// | `causal_wait` | 50 ms | how long a session read waits for a replica to catch up |
 /// | `position_interval` | 5 ms | the shortest time between two refreshes of replay positions (only while sessions wait) |
+/// | `discovery_interval` | 5 s | how often DNS names (`Builder::dns`) and Patroni are asked for the members |
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
@@ -160,6 +161,11 @@ pub struct Config {
     /// Default: 5 ms (measured: see BENCHMARKS.md).
     #[serde(with = "humantime_serde")]
     pub position_interval: Duration,
+    /// How often membership sources are asked again: DNS names given to
+    /// [`Builder::dns`](crate::Builder::dns) are looked up, Patroni's `/cluster` is read.
+    /// Default: 5 s.
+    #[serde(with = "humantime_serde")]
+    pub discovery_interval: Duration,
 }
 
 /// Exponential backoff bounds: see [`Config::ban_backoff`].
@@ -224,6 +230,7 @@ impl Default for Config {
             consistency: Consistency::Causal,
             causal_wait: Duration::from_millis(50),
             position_interval: Duration::from_millis(5),
+            discovery_interval: Duration::from_secs(5),
         }
     }
 }
@@ -272,6 +279,8 @@ impl Config {
         causal_wait: Duration,
         /// Sets [`Config::position_interval`].
         position_interval: Duration,
+        /// Sets [`Config::discovery_interval`].
+        discovery_interval: Duration,
     }
     optional_setters! {
         /// Sets [`Config::primary_max_connections`].
@@ -349,6 +358,9 @@ impl Config {
         }
         if self.ban_backoff.base.is_zero() || self.ban_backoff.base > self.ban_backoff.max {
             return Err("ban_backoff needs 0 < base <= max".into());
+        }
+        if self.discovery_interval.is_zero() {
+            return Err("discovery_interval must be greater than zero".into());
         }
         if self.position_interval.is_zero() {
             return Err("position_interval must be greater than zero".into());

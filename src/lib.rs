@@ -36,6 +36,7 @@ mod ban;
 mod cluster;
 pub mod config;
 pub mod consistency;
+pub mod discovery;
 pub mod error;
 mod gtid;
 mod health;

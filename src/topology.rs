@@ -21,6 +21,8 @@ pub enum Origin {
     MultiHost,
     /// Added while the pool runs (`ReplicaPool::add_node` / `add_replica`).
     Added,
+    /// One address of a DNS name (`Builder::dns`), followed as the name changes.
+    Dns,
 }
 
 impl std::fmt::Display for Origin {
@@ -29,6 +31,7 @@ impl std::fmt::Display for Origin {
             Origin::Declared => "declared",
             Origin::MultiHost => "multi-host",
             Origin::Added => "added",
+            Origin::Dns => "dns",
         })
     }
 }
@@ -39,6 +42,8 @@ pub(crate) struct Member {
     pub(crate) url: String,
     pub(crate) role: Role,
     pub(crate) origin: Origin,
+    /// Its name, when the source gives one (DNS: `host/addr:port`).
+    pub(crate) name: Option<String>,
 }
 
 /// Splits a libpq-style multi-host URL into one URL per host, each with the same scheme,

@@ -9,6 +9,7 @@ use sqlx::Connection;
 use sqlx::pool::PoolConnectionMetadata;
 
 use crate::backend::Backend;
+use crate::discovery::{DnsSource, Resolve, SystemResolver};
 use crate::status::Role;
 use crate::topology::{Member, Origin};
 use crate::{Config, Error, ReplicaPool, redact};
@@ -33,6 +34,10 @@ pub(crate) struct Hooks<DB: Backend> {
     pub(crate) after_connect: Option<AfterConnect<DB>>,
     /// The monitor credential for probes: user and password.
     pub(crate) monitor: Option<(String, String)>,
+    /// How DNS names are resolved.
+    pub(crate) resolver: Arc<dyn Resolve>,
+    /// Names whose addresses are members.
+    pub(crate) dns: Vec<DnsSource>,
 }
 
 impl<DB: Backend> Default for Hooks<DB> {
@@ -41,6 +46,8 @@ impl<DB: Backend> Default for Hooks<DB> {
             connect_options: None,
             after_connect: None,
             monitor: None,
+            resolver: Arc::new(SystemResolver),
+            dns: Vec::new(),
         }
     }
 }
@@ -133,6 +140,44 @@ impl<DB: Backend> Builder<DB> {
         self.add(url.into(), Role::Discovered)
     }
 
+    /// Adds a DNS name whose addresses are the members, each a node of discovered role
+    /// named `host/addr:port`: a Kubernetes headless service, CloudNativePG's `app-r`
+    /// service, a round-robin name. The name is looked up again every
+    /// [`Config::discovery_interval`]: a new address joins after its first successful
+    /// probe, a vanished one drains (running calls finish) and closes. A failed or empty
+    /// lookup changes nothing.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), partypool::Error> {
+    /// let pool = partypool::PgReplicaPool::builder()
+    ///     .primary("postgres://app@pg-rw.prod.svc/app")
+    ///     .dns("postgres://app@pg-ro.prod.svc/app")
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn dns(mut self, url: impl Into<String>) -> Self {
+        let url = url.into();
+        match DnsSource::parse(&url, Role::Discovered, DB::DEFAULT_PORT) {
+            Ok(source) => self.hooks.dns.push(source),
+            Err(reason) => {
+                self.bad_url.get_or_insert(Error::InvalidUrl {
+                    node: "dns".into(),
+                    url: redact::redact_url(&url),
+                    reason,
+                });
+            }
+        }
+        self
+    }
+
+    /// Resolves [`dns`](Self::dns) names with `resolver` instead of the system's: the seam
+    /// for a service registry, or for tests.
+    pub fn resolver(mut self, resolver: impl Resolve) -> Self {
+        self.hooks.resolver = Arc::new(resolver);
+        self
+    }
+
     fn add(mut self, url: String, role: Role) -> Self {
         match crate::topology::split_hosts(&url) {
             Ok(hosts) if hosts.len() == 1 => self.members.push(Member {
@@ -143,6 +188,7 @@ impl<DB: Backend> Builder<DB> {
                 } else {
                     Origin::Declared
                 },
+                name: None,
             }),
             Ok(hosts) => {
                 let role = match role {
@@ -153,6 +199,7 @@ impl<DB: Backend> Builder<DB> {
                     url,
                     role,
                     origin: Origin::MultiHost,
+                    name: None,
                 }));
             }
             Err(reason) => {
@@ -290,6 +337,7 @@ impl<DB: Backend> fmt::Debug for Builder<DB> {
             .field("connect_options", &self.hooks.connect_options.is_some())
             .field("after_connect", &self.hooks.after_connect.is_some())
             .field("monitor_user", &self.hooks.monitor.as_ref().map(|(u, _)| u))
+            .field("dns", &self.hooks.dns)
             .finish()
     }
 }

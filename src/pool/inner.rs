@@ -36,6 +36,8 @@ pub(crate) struct Shared<DB: Backend> {
     hooks: Hooks<DB>,
     /// Serialises membership changes.
     membership: tokio::sync::Mutex<()>,
+    /// The discovery task, when something discovers members.
+    pub(crate) discovery: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// A connection and the node (index, node) it came from.
@@ -50,6 +52,24 @@ impl<DB: Backend> Shared<DB> {
         hooks: Hooks<DB>,
     ) -> Result<Self, Error> {
         config.validate().map_err(Error::Config)?;
+        let mut members = members;
+        for source in &hooks.dns {
+            match source.lookup(&hooks.resolver).await {
+                Ok(addrs) => members.extend(addrs.into_iter().map(|a| Member {
+                    url: source.url_for(a),
+                    role: source.role,
+                    origin: crate::topology::Origin::Dns,
+                    name: Some(source.node_name(a)),
+                })),
+                // Looked up again every discovery interval.
+                Err(e) => tracing::warn!(name = %source.host, error = %e, "DNS lookup failed"),
+            }
+        }
+        if members.is_empty() && !hooks.dns.is_empty() {
+            return Err(Error::NoNodeAnswered {
+                reasons: "no DNS name resolved to an address".into(),
+            });
+        }
         let nodes = build_nodes(members, &config, &hooks)?;
         let settings = Settings {
             health_check_interval: config.health_check_interval,
@@ -102,6 +122,7 @@ impl<DB: Backend> Shared<DB> {
             config,
             hooks,
             membership: tokio::sync::Mutex::new(()),
+            discovery: Mutex::new(None),
         })
     }
 
@@ -121,15 +142,33 @@ impl<DB: Backend> Shared<DB> {
                 hosts.len()
             )));
         }
+        let joined = self
+            .join(url, role, crate::topology::Origin::Added, None, false)
+            .await?;
+        Ok(joined.expect("joins without a probe"))
+    }
+
+    /// Builds a node, probes it (its identity checked) and adds it; with `must_answer`, only
+    /// if the probe succeeded (`Ok(None)` otherwise), else it joins unhealthy and the health
+    /// task keeps probing it. Named `name`, or by its role (`replica-N`) or `host:port`.
+    pub(crate) async fn join(
+        &self,
+        url: &str,
+        role: Role,
+        origin: crate::topology::Origin,
+        name: Option<String>,
+        must_answer: bool,
+    ) -> Result<Option<String>, Error> {
         let _one_at_a_time = self.membership.lock().await;
         let nodes = self.cluster.nodes().clone();
-        let taken = |name: &str| nodes.iter().any(|n| n.name == name);
-        let base = match role {
-            Role::Replica => format!(
+        let taken = |name: &str| nodes.iter().any(|n| n.name == name && !n.is_removed());
+        let base = match (role, name) {
+            (_, Some(name)) => name,
+            (Role::Replica, None) => format!(
                 "replica-{}",
                 nodes.iter().filter(|n| n.role == Role::Replica).count() + 1
             ),
-            _ => crate::topology::host_port(url),
+            (_, None) => crate::topology::host_port(url),
         };
         let mut name = base.clone();
         let mut n = 1;
@@ -138,21 +177,81 @@ impl<DB: Backend> Shared<DB> {
             name = format!("{base}#{n}");
         }
         let node = Arc::new(
-            node::<DB>(name.clone(), role, url, &self.config, &self.hooks)?
-                .with_origin(crate::topology::Origin::Added),
+            node::<DB>(name.clone(), role, url, &self.config, &self.hooks)?.with_origin(origin),
         );
-        // Probed (and its identity checked) before it joins; one that does not answer joins
-        // unhealthy, and the health task keeps probing it.
         let outcome = tokio::time::timeout(
             self.cluster.settings.health_check_timeout,
             health::probe(&*node),
         )
         .await;
+        if must_answer && !matches!(outcome, Ok(Ok(_))) {
+            node.pool.close().await;
+            return Ok(None);
+        }
         health::record(&self.cluster, &node, outcome);
+        tracing::info!(node = %name, %origin, "node joins the pool");
         self.cluster.add(node);
         self.cluster.elect_writer();
         self.cluster.update_lag();
-        Ok(name)
+        Ok(Some(name))
+    }
+
+    /// One round of discovery: every DNS name is looked up; new addresses join (after a
+    /// successful probe), vanished ones drain and close.
+    pub(crate) async fn discover(&self) {
+        for source in &self.hooks.dns {
+            let addrs = match source.lookup(&self.hooks.resolver).await {
+                Ok(a) if !a.is_empty() => a,
+                Ok(_) => {
+                    tracing::warn!(name = %source.host, "DNS name has no address; members kept");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(name = %source.host, error = %e, "DNS lookup failed; members kept");
+                    continue;
+                }
+            };
+            let wanted: Vec<(String, std::net::SocketAddr)> =
+                addrs.iter().map(|a| (source.node_name(*a), *a)).collect();
+            let current: Vec<String> = self
+                .cluster
+                .nodes()
+                .iter()
+                .filter(|n| {
+                    n.origin == crate::topology::Origin::Dns
+                        && !n.is_removed()
+                        && source.owns(&n.name)
+                })
+                .map(|n| n.name.clone())
+                .collect();
+            for (name, addr) in &wanted {
+                if !current.contains(name)
+                    && let Err(e) = self
+                        .join(
+                            &source.url_for(*addr),
+                            source.role,
+                            crate::topology::Origin::Dns,
+                            Some(name.clone()),
+                            true,
+                        )
+                        .await
+                {
+                    tracing::warn!(node = %name, error = %e, "a discovered address cannot join");
+                }
+            }
+            for name in current {
+                if !wanted.iter().any(|(w, _)| *w == name)
+                    && let Err(e) = self.remove_node(&name).await
+                {
+                    tracing::warn!(node = %name, error = %e, "a vanished address stays");
+                }
+            }
+        }
+    }
+
+    /// Whether anything outside the configuration names members (DNS names).
+    pub(crate) fn discovers(&self) -> bool {
+        !self.hooks.dns.is_empty()
     }
 
     /// Removes a node while the pool runs (see [`ReplicaPool::remove_node`]).
@@ -339,6 +438,9 @@ impl<DB: Backend> Shared<DB> {
         if let Some(task) = task {
             let _ = task.await;
         }
+        if let Some(discovery) = lock(&self.discovery).take() {
+            discovery.abort();
+        }
         join_all(
             self.cluster
                 .nodes()
@@ -361,6 +463,27 @@ impl<DB: Backend> Shared<DB> {
             }
         }
     }
+}
+
+/// Starts the discovery task: every `discovery_interval`, until the pool is closed or
+/// dropped (it holds only a weak reference).
+pub(crate) fn spawn_discovery<DB: Backend>(shared: &Arc<Shared<DB>>) {
+    if !shared.discovers() {
+        return;
+    }
+    let weak = Arc::downgrade(shared);
+    let interval = shared.config.discovery_interval;
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            let Some(shared) = weak.upgrade() else { break };
+            if shared.is_closed() {
+                break;
+            }
+            shared.discover().await;
+        }
+    });
+    *lock(&shared.discovery) = Some(task);
 }
 
 /// Whether `e` is a wait for a connection that timed out because `node`'s pool was full,
@@ -407,9 +530,10 @@ fn build_nodes<DB: Backend>(
     let mut replicas = 0;
     let mut names = std::collections::HashSet::new();
     for m in ordered {
-        let (name, weight) = match m.role {
-            Role::Primary => ("primary".to_owned(), 1),
-            Role::Replica => {
+        let (name, weight) = match (m.role, m.name) {
+            (_, Some(name)) => (name, 1),
+            (Role::Primary, None) => ("primary".to_owned(), 1),
+            (Role::Replica, None) => {
                 replicas += 1;
                 let weight = config
                     .replica_weights
@@ -418,7 +542,7 @@ fn build_nodes<DB: Backend>(
                     .unwrap_or(1);
                 (format!("replica-{replicas}"), weight)
             }
-            _ => (crate::topology::host_port(&m.url), 1),
+            (_, None) => (crate::topology::host_port(&m.url), 1),
         };
         let mut unique = name.clone();
         let mut n = 1;

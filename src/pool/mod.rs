@@ -110,10 +110,9 @@ impl<DB: Backend> ReplicaPool<DB> {
         config: Config,
         hooks: Hooks<DB>,
     ) -> Result<Self, Error> {
-        let shared = Shared::connect(members, config, hooks).await?;
-        Ok(ReplicaPool {
-            shared: Arc::new(shared),
-        })
+        let shared = Arc::new(Shared::connect(members, config, hooks).await?);
+        inner::spawn_discovery(&shared);
+        Ok(ReplicaPool { shared })
     }
 
     /// A builder: `.primary(url)`, `.replica(url)` (repeatable), `.config(..)`, `.connect()`.

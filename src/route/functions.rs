@@ -41,21 +41,19 @@ pub(crate) fn write_reason(dialect: Dialect, name: &str) -> Option<Reason> {
                     "release_lock",
                     "release_all_locks",
                     "is_used_lock",
+                    "is_free_lock",
                 ][..],
                 ADVISORY,
             ),
             (&["nextval", "setval", "lastval"], SEQUENCE),
-            (&["last_insert_id", "found_rows", "row_count"], SESSION_FN),
-            // Not writes, but they hold a connection or read server files: keep them where
-            // they are visible to operators, the primary.
             (
-                &[
-                    "sleep",
-                    "benchmark",
-                    "load_file",
-                    "master_pos_wait",
-                    "source_pos_wait",
-                ],
+                &["last_insert_id", "found_rows", "row_count", "connection_id"],
+                SESSION_FN,
+            ),
+            // Not writes, but they read server files or wait on replication: the primary.
+            // (`SLEEP` and `BENCHMARK` only take time, like `pg_sleep`: any node.)
+            (
+                &["load_file", "master_pos_wait", "source_pos_wait"],
                 WRITE_FN,
             ),
         ])

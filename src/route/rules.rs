@@ -13,6 +13,8 @@ pub(crate) const DML_CTE: Reason = Reason(&"data-modifying CTE");
 pub(crate) const SELECT_INTO: Reason = Reason(&"SELECT INTO writes");
 pub(crate) const EXPLAIN_ANALYZE: Reason = Reason(&"EXPLAIN ANALYZE executes the statement");
 pub(crate) const EXPLAIN_PLAN: Reason = Reason(&"EXPLAIN only plans");
+pub(crate) const EXPLAIN_WRITE: Reason =
+    Reason(&"EXPLAIN of a write (a MariaDB replica refuses it)");
 pub(crate) const OPAQUE: Reason = Reason(&"procedure or code block");
 pub(crate) const EXECUTE: Reason = Reason(&"prepared statement execution");
 pub(crate) const COPY_FROM: Reason = Reason(&"COPY FROM writes");
@@ -30,6 +32,10 @@ enum Lead {
     Copy,
     Create,
     Pragma,
+    /// MySQL `SET`: session state, unless it is MariaDB's `SET STATEMENT … FOR <stmt>`.
+    Set,
+    /// `SET STATEMENT var = value, … FOR`: the statement after `FOR` decides.
+    SetStatement,
     /// Decided by its first word alone.
     Decided,
 }
@@ -65,6 +71,10 @@ pub(crate) fn statement<'a>(
     let mut depth = 0usize;
     let mut with = false;
     let mut analyze = false;
+    // MySQL's ANALYZE statement (ANALYZE SELECT runs it; ANALYZE TABLE writes statistics).
+    let mut analyze_lead = false;
+    // MySQL SHOW: `SHOW WARNINGS` / `SHOW ERRORS` are about the connection's last statement.
+    let mut show = false;
     // COPY: what follows TO at depth 0; the depth of an inner query's parentheses.
     let mut copy_to = false;
     let mut copy_direction = false;
@@ -109,6 +119,11 @@ pub(crate) fn statement<'a>(
                     let (l, d) = lead_of(dialect, w);
                     lead = Some(l);
                     with = w.eq_ignore_ascii_case("with");
+                    show = dialect == Dialect::MySql && is(w, "show");
+                    if l == Lead::Explain && (is(w, "analyze") || is(w, "analyse")) {
+                        analyze = true;
+                        analyze_lead = true;
+                    }
                     if l == Lead::Read {
                         body = Body::Checked;
                     }
@@ -116,6 +131,16 @@ pub(crate) fn statement<'a>(
                         decide(&mut verdict, d);
                     }
                 }
+            }
+            // MySQL `DESCRIBE \`tbl\``: its columns.
+            Some(Lead::Explain)
+                if body == Body::Pending
+                    && dialect == Dialect::MySql
+                    && depth == 0
+                    && matches!(tok, Token::QuotedIdent(_)) =>
+            {
+                decide(&mut verdict, Decision::replica(READ));
+                body = Body::Unchecked;
             }
             Some(Lead::Explain) if body == Body::Pending => {
                 // `(ANALYZE false)` / `(ANALYZE off)` in the options: no ANALYZE. (A number
@@ -129,16 +154,30 @@ pub(crate) fn statement<'a>(
                     analyze = false;
                 }
                 if let Some(w) = word {
-                    if is(w, "analyze") || is(w, "analyse") {
+                    if analyze_lead
+                        && ["table", "tables", "no_write_to_binlog", "local"]
+                            .iter()
+                            .any(|k| is(w, k))
+                    {
+                        // MySQL ANALYZE TABLE: writes statistics.
+                        decide(&mut verdict, Decision::primary(NOT_READ));
+                        body = Body::Unchecked;
+                    } else if is(w, "analyze") || is(w, "analyse") {
                         analyze = true;
                     } else if depth == 0 && !is_explain_option(w) {
                         // The explained statement.
                         let (inner, _) = lead_of(dialect, w);
                         let dml = ["insert", "update", "delete", "merge"]
                             .iter()
-                            .any(|k| is(w, k));
+                            .any(|k| is(w, k))
+                            || (dialect == Dialect::MySql && is(w, "replace"));
                         with = is(w, "with");
                         body = match (inner == Lead::Read || dml, analyze) {
+                            // MariaDB refuses to plan a write on a read-only replica.
+                            (true, false) if dml && dialect == Dialect::MySql => {
+                                decide(&mut verdict, Decision::primary(EXPLAIN_WRITE));
+                                Body::Unchecked
+                            }
                             (true, false) => {
                                 decide(&mut verdict, Decision::replica(EXPLAIN_PLAN));
                                 Body::Unchecked
@@ -146,6 +185,11 @@ pub(crate) fn statement<'a>(
                             (true, true) if inner == Lead::Read => Body::Checked,
                             (true, true) => {
                                 decide(&mut verdict, Decision::primary(EXPLAIN_ANALYZE));
+                                Body::Unchecked
+                            }
+                            // MySQL `EXPLAIN tbl` / `DESCRIBE tbl`: its columns.
+                            (false, false) if dialect == Dialect::MySql => {
+                                decide(&mut verdict, Decision::replica(READ));
                                 Body::Unchecked
                             }
                             (false, _) => {
@@ -209,6 +253,24 @@ pub(crate) fn statement<'a>(
                     }
                 }
             }
+            Some(Lead::Set) => {
+                if word.is_some_and(|w| is(w, "statement")) {
+                    lead = Some(Lead::SetStatement);
+                } else {
+                    decide(&mut verdict, Decision::primary(SESSION));
+                }
+            }
+            Some(Lead::SetStatement) => {
+                if depth == 0 && word.is_some_and(|w| is(w, "for")) {
+                    // The variables hold for this one statement: it decides, as if alone.
+                    lead = None;
+                    with = false;
+                    body = Body::Pending;
+                    prev2 = None;
+                    prev = None;
+                    continue;
+                }
+            }
             Some(Lead::Pragma) => {
                 let setter_call = tok == Token::Open
                     && matches!(prev, Some(Token::Word(p)) if !takes_a_table_argument(p));
@@ -226,6 +288,9 @@ pub(crate) fn statement<'a>(
             _ => {}
         }
 
+        if show && depth == 0 && word.is_some_and(|w| is(w, "warnings") || is(w, "errors")) {
+            decide(&mut verdict, Decision::primary(SESSION));
+        }
         if body == Body::Checked
             && let Some(d) = body_rule(router, prev, prev2, tok, word, with, depth)
         {
@@ -245,6 +310,7 @@ pub(crate) fn statement<'a>(
         (None, Some(Lead::Copy)) if copy_direction && !copy_to => Decision::replica(READ),
         (None, Some(Lead::Pragma)) if body == Body::Unchecked => Decision::replica(READ),
         (None, Some(Lead::Pragma)) => Decision::primary(PRAGMA),
+        (None, Some(Lead::Set | Lead::SetStatement)) => Decision::primary(SESSION),
         (None, None) => Decision::primary(UNRECOGNISED),
         (None, Some(_)) => Decision::primary(NOT_READ),
     })
@@ -262,6 +328,15 @@ fn body_rule(
 ) -> Option<Decision> {
     let dialect = router.dialect;
     if let Some(w) = word {
+        // MySQL variables: `@v` (a user variable, read or assigned) is the connection's, and
+        // so are `@@identity`-like values of the last statement. (`@@port`, `@@version`,
+        // `@@sql_mode` read the server's or the connection's defaults: any node.)
+        if dialect == Dialect::MySql && prev == Some(Token::Punct(b'@')) {
+            let system = prev2 == Some(Token::Punct(b'@'));
+            if !system || MYSQL_SESSION_VARIABLES.iter().any(|v| is(w, v)) {
+                return Some(Decision::primary(SESSION));
+            }
+        }
         if let Some(Token::Word(p)) = prev {
             // FOR UPDATE / NO KEY UPDATE / SHARE / KEY SHARE; MySQL LOCK IN SHARE MODE.
             if is(p, "for") && (is(w, "update") || is(w, "share") || is(w, "no") || is(w, "key")) {
@@ -359,11 +434,18 @@ fn lead_of(dialect: Dialect, w: &str) -> (Lead, Option<Decision>) {
         "attach",
         "detach",
     ];
+    // MySQL: DO evaluates expressions (checked like a select list), HELP reads the help
+    // tables, CHECK / CHECKSUM TABLE only read; DESCRIBE is EXPLAIN, and so is ANALYZE
+    // (MariaDB's ANALYZE SELECT runs the query and reports on it).
+    const MYSQL_READ_WORDS: &[&str] = &["do", "help", "check", "checksum"];
     let any = |list: &[&str]| list.iter().any(|k| is(w, k));
-    if any(READ_WORDS) || (dialect == Dialect::MySql && (is(w, "describe") || is(w, "desc"))) {
+    let mysql = dialect == Dialect::MySql;
+    if any(READ_WORDS) || (mysql && any(MYSQL_READ_WORDS)) {
         (Lead::Read, None)
-    } else if is(w, "explain") {
+    } else if is(w, "explain") || (mysql && any(&["describe", "desc", "analyze", "analyse"])) {
         (Lead::Explain, None)
+    } else if mysql && is(w, "set") {
+        (Lead::Set, None)
     } else if is(w, "copy") && dialect == Dialect::Postgres {
         (Lead::Copy, None)
     } else if is(w, "create") {
@@ -382,6 +464,16 @@ fn lead_of(dialect: Dialect, w: &str) -> (Lead, Option<Decision>) {
         (Lead::Decided, Some(Decision::primary(NOT_READ)))
     }
 }
+
+/// MySQL system variables that describe the connection's last statements.
+const MYSQL_SESSION_VARIABLES: &[&str] = &[
+    "identity",
+    "last_insert_id",
+    "insert_id",
+    "warning_count",
+    "error_count",
+    "last_gtid",
+];
 
 fn is_explain_option(w: &str) -> bool {
     const OPTIONS: &[&str] = &[

@@ -37,9 +37,8 @@ pub(crate) enum Token<'a> {
     Dot,
     /// Any other punctuation or operator character.
     Punct(u8),
-    /// Input the scanner cannot make sense of: an unterminated quote or comment, or (MySQL)
-    /// an executable `/*! … */` or MariaDB `/*M! … */` comment whose content would run as
-    /// code.
+    /// Input the scanner cannot make sense of: an unterminated quote or comment (an
+    /// executable MySQL comment too), or an executable comment inside another.
     Invalid,
 }
 
@@ -85,6 +84,9 @@ pub(crate) struct Scanner<'a> {
     /// No token has been returned yet: comments seen now are "leading" and may carry hints.
     leading: bool,
     hint: Option<Target>,
+    /// Inside a MySQL `/*! … */` or MariaDB `/*M! … */` executable comment: its content is
+    /// code (scanned as tokens), and its `*/` is skipped.
+    in_executable: bool,
 }
 
 /// The routing hints partypool reads in leading comments.
@@ -105,6 +107,7 @@ impl<'a> Scanner<'a> {
             done: false,
             leading: true,
             hint: None,
+            in_executable: false,
         }
     }
 
@@ -136,7 +139,12 @@ impl<'a> Scanner<'a> {
     }
 
     /// Skips whitespace and comments. Returns `false` on an unterminated block comment or an
-    /// executable MySQL comment.
+    /// executable comment inside another.
+    ///
+    /// An executable comment (`/*! … */`, `/*!50001 … */`, MariaDB's `/*M!100100 … */`) is
+    /// code to the server: its marker and version are skipped and its content scanned as
+    /// tokens, as if the comment were not there. A version-gated one the server would skip
+    /// is scanned too: a lock or write in it goes to the primary either way.
     #[inline]
     fn skip_trivia(&mut self) -> bool {
         let b = self.bytes();
@@ -148,7 +156,8 @@ impl<'a> Scanner<'a> {
             }
             self.pos = i;
             // Fast path: most tokens do not start a comment.
-            if !matches!(b.get(i), Some(b'-' | b'/' | b'#')) {
+            let c = b.get(i);
+            if !matches!(c, Some(b'-' | b'/' | b'#')) && !(self.in_executable && c == Some(&b'*')) {
                 return true;
             }
             let start = self.pos;
@@ -163,13 +172,27 @@ impl<'a> Scanner<'a> {
                     self.skip_line()
                 }
                 (Some(b'#'), _) if self.dialect == Dialect::MySql => self.skip_line(),
+                // The end of an executable comment.
+                (Some(b'*'), Some(b'/')) if self.in_executable => {
+                    self.pos += 2;
+                    self.in_executable = false;
+                    continue;
+                }
                 (Some(b'/'), Some(b'*')) => {
                     // Executable comments run as code: MySQL's `/*! … */`, MariaDB's
                     // `/*M! … */`.
                     let executable = self.peek(2) == Some(b'!')
                         || (self.peek(2) == Some(b'M') && self.peek(3) == Some(b'!'));
                     if self.dialect == Dialect::MySql && executable {
-                        return false;
+                        if self.in_executable {
+                            return false;
+                        }
+                        self.pos += if self.peek(2) == Some(b'!') { 3 } else { 4 };
+                        while self.peek(0).is_some_and(|d| d.is_ascii_digit()) {
+                            self.pos += 1;
+                        }
+                        self.in_executable = true;
+                        continue;
                     }
                     if !self.skip_block_comment() {
                         return false;
@@ -343,7 +366,11 @@ impl<'a> Iterator for Scanner<'a> {
             self.done = true;
             return Some(Token::Invalid);
         }
-        let c = self.peek(0)?;
+        let Some(c) = self.peek(0) else {
+            // An executable comment never closed.
+            self.done = true;
+            return self.in_executable.then_some(Token::Invalid);
+        };
         // Words first, with a direct branch: most tokens are words, and the jump table of
         // the `match` below mispredicts on alternating token kinds.
         let tok = if CLASS[c as usize] & WORD_START != 0 {
@@ -498,9 +525,43 @@ mod tests {
             toks("/* /* */ SELECT", Dialect::MySql),
             vec![Token::Word("SELECT")]
         );
+        // Executable comments are code.
         assert_eq!(
             toks("/*!40101 SET x=1 */", Dialect::MySql),
-            vec![Token::Invalid]
+            toks("SET x=1", Dialect::MySql)
+        );
+        assert_eq!(
+            toks("SELECT 1 /*M!100100 FOR UPDATE */;", Dialect::MySql),
+            toks("SELECT 1 FOR UPDATE;", Dialect::MySql)
+        );
+        assert_eq!(
+            toks("SELECT /*!STRAIGHT_JOIN*/ 1 /* c */", Dialect::MySql),
+            toks("SELECT STRAIGHT_JOIN 1", Dialect::MySql)
+        );
+        assert_eq!(
+            toks("SELECT '*/' /*! , 2 */", Dialect::MySql),
+            vec![
+                Token::Word("SELECT"),
+                Token::Str,
+                Token::Punct(b','),
+                Token::Literal
+            ]
+        );
+        for bad in [
+            "SELECT /*! 1",
+            "/*! /*! 1 */ */",
+            "SELECT /*M!100100 FOR UPDATE",
+        ] {
+            assert_eq!(
+                toks(bad, Dialect::MySql).last(),
+                Some(&Token::Invalid),
+                "{bad}"
+            );
+        }
+        // Not in PostgreSQL: an ordinary comment.
+        assert_eq!(
+            toks("SELECT /*! 1 */", Dialect::Postgres),
+            vec![Token::Word("SELECT")]
         );
     }
 

@@ -453,23 +453,38 @@ fn mysql_double_dash_needs_whitespace() {
     assert_eq!(mysql("SELECT 1 --").target, Target::Replica);
 }
 
-/// MySQL runs `/*! … */` and MariaDB also `/*M! … */` comments as code: either may hide a
-/// lock or a write, so both send the text to the primary (a plain `/* … */` is a comment).
+/// MySQL runs `/*! … */` and MariaDB also `/*M! … */` comments as code: their content is
+/// classified as code, so a lock or a write hidden in one sends the text to the primary, and
+/// a harmless one (a hint, a version-gated clause) leaves a read on a replica (a plain
+/// `/* … */` is a comment).
 #[test]
-fn executable_comments_go_to_the_primary() {
+fn executable_comments_are_code() {
     let mysql = |sql: &str| route_in(Dialect::MySql, sql);
-    for sql in [
-        "SELECT /*! GET_LOCK('x', 1) */ 1",
-        "SELECT /*M! GET_LOCK('x', 1) */ 1",
-        "SELECT * FROM t /*M!100000 LOCK IN SHARE MODE */",
-        "SELECT * FROM t /*!50000 FOR UPDATE */",
+    for (sql, reason) in [
+        ("SELECT /*! GET_LOCK('x', 1) */ 1", "advisory lock"),
+        ("SELECT /*M! GET_LOCK('x', 1) */ 1", "advisory lock"),
+        (
+            "SELECT * FROM t /*M!100000 LOCK IN SHARE MODE */",
+            "locking clause",
+        ),
+        ("SELECT * FROM t /*!50000 FOR UPDATE */", "locking clause"),
+        ("/*!40101 SET NAMES utf8mb4 */", "session state"),
+        (
+            "SELECT 1 /*! ; DELETE FROM t */",
+            "not a read-only statement",
+        ),
+        ("SELECT /*! 1", "unrecognised SQL"),
     ] {
         let r = mysql(sql);
-        assert_eq!(
-            (r.target, r.reason),
-            (Target::Primary, "unrecognised SQL"),
-            "{sql}"
-        );
+        assert_eq!((r.target, r.reason), (Target::Primary, reason), "{sql}");
+    }
+    for sql in [
+        "/*!40101 SELECT 1 */",
+        "SELECT /*!STRAIGHT_JOIN*/ u.id FROM u JOIN o ON o.u = u.id",
+        "SELECT * FROM users WHERE id = 1 /*!50000 LIMIT 1 */",
+        "SELECT 1 /*M!100100 + 1 */ AS two",
+    ] {
+        assert_eq!(mysql(sql).target, Target::Replica, "{sql}");
     }
     assert_eq!(
         mysql("SELECT /* M! not executable */ 1").target,
@@ -481,4 +496,82 @@ fn executable_comments_go_to_the_primary() {
     );
     // PostgreSQL has no executable comments.
     assert_eq!(route("SELECT /*M! x */ 1").target, Target::Replica);
+}
+
+/// MySQL statements a MariaDB replica answers or refuses, as measured on one (the MySQL
+/// corpus has them all): EXPLAIN of a write is refused; DO, HELP, CHECK, ANALYZE SELECT,
+/// DESCRIBE and SET STATEMENT … FOR SELECT are reads; variables of the connection are not.
+#[test]
+fn mysql_statements_judged_by_mariadb() {
+    let mysql = |sql: &str| {
+        let r = route_in(Dialect::MySql, sql);
+        (r.target, r.reason)
+    };
+    for (sql, reason) in [
+        (
+            "EXPLAIN UPDATE t SET a = 1",
+            "EXPLAIN of a write (a MariaDB replica refuses it)",
+        ),
+        (
+            "DESCRIBE DELETE FROM t",
+            "EXPLAIN of a write (a MariaDB replica refuses it)",
+        ),
+        (
+            "EXPLAIN FORMAT=JSON REPLACE INTO t VALUES (1)",
+            "EXPLAIN of a write (a MariaDB replica refuses it)",
+        ),
+        (
+            "ANALYZE UPDATE t SET a = 1",
+            "EXPLAIN ANALYZE executes the statement",
+        ),
+        ("ANALYZE TABLE t", "not a read-only statement"),
+        (
+            "ANALYZE NO_WRITE_TO_BINLOG TABLE t",
+            "not a read-only statement",
+        ),
+        ("ANALYZE SELECT * FROM t FOR UPDATE", "locking clause"),
+        (
+            "SET STATEMENT max_statement_time = 1 FOR UPDATE t SET a = 1",
+            "not a read-only statement",
+        ),
+        (
+            "SET STATEMENT max_statement_time = 1 FOR SELECT * FROM t FOR UPDATE",
+            "locking clause",
+        ),
+        ("SET STATEMENT max_statement_time = 1", "session state"),
+        ("SET @x = 1", "session state"),
+        ("SELECT @x := 1", "session state"),
+        ("SELECT @uid", "session state"),
+        ("SELECT @@identity", "session state"),
+        ("SHOW WARNINGS", "session state"),
+        ("SHOW COUNT(*) ERRORS", "session state"),
+        ("DO GET_LOCK('x', 0)", "advisory lock"),
+        ("SELECT IS_FREE_LOCK('x')", "advisory lock"),
+        ("SELECT CONNECTION_ID()", "session-bound function"),
+    ] {
+        assert_eq!(mysql(sql), (Target::Primary, reason), "{sql}");
+    }
+    for sql in [
+        "EXPLAIN SELECT * FROM t",
+        "EXPLAIN users",
+        "DESC `orders`",
+        "DESCRIBE users",
+        "ANALYZE SELECT * FROM t",
+        "ANALYZE FORMAT=JSON SELECT COUNT(*) FROM t",
+        "SET STATEMENT max_statement_time = 10 FOR SELECT COUNT(*) FROM t",
+        "DO 1",
+        "DO SLEEP(0)",
+        "HELP 'SELECT'",
+        "CHECK TABLE t EXTENDED",
+        "CHECKSUM TABLE t, u",
+        "SELECT SLEEP(0), BENCHMARK(1, MD5('x'))",
+        "SELECT @@port, @@read_only, @@session.sql_mode",
+        "SHOW SESSION VARIABLES LIKE 'sql_mode'",
+    ] {
+        assert_eq!(mysql(sql).0, Target::Replica, "{sql}");
+    }
+    // PostgreSQL keeps its own meanings: DO is a code block, ANALYZE writes statistics.
+    assert_eq!(route("DO $$ BEGIN END $$").target, Target::Primary);
+    assert_eq!(route("ANALYZE t").target, Target::Primary);
+    assert_eq!(route("EXPLAIN UPDATE t SET a = 1").target, Target::Replica);
 }

@@ -1,0 +1,165 @@
+//! Members that come from outside the configuration: DNS names whose addresses are the
+//! nodes (a Kubernetes headless service, CloudNativePG's `-r` / `-ro` services), re-read
+//! every [`Config::discovery_interval`](crate::Config::discovery_interval).
+//!
+//! A name given to [`Builder::dns`](crate::Builder::dns) is one node per address, named
+//! `host/addr:port`. An address that appears joins after its first successful probe; one
+//! that disappears drains (running calls finish, no new ones) and closes. A failed or empty
+//! lookup changes nothing: a DNS outage must not empty the pool.
+//!
+//! Only names given to `dns` are expanded: `localhost` resolving to `::1` and `127.0.0.1`,
+//! or a primary's VIP name, stay one node, resolved by the driver at each connection.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures_core::future::BoxFuture;
+
+use crate::status::Role;
+
+/// Resolves a host name to socket addresses: the seam DNS discovery goes through.
+///
+/// [`SystemResolver`] (the default) asks the operating system. Give the builder another one
+/// ([`Builder::resolver`](crate::Builder::resolver)) to take members from elsewhere (a
+/// service registry) or to drive discovery in tests.
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use partypool::discovery::Resolve;
+///
+/// /// Always the same two addresses.
+/// struct Fixed(Vec<SocketAddr>);
+///
+/// impl Resolve for Fixed {
+///     fn resolve<'a>(
+///         &'a self,
+///         _host: &'a str,
+///         _port: u16,
+///     ) -> futures_core::future::BoxFuture<'a, std::io::Result<Vec<SocketAddr>>> {
+///         Box::pin(async move { Ok(self.0.clone()) })
+///     }
+/// }
+/// ```
+pub trait Resolve: Send + Sync + 'static {
+    /// The addresses `host` has now, with `port`.
+    fn resolve<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> BoxFuture<'a, io::Result<Vec<SocketAddr>>>;
+}
+
+/// The operating system's resolver (`getaddrinfo`, through `tokio::net::lookup_host`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemResolver;
+
+impl Resolve for SystemResolver {
+    fn resolve<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> BoxFuture<'a, io::Result<Vec<SocketAddr>>> {
+        Box::pin(async move { Ok(tokio::net::lookup_host((host, port)).await?.collect()) })
+    }
+}
+
+/// A DNS name whose addresses are members.
+#[derive(Clone)]
+pub(crate) struct DnsSource {
+    /// The URL as given (its host is the name).
+    pub(crate) url: String,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) role: Role,
+}
+
+impl fmt::Debug for DnsSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{} ({})", self.host, self.port, self.role)
+    }
+}
+
+impl DnsSource {
+    /// Reads a `dns` URL: it must name a host (not an address).
+    pub(crate) fn parse(url: &str, role: Role, default_port: u16) -> Result<DnsSource, String> {
+        let u = url::Url::parse(url).map_err(|e| e.to_string())?;
+        let host = match u.host() {
+            Some(url::Host::Domain(h)) => h.to_owned(),
+            Some(_) => return Err("DNS discovery needs a host name, not an address".into()),
+            None => return Err("no host".into()),
+        };
+        Ok(DnsSource {
+            url: url.to_owned(),
+            host,
+            port: u.port().unwrap_or(default_port),
+            role,
+        })
+    }
+
+    /// The node name for one address: `host/addr:port`.
+    pub(crate) fn node_name(&self, addr: SocketAddr) -> String {
+        format!("{}/{addr}", self.host)
+    }
+
+    /// Whether `name` is one of this source's nodes.
+    pub(crate) fn owns(&self, name: &str) -> bool {
+        name.strip_prefix(&self.host)
+            .is_some_and(|rest| rest.starts_with('/'))
+    }
+
+    /// The URL of one address: the same user, database and options, the address as host.
+    pub(crate) fn url_for(&self, addr: SocketAddr) -> String {
+        let mut u = url::Url::parse(&self.url).expect("parsed before");
+        let _ = u.set_ip_host(addr.ip());
+        let _ = u.set_port(Some(addr.port()));
+        u.to_string()
+    }
+
+    /// Resolves the name: the distinct addresses, in a stable order.
+    pub(crate) async fn lookup(&self, resolver: &Arc<dyn Resolve>) -> io::Result<Vec<SocketAddr>> {
+        let mut seen = HashSet::new();
+        let mut addrs: Vec<SocketAddr> = resolver
+            .resolve(&self.host, self.port)
+            .await?
+            .into_iter()
+            .filter(|a| seen.insert(*a))
+            .collect();
+        addrs.sort();
+        Ok(addrs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_sources_name_their_nodes_by_address() {
+        let s = DnsSource::parse(
+            "postgres://u:p@db.svc:6432/app?sslmode=disable",
+            Role::Discovered,
+            5432,
+        )
+        .unwrap();
+        assert_eq!((s.host.as_str(), s.port), ("db.svc", 6432));
+        let a: SocketAddr = "10.0.0.7:6432".parse().unwrap();
+        assert_eq!(s.node_name(a), "db.svc/10.0.0.7:6432");
+        assert_eq!(
+            s.url_for(a),
+            "postgres://u:p@10.0.0.7:6432/app?sslmode=disable"
+        );
+        let v6: SocketAddr = "[::1]:6432".parse().unwrap();
+        assert_eq!(
+            s.url_for(v6),
+            "postgres://u:p@[::1]:6432/app?sslmode=disable"
+        );
+        assert!(s.owns("db.svc/10.0.0.7:6432") && !s.owns("db.svc2/x") && !s.owns("db.svc"));
+        let d = DnsSource::parse("postgres://db.svc/app", Role::Discovered, 5432).unwrap();
+        assert_eq!(d.port, 5432);
+        assert!(DnsSource::parse("postgres://127.0.0.1/app", Role::Discovered, 5432).is_err());
+        assert!(DnsSource::parse("nonsense", Role::Discovered, 5432).is_err());
+    }
+}
