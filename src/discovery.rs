@@ -87,7 +87,12 @@ impl DnsSource {
     pub(crate) fn parse(url: &str, role: Role, default_port: u16) -> Result<DnsSource, String> {
         let u = url::Url::parse(url).map_err(|e| e.to_string())?;
         let host = match u.host() {
-            Some(url::Host::Domain(h)) => h.to_owned(),
+            // (`postgres:` is not a special scheme to `url`: an address is an opaque host.)
+            Some(url::Host::Domain(h))
+                if h.parse::<std::net::IpAddr>().is_err() && !h.starts_with('[') =>
+            {
+                h.to_owned()
+            }
             Some(_) => return Err("DNS discovery needs a host name, not an address".into()),
             None => return Err("no host".into()),
         };

@@ -260,16 +260,14 @@ pub(crate) fn statement<'a>(
                     decide(&mut verdict, Decision::primary(SESSION));
                 }
             }
-            Some(Lead::SetStatement) => {
-                if depth == 0 && word.is_some_and(|w| is(w, "for")) {
-                    // The variables hold for this one statement: it decides, as if alone.
-                    lead = None;
-                    with = false;
-                    body = Body::Pending;
-                    prev2 = None;
-                    prev = None;
-                    continue;
-                }
+            // The variables hold for this one statement: it decides, as if alone.
+            Some(Lead::SetStatement) if depth == 0 && word.is_some_and(|w| is(w, "for")) => {
+                lead = None;
+                with = false;
+                body = Body::Pending;
+                prev2 = None;
+                prev = None;
+                continue;
             }
             Some(Lead::Pragma) => {
                 let setter_call = tok == Token::Open

@@ -157,7 +157,7 @@ impl<'a> Scanner<'a> {
             self.pos = i;
             // Fast path: most tokens do not start a comment.
             let c = b.get(i);
-            if !matches!(c, Some(b'-' | b'/' | b'#')) && !(self.in_executable && c == Some(&b'*')) {
+            if !(matches!(c, Some(b'-' | b'/' | b'#')) || self.in_executable && c == Some(&b'*')) {
                 return true;
             }
             let start = self.pos;
