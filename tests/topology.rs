@@ -220,3 +220,173 @@ async fn members_join_and_leave_while_statements_run() {
     assert_eq!(write(&pool).await.unwrap(), p0);
     pool.close().await;
 }
+
+/// A resolver the test drives: the addresses it answers, or an error.
+#[derive(Clone)]
+struct Fixed(Arc<std::sync::Mutex<Result<Vec<std::net::SocketAddr>, String>>>);
+
+impl Fixed {
+    fn new() -> Fixed {
+        Fixed(Arc::new(std::sync::Mutex::new(Ok(Vec::new()))))
+    }
+
+    fn set(&self, ports: &[u16]) {
+        *self.0.lock().unwrap() = Ok(ports
+            .iter()
+            .map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], *p)))
+            .collect());
+    }
+
+    fn fail(&self) {
+        *self.0.lock().unwrap() = Err("SERVFAIL".into());
+    }
+}
+
+impl partypool::discovery::Resolve for Fixed {
+    fn resolve<'a>(
+        &'a self,
+        _host: &'a str,
+        _port: u16,
+    ) -> futures_core::future::BoxFuture<'a, std::io::Result<Vec<std::net::SocketAddr>>> {
+        let answer = self.0.lock().unwrap().clone();
+        Box::pin(async move { answer.map_err(std::io::Error::other) })
+    }
+}
+
+/// A DNS name is one node per address, followed as its addresses change: a new address
+/// serves reads after its first probe, a vanished one drains without failing a read, a
+/// failed lookup changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_name_is_followed_as_its_addresses_change() {
+    let mut c = PgCluster::start(2);
+    let (p1, p2) = (c.replica(1).port, c.replica(2).port);
+    let resolver = Fixed::new();
+    resolver.set(&[p1, p2]);
+    let pool = PgReplicaPool::builder()
+        .primary(c.url(0))
+        .dns(format!(
+            "postgres://postgres:{}@replicas.test/postgres",
+            support::SECRET
+        ))
+        .resolver(resolver.clone())
+        .config(config().discovery_interval(INTERVAL))
+        .connect()
+        .await
+        .unwrap();
+    let status = pool.status();
+    let n1 = format!("replicas.test/127.0.0.1:{p1}");
+    let n2 = format!("replicas.test/127.0.0.1:{p2}");
+    for name in [&n1, &n2] {
+        let n = status
+            .node(name)
+            .unwrap_or_else(|| panic!("{name}: {status}"));
+        assert_eq!((n.origin, n.role), (Origin::Dns, Role::Discovered));
+        assert!(n.healthy, "{status}");
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = read_loop(&pool, &stop);
+    // A lookup that fails keeps every member.
+    resolver.fail();
+    tokio::time::sleep(3 * INTERVAL).await;
+    assert!(pool.status().node(&n1).is_some() && pool.status().node(&n2).is_some());
+
+    // A new standby appears in DNS and the first one leaves.
+    let p3 = support::run::blocking(|| {
+        let i = c.base_backup();
+        c.wait_streaming(3);
+        c.replica(i).port
+    });
+    resolver.set(&[p2, p3]);
+    let changed = Instant::now();
+    support::run::wait_until("the new address serves", &pool, |s| {
+        s.node(&format!("replicas.test/127.0.0.1:{p3}"))
+            .is_some_and(|n| n.healthy && n.in_recovery == Some(true))
+            && s.node(&n1).is_none()
+    })
+    .await;
+    println!(
+        "DNS change followed in {:?} (discovery interval {INTERVAL:?})",
+        changed.elapsed()
+    );
+    let mut after = HashMap::new();
+    for _ in 0..30 {
+        *after.entry(who(&pool).await.unwrap().0).or_insert(0) += 1;
+    }
+    assert!(!after.contains_key(&p1), "{after:?}");
+    assert!(
+        after.contains_key(&p2) && after.contains_key(&p3),
+        "{after:?}"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let (_, failed) = reads.await.unwrap();
+    assert!(failed.is_empty(), "failed reads: {failed:?}");
+    pool.close().await;
+}
+
+/// Lines added to `/etc/hosts` for one test, removed when dropped.
+struct HostsEntry {
+    lines: String,
+}
+
+impl HostsEntry {
+    fn add(name: &str, addrs: &[&str]) -> HostsEntry {
+        let lines: String = addrs
+            .iter()
+            .map(|a| format!("{a} {name} # partypool test\n"))
+            .collect();
+        let mut hosts = std::fs::read_to_string("/etc/hosts").expect("read /etc/hosts");
+        if !hosts.ends_with('\n') {
+            hosts.push('\n');
+        }
+        hosts.push_str(&lines);
+        std::fs::write("/etc/hosts", hosts)
+            .unwrap_or_else(|e| panic!("this test adds a name to /etc/hosts and needs root: {e}"));
+        HostsEntry { lines }
+    }
+}
+
+impl Drop for HostsEntry {
+    fn drop(&mut self) {
+        if let Ok(hosts) = std::fs::read_to_string("/etc/hosts") {
+            let _ = std::fs::write("/etc/hosts", hosts.replace(&self.lines, ""));
+        }
+    }
+}
+
+/// Through the system resolver: a name with two loopback addresses (in `/etc/hosts`) is two
+/// nodes. The second address is a proxy on 127.0.0.2 to the second standby, on the first
+/// one's port, so the same `host:port` reaches two servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_system_resolver_gives_one_node_per_address() {
+    let c = PgCluster::start(2);
+    let (p1, p2) = (c.replica(1).port, c.replica(2).port);
+    let _proxy =
+        support::proxy::FaultProxy::start_at(format!("127.0.0.2:{p1}").parse().unwrap(), p2);
+    let name = format!("partypool-{}.test", std::process::id());
+    let _hosts = HostsEntry::add(&name, &["127.0.0.1", "127.0.0.2"]);
+    let pool = PgReplicaPool::builder()
+        .primary(c.url(0))
+        .dns(format!(
+            "postgres://postgres:{}@{name}:{p1}/postgres",
+            support::SECRET
+        ))
+        .config(config())
+        .connect()
+        .await
+        .unwrap();
+    let status = pool.status();
+    for addr in ["127.0.0.1", "127.0.0.2"] {
+        let node = format!("{name}/{addr}:{p1}");
+        assert!(
+            status.node(&node).is_some_and(|n| n.healthy),
+            "{node}: {status}"
+        );
+    }
+    let mut seen = HashMap::new();
+    for _ in 0..20 {
+        *seen.entry(who(&pool).await.unwrap().0).or_insert(0) += 1;
+    }
+    assert!(seen.contains_key(&p1) && seen.contains_key(&p2), "{seen:?}");
+    pool.close().await;
+}

@@ -32,13 +32,19 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Listens on a free loopback port and forwards to `127.0.0.1:target`.
     pub fn start(target: u16) -> FaultProxy {
+        FaultProxy::start_at("127.0.0.1:0".parse().unwrap(), target)
+    }
+
+    /// Listens on `listen` (another loopback address, a given port) and forwards to
+    /// `127.0.0.1:target`.
+    pub fn start_at(listen: SocketAddr, target: u16) -> FaultProxy {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .expect("proxy runtime");
         // Bound with std so this works from inside another runtime too.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy listen");
+        let listener = std::net::TcpListener::bind(listen).expect("proxy listen");
         listener.set_nonblocking(true).expect("proxy listen");
         let port = listener.local_addr().unwrap().port();
         let (fault, watcher) = watch::channel(Fault::Pass);
