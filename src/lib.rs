@@ -41,6 +41,8 @@ pub mod error;
 mod gtid;
 mod health;
 mod node;
+#[cfg(feature = "patroni")]
+mod patroni;
 pub mod pool;
 mod redact;
 pub mod route;

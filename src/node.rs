@@ -97,6 +97,9 @@ pub(crate) struct Node<DB: Database> {
     pub(crate) origin: crate::topology::Origin,
     /// Removed from the pool: serves nothing, not probed.
     removed: AtomicBool,
+    /// A membership source (Patroni) says it must not serve reads, and why.
+    veto: Mutex<Option<String>>,
+    vetoed: AtomicBool,
 }
 
 /// How long a probe that was refused replication status goes without asking again.
@@ -152,6 +155,8 @@ impl<DB: Backend> Node<DB> {
             deposed: AtomicBool::new(false),
             origin: crate::topology::Origin::Declared,
             removed: AtomicBool::new(false),
+            veto: Mutex::new(None),
+            vetoed: AtomicBool::new(false),
         }
     }
 
@@ -215,7 +220,20 @@ impl<DB: Backend> Node<DB> {
             && self.is_healthy()
             && !self.lagging.load(Ordering::Acquire)
             && !self.broken.load(Ordering::Acquire)
+            && !self.vetoed.load(Ordering::Acquire)
             && !self.is_foreign()
+    }
+
+    /// What a membership source says about it: `Some(why)` keeps it out of the reads.
+    pub(crate) fn set_veto(&self, why: Option<String>) {
+        let vetoed = why.is_some();
+        if vetoed && !self.vetoed.swap(true, Ordering::AcqRel) {
+            tracing::warn!(node = %self.name, why = why.as_deref().unwrap_or(""), "node leaves the rotation");
+            self.down.notify_waiters();
+        } else if !vetoed && self.vetoed.swap(false, Ordering::AcqRel) {
+            tracing::info!(node = %self.name, "node may serve reads again");
+        }
+        *lock(&self.veto) = why;
     }
 
     /// Whether it is a reader by role: a declared replica not known to be writable, or a
@@ -618,6 +636,8 @@ impl<DB: Backend> Node<DB> {
             Some(format!(
                 "claims the primary role while {writer} takes the writes"
             ))
+        } else if self.vetoed.load(Ordering::Acquire) {
+            lock(&self.veto).clone()
         } else if self.broken.load(Ordering::Acquire) {
             lock(&self.replication)
                 .as_ref()

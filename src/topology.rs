@@ -23,6 +23,8 @@ pub enum Origin {
     Added,
     /// One address of a DNS name (`Builder::dns`), followed as the name changes.
     Dns,
+    /// A member Patroni reports (`Builder::patroni`).
+    Patroni,
 }
 
 impl std::fmt::Display for Origin {
@@ -32,6 +34,7 @@ impl std::fmt::Display for Origin {
             Origin::MultiHost => "multi-host",
             Origin::Added => "added",
             Origin::Dns => "dns",
+            Origin::Patroni => "patroni",
         })
     }
 }

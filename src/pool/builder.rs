@@ -38,6 +38,9 @@ pub(crate) struct Hooks<DB: Backend> {
     pub(crate) resolver: Arc<dyn Resolve>,
     /// Names whose addresses are members.
     pub(crate) dns: Vec<DnsSource>,
+    /// Patroni clusters whose members are members.
+    #[cfg(feature = "patroni")]
+    pub(crate) patroni: Vec<Arc<crate::patroni::PatroniSource>>,
 }
 
 impl<DB: Backend> Default for Hooks<DB> {
@@ -48,6 +51,8 @@ impl<DB: Backend> Default for Hooks<DB> {
             monitor: None,
             resolver: Arc::new(SystemResolver),
             dns: Vec::new(),
+            #[cfg(feature = "patroni")]
+            patroni: Vec::new(),
         }
     }
 }
@@ -164,6 +169,41 @@ impl<DB: Backend> Builder<DB> {
                 self.bad_url.get_or_insert(Error::InvalidUrl {
                     node: "dns".into(),
                     url: redact::redact_url(&url),
+                    reason,
+                });
+            }
+        }
+        self
+    }
+
+    /// Takes the members from a Patroni cluster (feature `patroni`): `endpoints` are one or
+    /// more of its REST API URLs (`http://pg-1:8008,http://pg-2:8008`; any that answers
+    /// will do), `template` the database URL for every member (user, password, database,
+    /// options; its host and port are replaced by each member's).
+    ///
+    /// Every [`Config::discovery_interval`] the pool reads `GET /cluster`: members become
+    /// nodes named as Patroni names them, of discovered role; a switchover or failover
+    /// Patroni reports moves the writes at once (the new leader and the old writer are
+    /// probed right away; the probe has the last word, so a "leader" still in recovery takes
+    /// none); members Patroni reports as not running, or with more lag than
+    /// [`Config::max_replica_lag_bytes`], serve no reads; members that leave drain.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), partypool::Error> {
+    /// let pool = partypool::PgReplicaPool::builder()
+    ///     .patroni("http://pg-1:8008,http://pg-2:8008", "postgres://app:secret@pg/app")
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "patroni")]
+    pub fn patroni(mut self, endpoints: impl AsRef<str>, template: impl AsRef<str>) -> Self {
+        match crate::patroni::PatroniSource::new(endpoints.as_ref(), template.as_ref()) {
+            Ok(source) => self.hooks.patroni.push(Arc::new(source)),
+            Err(reason) => {
+                self.bad_url.get_or_insert(Error::InvalidUrl {
+                    node: "patroni".into(),
+                    url: redact::redact_url(template.as_ref()),
                     reason,
                 });
             }

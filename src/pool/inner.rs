@@ -65,10 +65,35 @@ impl<DB: Backend> Shared<DB> {
                 Err(e) => tracing::warn!(name = %source.host, error = %e, "DNS lookup failed"),
             }
         }
-        if members.is_empty() && !hooks.dns.is_empty() {
-            return Err(Error::NoNodeAnswered {
-                reasons: "no DNS name resolved to an address".into(),
-            });
+        #[cfg(feature = "patroni")]
+        let mut patroni_errors = Vec::new();
+        #[cfg(feature = "patroni")]
+        for source in &hooks.patroni {
+            match source.members(config.acquire_timeout).await {
+                Ok(found) => members.extend(found.iter().map(|m| Member {
+                    url: source.url_for(m),
+                    role: Role::Discovered,
+                    origin: crate::topology::Origin::Patroni,
+                    name: Some(m.name.clone()),
+                })),
+                Err(e) => patroni_errors.push(e),
+            }
+        }
+        if members.is_empty() {
+            #[cfg(feature = "patroni")]
+            if !patroni_errors.is_empty() {
+                return Err(Error::NoNodeAnswered {
+                    reasons: format!(
+                        "no Patroni endpoint answered: {}",
+                        patroni_errors.join("; ")
+                    ),
+                });
+            }
+            if !hooks.dns.is_empty() {
+                return Err(Error::NoNodeAnswered {
+                    reasons: "no DNS name resolved to an address".into(),
+                });
+            }
         }
         let nodes = build_nodes(members, &config, &hooks)?;
         let settings = Settings {
@@ -199,6 +224,10 @@ impl<DB: Backend> Shared<DB> {
     /// One round of discovery: every DNS name is looked up; new addresses join (after a
     /// successful probe), vanished ones drain and close.
     pub(crate) async fn discover(&self) {
+        #[cfg(feature = "patroni")]
+        for source in &self.hooks.patroni {
+            self.discover_patroni(source).await;
+        }
         for source in &self.hooks.dns {
             let addrs = match source.lookup(&self.hooks.resolver).await {
                 Ok(a) if !a.is_empty() => a,
@@ -249,9 +278,91 @@ impl<DB: Backend> Shared<DB> {
         }
     }
 
-    /// Whether anything outside the configuration names members (DNS names).
+    /// Whether anything outside the configuration names members (DNS names, Patroni).
     pub(crate) fn discovers(&self) -> bool {
+        #[cfg(feature = "patroni")]
+        if !self.hooks.patroni.is_empty() {
+            return true;
+        }
         !self.hooks.dns.is_empty()
+    }
+
+    /// One round of Patroni discovery: members join and leave, Patroni's word on each keeps
+    /// it out of the reads or not, and a new leader is probed at once with the writer.
+    #[cfg(feature = "patroni")]
+    async fn discover_patroni(&self, source: &crate::patroni::PatroniSource) {
+        use crate::topology::{Origin, host_port};
+        let timeout = self.cluster.settings.health_check_timeout;
+        let members = match source.members(timeout).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "Patroni did not answer; members kept");
+                return;
+            }
+        };
+        let ours: Vec<Arc<Node<DB>>> = self
+            .cluster
+            .nodes()
+            .iter()
+            .filter(|n| n.origin == Origin::Patroni && !n.is_removed())
+            .cloned()
+            .collect();
+        for m in &members {
+            let at = format!("{}:{}", m.host, m.port);
+            let known = ours.iter().find(|n| n.name == m.name);
+            if known.is_some_and(|n| host_port(&n.url) == at) {
+                continue;
+            }
+            if known.is_some() {
+                // The member moved: the old address drains, the new one joins.
+                let _ = self.remove_node(&m.name).await;
+            }
+            let url = source.url_for(m);
+            if let Err(e) = self
+                .join(
+                    &url,
+                    Role::Discovered,
+                    Origin::Patroni,
+                    Some(m.name.clone()),
+                    false,
+                )
+                .await
+            {
+                tracing::warn!(member = %m.name, error = %e, "a Patroni member cannot join");
+            }
+        }
+        for n in &ours {
+            if !members.iter().any(|m| m.name == n.name)
+                && let Err(e) = self.remove_node(&n.name).await
+            {
+                tracing::warn!(node = %n.name, error = %e, "a member Patroni no longer lists stays");
+            }
+        }
+        let nodes = self.cluster.nodes().clone();
+        let node_of = |m: &crate::patroni::Member| {
+            nodes
+                .iter()
+                .find(|n| n.name == m.name && !n.is_removed() && n.origin == Origin::Patroni)
+        };
+        for m in &members {
+            let Some(n) = node_of(m) else { continue };
+            n.set_veto(m.veto(self.config.max_replica_lag_bytes));
+        }
+        // A leader that does not take the writes yet: probe it and the writer now.
+        if let Some(leader) = members
+            .iter()
+            .filter(|m| m.is_leader() && m.is_running())
+            .find_map(node_of)
+            && !leader.is_writer()
+        {
+            let writer = self.cluster.writer();
+            tokio::join!(
+                health::check(&self.cluster, leader),
+                health::check(&self.cluster, &writer)
+            );
+            self.cluster.elect_writer();
+            self.cluster.update_lag();
+        }
     }
 
     /// Removes a node while the pool runs (see [`ReplicaPool::remove_node`]).
@@ -474,8 +585,14 @@ pub(crate) fn spawn_discovery<DB: Backend>(shared: &Arc<Shared<DB>>) {
     let weak = Arc::downgrade(shared);
     let interval = shared.config.discovery_interval;
     let task = tokio::spawn(async move {
+        // The first round at once: connect took the members, this applies what the sources
+        // say about them (Patroni's states).
+        let mut first = true;
         loop {
-            tokio::time::sleep(interval).await;
+            if !first {
+                tokio::time::sleep(interval).await;
+            }
+            first = false;
             let Some(shared) = weak.upgrade() else { break };
             if shared.is_closed() {
                 break;

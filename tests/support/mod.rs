@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod mariadb;
+pub mod patroni;
 pub mod proxy;
 pub mod run;
 
