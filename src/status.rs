@@ -34,10 +34,10 @@ impl fmt::Display for Role {
 /// have their passwords replaced by `***`.
 ///
 /// ```text
-/// NODE       ROLE                        STATE  LAG           QUERIES  ERRORS  RETRIES  MISROUTES  URL                                      LAST ERROR
-/// primary    primary (not writer)        down   -                  76       1        0          0  postgres://app:***@127.0.0.1:40745/app  error communicating with database: Connection refused (os error 111)
-/// replica-1  replica (promoted, writer)  up     -                 312       0        0          0  postgres://app:***@127.0.0.1:44441/app  -
-/// replica-2  replica                     up     299ms/48B         940       0        2          0  postgres://app:***@127.0.0.1:33115/app  -
+/// NODE       ROLE                        FROM      STATE  LAG        LATENCY  IN-FLIGHT  QUERIES  ERRORS  RETRIES  MISROUTES  URL                                     LAST ERROR
+/// primary    primary (not writer)        declared  down   -           0.41ms          0       76       1        0          0  postgres://app:***@127.0.0.1:40745/app  error communicating with database: Connection refused (os error 111)
+/// replica-1  replica (promoted, writer)  declared  up     -           0.38ms          1      312       0        0          0  postgres://app:***@127.0.0.1:44441/app  -
+/// replica-2  replica                     declared  up     299ms/48B   0.35ms          0      940       0        2          0  postgres://app:***@127.0.0.1:33115/app  -
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -165,10 +165,11 @@ impl NodeStatus {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const COLUMNS: usize = 12;
+        const COLUMNS: usize = 13;
         let header: [&str; COLUMNS] = [
             "NODE",
             "ROLE",
+            "FROM",
             "STATE",
             "LAG",
             "LATENCY",
@@ -187,6 +188,7 @@ impl fmt::Display for Status {
                 [
                     n.name.clone(),
                     n.role_cell(),
+                    n.origin.to_string(),
                     n.state_cell().into(),
                     n.lag_cell(),
                     format!("{:.2}ms", n.latency.as_secs_f64() * 1000.0),
@@ -212,7 +214,7 @@ impl fmt::Display for Status {
         }
         let line = |f: &mut fmt::Formatter<'_>, cells: &[&str]| -> fmt::Result {
             for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-                let right = matches!(i, 4..=9);
+                let right = matches!(i, 5..=10);
                 match (i + 1 == cells.len(), right) {
                     (true, _) => write!(f, "{cell}")?,
                     (false, true) => write!(f, "{cell:>w$}  ")?,

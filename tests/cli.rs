@@ -127,6 +127,19 @@ fn status_prints_the_topology_and_exits_by_the_primary() {
     );
     assert!(!out.contains(support::SECRET) && !err.contains(support::SECRET));
 
+    // No role declared: a multi-host URL, the probes find the primary.
+    let (ok, out, err) = partypool(&["status", "--nodes", &c.multi_host_url(&[1, 0])], "");
+    assert!(ok, "{err}");
+    let primary = format!("127.0.0.1:{}", c.primary().port);
+    let row = out
+        .lines()
+        .find(|l| l.starts_with(&primary))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        row.contains("writer") && row.contains("multi-host"),
+        "{out}"
+    );
+
     // From the environment.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_partypool"))
         .arg("status")

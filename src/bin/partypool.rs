@@ -5,6 +5,7 @@
 //! partypool route --dialect mysql "SELECT GET_LOCK('x', 1)"
 //! partypool route --jsonl < statements.jsonl     # {"sql": "..."} per line
 //! partypool status --primary postgres://… --replica postgres://… --replica postgres://…
+//! partypool status --nodes postgres://app@db-1,db-2,db-3/app
 //! PARTYPOOL_PRIMARY_URL=… PARTYPOOL_REPLICA_URLS=…,… partypool status
 //! ```
 //!
@@ -33,11 +34,15 @@ enum Command {
     /// Print where a statement would run (primary or replica) and why.
     Route(RouteArgs),
     /// Connect to a PostgreSQL deployment, probe every node, print the topology table. Exits 0
-    /// when the primary is reachable, 2 otherwise.
+    /// when the primary (or, with --nodes only, any node) is reachable, 2 otherwise.
     Status {
         /// The primary's URL.
-        #[arg(long, env = "PARTYPOOL_PRIMARY_URL")]
-        primary: String,
+        #[arg(long, env = "PARTYPOOL_PRIMARY_URL", required_unless_present = "nodes")]
+        primary: Option<String>,
+        /// Nodes whose roles the probes discover: a URL, or a libpq multi-host URL
+        /// (`postgres://u@h1:5432,h2:5433/db`); repeatable.
+        #[arg(long = "nodes", env = "PARTYPOOL_NODE_URLS", value_delimiter = ' ')]
+        nodes: Vec<String>,
         /// A replica's URL (repeatable; the environment variable is comma-separated).
         #[arg(
             long = "replica",
@@ -112,9 +117,10 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Status {
             primary,
+            nodes,
             replicas,
             timeout,
-        } => status(&primary, &replicas, timeout),
+        } => status(primary.as_deref(), &nodes, &replicas, timeout),
         Command::Route(args) => route(args),
     }
 }
@@ -148,7 +154,12 @@ fn route(args: RouteArgs) -> ExitCode {
 }
 
 /// Connects, lets every node answer one probe, prints the table.
-fn status(primary: &str, replicas: &[String], timeout: std::time::Duration) -> ExitCode {
+fn status(
+    primary: Option<&str>,
+    nodes: &[String],
+    replicas: &[String],
+    timeout: std::time::Duration,
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -163,13 +174,18 @@ fn status(primary: &str, replicas: &[String], timeout: std::time::Duration) -> E
         .acquire_timeout(timeout)
         .health_check_timeout(timeout)
         .max_connections(2);
-    let replicas: Vec<&str> = replicas
-        .iter()
-        .map(String::as_str)
-        .filter(|r| !r.is_empty())
-        .collect();
+    let mut builder = partypool::PgReplicaPool::builder().config(config);
+    if let Some(primary) = primary {
+        builder = builder.primary(primary);
+    }
+    for url in nodes.iter().filter(|u| !u.is_empty()) {
+        builder = builder.nodes(url);
+    }
+    for url in replicas.iter().filter(|r| !r.is_empty()) {
+        builder = builder.replica(url);
+    }
     runtime.block_on(async {
-        match partypool::PgReplicaPool::connect(primary, &replicas, config).await {
+        match builder.connect().await {
             Ok(pool) => {
                 print!("{}", pool.status());
                 pool.close().await;

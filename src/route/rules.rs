@@ -70,18 +70,7 @@ pub(crate) fn statement<'a>(
     let mut verdict: Option<Decision> = None;
     let mut depth = 0usize;
     let mut with = false;
-    let mut analyze = false;
-    // MySQL's ANALYZE statement (ANALYZE SELECT runs it; ANALYZE TABLE writes statistics).
-    let mut analyze_lead = false;
-    // MySQL SHOW: `SHOW WARNINGS` / `SHOW ERRORS` are about the connection's last statement.
-    let mut show = false;
-    // COPY: what follows TO at depth 0; the depth of an inner query's parentheses.
-    let mut copy_to = false;
-    let mut copy_direction = false;
-    let mut copy_query_started = false;
-    // COPY (query): the parenthesis right after COPY opens a query, not a column list.
-    let mut copy_query = false;
-    let mut words_after_lead = 0usize;
+    let mut rare = Rare::default();
     let mut prev: Option<Token<'a>> = None;
     let mut prev2: Option<Token<'a>> = None;
     let mut any = false;
@@ -119,10 +108,8 @@ pub(crate) fn statement<'a>(
                     let (l, d) = lead_of(dialect, w);
                     lead = Some(l);
                     with = w.eq_ignore_ascii_case("with");
-                    show = dialect == Dialect::MySql && is(w, "show");
                     if l == Lead::Explain && (is(w, "analyze") || is(w, "analyse")) {
-                        analyze = true;
-                        analyze_lead = true;
+                        rare.analyze = true;
                     }
                     if l == Lead::Read {
                         body = Body::Checked;
@@ -132,162 +119,34 @@ pub(crate) fn statement<'a>(
                     }
                 }
             }
-            // MySQL `DESCRIBE \`tbl\``: its columns.
-            Some(Lead::Explain)
-                if body == Body::Pending
-                    && dialect == Dialect::MySql
-                    && depth == 0
-                    && matches!(tok, Token::QuotedIdent(_)) =>
-            {
-                decide(&mut verdict, Decision::replica(READ));
-                body = Body::Unchecked;
-            }
-            Some(Lead::Explain) if body == Body::Pending => {
-                // `(ANALYZE false)` / `(ANALYZE off)` in the options: no ANALYZE. (A number
-                // after it is taken as true: the scanner does not keep its value.)
-                let after_analyze =
-                    matches!(prev, Some(Token::Word(p)) if is(p, "analyze") || is(p, "analyse"));
-                if after_analyze
-                    && depth > 0
-                    && word.is_some_and(|w| is(w, "false") || is(w, "off"))
-                {
-                    analyze = false;
-                }
-                if let Some(w) = word {
-                    if analyze_lead
-                        && ["table", "tables", "no_write_to_binlog", "local"]
-                            .iter()
-                            .any(|k| is(w, k))
-                    {
-                        // MySQL ANALYZE TABLE: writes statistics.
-                        decide(&mut verdict, Decision::primary(NOT_READ));
-                        body = Body::Unchecked;
-                    } else if is(w, "analyze") || is(w, "analyse") {
-                        analyze = true;
-                    } else if depth == 0 && !is_explain_option(w) {
-                        // The explained statement.
-                        let (inner, _) = lead_of(dialect, w);
-                        let dml = ["insert", "update", "delete", "merge"]
-                            .iter()
-                            .any(|k| is(w, k))
-                            || (dialect == Dialect::MySql && is(w, "replace"));
-                        with = is(w, "with");
-                        body = match (inner == Lead::Read || dml, analyze) {
-                            // MariaDB refuses to plan a write on a read-only replica.
-                            (true, false) if dml && dialect == Dialect::MySql => {
-                                decide(&mut verdict, Decision::primary(EXPLAIN_WRITE));
-                                Body::Unchecked
-                            }
-                            (true, false) => {
-                                decide(&mut verdict, Decision::replica(EXPLAIN_PLAN));
-                                Body::Unchecked
-                            }
-                            (true, true) if inner == Lead::Read => Body::Checked,
-                            (true, true) => {
-                                decide(&mut verdict, Decision::primary(EXPLAIN_ANALYZE));
-                                Body::Unchecked
-                            }
-                            // MySQL `EXPLAIN tbl` / `DESCRIBE tbl`: its columns.
-                            (false, false) if dialect == Dialect::MySql => {
-                                decide(&mut verdict, Decision::replica(READ));
-                                Body::Unchecked
-                            }
-                            (false, _) => {
-                                decide(&mut verdict, Decision::primary(NOT_READ));
-                                Body::Unchecked
-                            }
-                        };
-                    }
+            Some(Lead::Read) => {}
+            Some(_) => {
+                let step = lead_step(
+                    dialect,
+                    first,
+                    &mut lead,
+                    &mut body,
+                    &mut verdict,
+                    &mut with,
+                    &mut rare,
+                    tok,
+                    word,
+                    prev,
+                    depth,
+                );
+                if step == Step::Restart {
+                    prev2 = None;
+                    prev = None;
+                    continue;
                 }
             }
-            Some(Lead::Copy) => {
-                if tok == Token::Open
-                    && depth == 1
-                    && matches!(prev, Some(Token::Word(w)) if is(w, "copy"))
-                {
-                    copy_query = true;
-                }
-                if copy_query_started && depth == 0 && body == Body::Checked {
-                    // The end of COPY's query: options follow, not SQL.
-                    body = Body::Unchecked;
-                }
-                if depth == 0 {
-                    if let Some(w) = word {
-                        if copy_to {
-                            if !is(w, "stdout") {
-                                decide(&mut verdict, Decision::primary(COPY_FILE));
-                            }
-                            copy_to = false;
-                        } else if is(w, "from") && !copy_direction {
-                            copy_direction = true;
-                            decide(&mut verdict, Decision::primary(COPY_FROM));
-                        } else if is(w, "to") && !copy_direction {
-                            copy_direction = true;
-                            copy_to = true;
-                        }
-                    } else if copy_to && tok != Token::Close {
-                        // A file name (a string) or anything but STDOUT.
-                        decide(&mut verdict, Decision::primary(COPY_FILE));
-                        copy_to = false;
-                    }
-                } else if copy_query && !copy_query_started {
-                    // COPY (query) TO …: the query must be a read, and is checked as one.
-                    if let Some(w) = word {
-                        copy_query_started = true;
-                        with = is(w, "with");
-                        if lead_of(dialect, w).0 != Lead::Read {
-                            decide(&mut verdict, Decision::primary(NOT_READ));
-                        }
-                        body = Body::Checked;
-                    }
-                }
-            }
-            Some(Lead::Create) => {
-                if let Some(w) = word.filter(|_| depth == 0) {
-                    words_after_lead += 1;
-                    if words_after_lead <= 4 && (is(w, "temp") || is(w, "temporary")) {
-                        decide(&mut verdict, Decision::primary(SESSION));
-                    }
-                    if words_after_lead == 4 {
-                        decide(&mut verdict, Decision::primary(NOT_READ));
-                    }
-                }
-            }
-            Some(Lead::Set) => {
-                if word.is_some_and(|w| is(w, "statement")) {
-                    lead = Some(Lead::SetStatement);
-                } else {
-                    decide(&mut verdict, Decision::primary(SESSION));
-                }
-            }
-            // The variables hold for this one statement: it decides, as if alone.
-            Some(Lead::SetStatement) if depth == 0 && word.is_some_and(|w| is(w, "for")) => {
-                lead = None;
-                with = false;
-                body = Body::Pending;
-                prev2 = None;
-                prev = None;
-                continue;
-            }
-            Some(Lead::Pragma) => {
-                let setter_call = tok == Token::Open
-                    && matches!(prev, Some(Token::Word(p)) if !takes_a_table_argument(p));
-                if tok == Token::Punct(b'=') || setter_call {
-                    // `PRAGMA user_version = 5`, and `PRAGMA user_version(5)` too.
-                    decide(&mut verdict, Decision::primary(PRAGMA));
-                } else if let Some(w) = word {
-                    words_after_lead += 1;
-                    // PRAGMA [schema.]name: the name is the last word before `(` or the end.
-                    if words_after_lead <= 2 && is_read_only_pragma(w) {
-                        body = Body::Unchecked;
-                    }
-                }
-            }
-            _ => {}
         }
 
-        if show && depth == 0 && word.is_some_and(|w| is(w, "warnings") || is(w, "errors")) {
-            decide(&mut verdict, Decision::primary(SESSION));
+        if dialect == Dialect::MySql
+            && body == Body::Checked
+            && let Some(d) = mysql_rule(first, prev, prev2, word, depth)
+        {
+            decide(&mut verdict, d);
         }
         if body == Body::Checked
             && let Some(d) = body_rule(router, prev, prev2, tok, word, with, depth)
@@ -305,13 +164,241 @@ pub(crate) fn statement<'a>(
         (Some(v), _) => v,
         (None, Some(Lead::Read)) => Decision::replica(READ),
         (None, Some(Lead::Explain)) if body == Body::Checked => Decision::replica(READ),
-        (None, Some(Lead::Copy)) if copy_direction && !copy_to => Decision::replica(READ),
+        (None, Some(Lead::Copy)) if rare.copy_direction && !rare.copy_to => Decision::replica(READ),
         (None, Some(Lead::Pragma)) if body == Body::Unchecked => Decision::replica(READ),
         (None, Some(Lead::Pragma)) => Decision::primary(PRAGMA),
         (None, Some(Lead::Set | Lead::SetStatement)) => Decision::primary(SESSION),
         (None, None) => Decision::primary(UNRECOGNISED),
         (None, Some(_)) => Decision::primary(NOT_READ),
     })
+}
+
+/// What [`lead_step`] tells the token loop.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Next,
+    /// The statement starts again at the next token (MariaDB `SET STATEMENT … FOR`).
+    Restart,
+}
+
+/// The state only statements that are not plain reads need.
+#[derive(Default)]
+struct Rare {
+    analyze: bool,
+    // COPY: what follows TO at depth 0; the depth of an inner query's parentheses.
+    copy_to: bool,
+    copy_direction: bool,
+    copy_query_started: bool,
+    // COPY (query): the parenthesis right after COPY opens a query, not a column list.
+    copy_query: bool,
+    words_after_lead: usize,
+}
+
+/// One token of a statement that is not a plain read (EXPLAIN, COPY, CREATE, PRAGMA, SET).
+/// Out of line: the read path, which runs for most statements, stays small enough for the
+/// compiler to keep its state in registers (inlined, these arms cost a point select 15% more
+/// instructions, measured with cachegrind).
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn lead_step<'a>(
+    dialect: Dialect,
+    first: Token<'a>,
+    lead: &mut Option<Lead>,
+    body: &mut Body,
+    verdict: &mut Option<Decision>,
+    with: &mut bool,
+    rare: &mut Rare,
+    tok: Token<'a>,
+    word: Option<&'a str>,
+    prev: Option<Token<'a>>,
+    depth: usize,
+) -> Step {
+    let decide = |verdict: &mut Option<Decision>, d: Decision| {
+        verdict.get_or_insert(d);
+    };
+    match *lead {
+        // MySQL `DESCRIBE \`tbl\``: its columns.
+        Some(Lead::Explain)
+            if *body == Body::Pending
+                && dialect == Dialect::MySql
+                && depth == 0
+                && matches!(tok, Token::QuotedIdent(_)) =>
+        {
+            decide(verdict, Decision::replica(READ));
+            *body = Body::Unchecked;
+        }
+        Some(Lead::Explain) if *body == Body::Pending => {
+            // `(ANALYZE false)` / `(ANALYZE off)` in the options: no ANALYZE. (A number
+            // after it is taken as true: the scanner does not keep its value.)
+            let after_analyze =
+                matches!(prev, Some(Token::Word(p)) if is(p, "analyze") || is(p, "analyse"));
+            if after_analyze && depth > 0 && word.is_some_and(|w| is(w, "false") || is(w, "off")) {
+                rare.analyze = false;
+            }
+            if let Some(w) = word {
+                // MySQL's ANALYZE statement (the first word; ANALYZE SELECT runs the
+                // query, ANALYZE TABLE writes statistics).
+                let analyze_lead = dialect == Dialect::MySql
+                    && matches!(first, Token::Word(f) if is(f, "analyze") || is(f, "analyse"));
+                if analyze_lead
+                    && ["table", "tables", "no_write_to_binlog", "local"]
+                        .iter()
+                        .any(|k| is(w, k))
+                {
+                    // MySQL ANALYZE TABLE: writes statistics.
+                    decide(verdict, Decision::primary(NOT_READ));
+                    *body = Body::Unchecked;
+                } else if is(w, "analyze") || is(w, "analyse") {
+                    rare.analyze = true;
+                } else if depth == 0 && !is_explain_option(w) {
+                    // The explained statement.
+                    let (inner, _) = lead_of(dialect, w);
+                    let dml = ["insert", "update", "delete", "merge"]
+                        .iter()
+                        .any(|k| is(w, k))
+                        || (dialect == Dialect::MySql && is(w, "replace"));
+                    *with = is(w, "with");
+                    *body = match (inner == Lead::Read || dml, rare.analyze) {
+                        // MariaDB refuses to plan a write on a read-only replica.
+                        (true, false) if dml && dialect == Dialect::MySql => {
+                            decide(verdict, Decision::primary(EXPLAIN_WRITE));
+                            Body::Unchecked
+                        }
+                        (true, false) => {
+                            decide(verdict, Decision::replica(EXPLAIN_PLAN));
+                            Body::Unchecked
+                        }
+                        (true, true) if inner == Lead::Read => Body::Checked,
+                        (true, true) => {
+                            decide(verdict, Decision::primary(EXPLAIN_ANALYZE));
+                            Body::Unchecked
+                        }
+                        // MySQL `EXPLAIN tbl` / `DESCRIBE tbl`: its columns.
+                        (false, false) if dialect == Dialect::MySql => {
+                            decide(verdict, Decision::replica(READ));
+                            Body::Unchecked
+                        }
+                        (false, _) => {
+                            decide(verdict, Decision::primary(NOT_READ));
+                            Body::Unchecked
+                        }
+                    };
+                }
+            }
+        }
+        Some(Lead::Copy) => {
+            if tok == Token::Open
+                && depth == 1
+                && matches!(prev, Some(Token::Word(w)) if is(w, "copy"))
+            {
+                rare.copy_query = true;
+            }
+            if rare.copy_query_started && depth == 0 && *body == Body::Checked {
+                // The end of COPY's query: options follow, not SQL.
+                *body = Body::Unchecked;
+            }
+            if depth == 0 {
+                if let Some(w) = word {
+                    if rare.copy_to {
+                        if !is(w, "stdout") {
+                            decide(verdict, Decision::primary(COPY_FILE));
+                        }
+                        rare.copy_to = false;
+                    } else if is(w, "from") && !rare.copy_direction {
+                        rare.copy_direction = true;
+                        decide(verdict, Decision::primary(COPY_FROM));
+                    } else if is(w, "to") && !rare.copy_direction {
+                        rare.copy_direction = true;
+                        rare.copy_to = true;
+                    }
+                } else if rare.copy_to && tok != Token::Close {
+                    // A file name (a string) or anything but STDOUT.
+                    decide(verdict, Decision::primary(COPY_FILE));
+                    rare.copy_to = false;
+                }
+            } else if rare.copy_query && !rare.copy_query_started {
+                // COPY (query) TO …: the query must be a read, and is checked as one.
+                if let Some(w) = word {
+                    rare.copy_query_started = true;
+                    *with = is(w, "with");
+                    if lead_of(dialect, w).0 != Lead::Read {
+                        decide(verdict, Decision::primary(NOT_READ));
+                    }
+                    *body = Body::Checked;
+                }
+            }
+        }
+        Some(Lead::Create) => {
+            if let Some(w) = word.filter(|_| depth == 0) {
+                rare.words_after_lead += 1;
+                if rare.words_after_lead <= 4 && (is(w, "temp") || is(w, "temporary")) {
+                    decide(verdict, Decision::primary(SESSION));
+                }
+                if rare.words_after_lead == 4 {
+                    decide(verdict, Decision::primary(NOT_READ));
+                }
+            }
+        }
+        Some(Lead::Set) => {
+            if word.is_some_and(|w| is(w, "statement")) {
+                *lead = Some(Lead::SetStatement);
+            } else {
+                decide(verdict, Decision::primary(SESSION));
+            }
+        }
+        // The variables hold for this one statement: it decides, as if alone.
+        Some(Lead::SetStatement) if depth == 0 && word.is_some_and(|w| is(w, "for")) => {
+            *lead = None;
+            *with = false;
+            *body = Body::Pending;
+            return Step::Restart;
+        }
+        Some(Lead::Pragma) => {
+            let setter_call = tok == Token::Open
+                && matches!(prev, Some(Token::Word(p)) if !takes_a_table_argument(p));
+            if tok == Token::Punct(b'=') || setter_call {
+                // `PRAGMA user_version = 5`, and `PRAGMA user_version(5)` too.
+                decide(verdict, Decision::primary(PRAGMA));
+            } else if let Some(w) = word {
+                rare.words_after_lead += 1;
+                // PRAGMA [schema.]name: the name is the last word before `(` or the end.
+                if rare.words_after_lead <= 2 && is_read_only_pragma(w) {
+                    *body = Body::Unchecked;
+                }
+            }
+        }
+        _ => {}
+    }
+    Step::Next
+}
+
+/// MySQL's own rules for a statement executed as a read, kept out of [`body_rule`] (which
+/// every dialect runs on every token) so that its cost stays MySQL's.
+#[cold]
+#[inline(never)]
+fn mysql_rule(
+    first: Token<'_>,
+    prev: Option<Token<'_>>,
+    prev2: Option<Token<'_>>,
+    word: Option<&str>,
+    depth: usize,
+) -> Option<Decision> {
+    let w = word?;
+    // `SHOW WARNINGS` / `SHOW ERRORS` are about the connection's last statement.
+    let show = matches!(first, Token::Word(f) if is(f, "show"));
+    if show && depth == 0 && (is(w, "warnings") || is(w, "errors")) {
+        return Some(Decision::primary(SESSION));
+    }
+    // Variables: `@v` (a user variable, read or assigned) is the connection's, and so are
+    // `@@identity`-like values of the last statement. (`@@port`, `@@version`, `@@sql_mode`
+    // read the server's or the connection's defaults: any node.)
+    if prev == Some(Token::Punct(b'@')) {
+        let system = prev2 == Some(Token::Punct(b'@'));
+        if !system || MYSQL_SESSION_VARIABLES.iter().any(|v| is(w, v)) {
+            return Some(Decision::primary(SESSION));
+        }
+    }
+    None
 }
 
 /// Rules for the body of a statement that is executed as a read.
@@ -326,15 +413,6 @@ fn body_rule(
 ) -> Option<Decision> {
     let dialect = router.dialect;
     if let Some(w) = word {
-        // MySQL variables: `@v` (a user variable, read or assigned) is the connection's, and
-        // so are `@@identity`-like values of the last statement. (`@@port`, `@@version`,
-        // `@@sql_mode` read the server's or the connection's defaults: any node.)
-        if dialect == Dialect::MySql && prev == Some(Token::Punct(b'@')) {
-            let system = prev2 == Some(Token::Punct(b'@'));
-            if !system || MYSQL_SESSION_VARIABLES.iter().any(|v| is(w, v)) {
-                return Some(Decision::primary(SESSION));
-            }
-        }
         if let Some(Token::Word(p)) = prev {
             // FOR UPDATE / NO KEY UPDATE / SHARE / KEY SHARE; MySQL LOCK IN SHARE MODE.
             if is(p, "for") && (is(w, "update") || is(w, "share") || is(w, "no") || is(w, "key")) {

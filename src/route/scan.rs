@@ -156,8 +156,8 @@ impl<'a> Scanner<'a> {
             }
             self.pos = i;
             // Fast path: most tokens do not start a comment.
-            let c = b.get(i);
-            if !(matches!(c, Some(b'-' | b'/' | b'#')) || self.in_executable && c == Some(&b'*')) {
+            // (`*` only matters inside an executable comment, checked below.)
+            if !matches!(b.get(i), Some(b'-' | b'/' | b'#' | b'*')) {
                 return true;
             }
             let start = self.pos;
