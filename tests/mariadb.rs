@@ -330,6 +330,14 @@ async fn writes_follow_a_promotion_and_never_return_to_the_old_primary() {
     pool.close().await;
 }
 
+/// A primary and two replicas with an `items (id, v)` table everywhere.
+fn items_cluster() -> MariaCluster {
+    let c = MariaCluster::start(2);
+    c.sql(0, "CREATE TABLE app.items (id int PRIMARY KEY, v text)");
+    c.wait_replayed();
+    c
+}
+
 /// A pool whose probes read replication status as the monitor user (`SLAVE MONITOR`).
 async fn connect_monitored(c: &MariaCluster, config: Config) -> MySqlReplicaPool {
     let mut b = MySqlReplicaPool::builder()
@@ -360,9 +368,7 @@ async fn spread(pool: &MySqlReplicaPool, n: usize) -> HashMap<u16, usize> {
 /// at once, with the error in `status()`, and returns when it runs again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replication_state_decides_roles_lag_and_health() {
-    let c = MariaCluster::start(2);
-    c.sql(0, "CREATE TABLE app.items (id int PRIMARY KEY, v text)");
-    c.wait_replayed();
+    let c = items_cluster();
     let pool = connect_monitored(
         &c,
         fault_config()
@@ -470,9 +476,7 @@ async fn replication_state_decides_roles_lag_and_health() {
 /// replica still leaves the rotation and returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_monitor_user_lag_comes_from_gtid_positions() {
-    let c = MariaCluster::start(2);
-    c.sql(0, "CREATE TABLE app.items (id int PRIMARY KEY, v text)");
-    c.wait_replayed();
+    let c = items_cluster();
     let pool = connect(
         &c,
         fault_config()
@@ -542,9 +546,7 @@ async fn without_a_monitor_user_lag_comes_from_gtid_positions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_read_their_writes_by_gtid() {
     use futures_util::StreamExt;
-    let c = MariaCluster::start(2);
-    c.sql(0, "CREATE TABLE app.items (id int PRIMARY KEY, v text)");
-    c.wait_replayed();
+    let c = items_cluster();
     let pool = connect(
         &c,
         Config::default()

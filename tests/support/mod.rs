@@ -11,6 +11,7 @@
 //!   a `static`, an abort), because it waits on a pipe that only our process holds open.
 #![allow(dead_code)]
 
+pub mod corpus;
 pub mod mariadb;
 pub mod patroni;
 pub mod proxy;
