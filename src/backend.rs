@@ -81,6 +81,11 @@ impl Channel {
             || (self.io_running == "No" && self.last_io_error.is_some())
     }
 
+    /// A replication thread runs (or the IO thread keeps trying to connect).
+    pub fn is_running(&self) -> bool {
+        matches!(self.io_running.as_str(), "Yes" | "Connecting") || self.sql_running == "Yes"
+    }
+
     /// The error that stopped it, if it is broken.
     fn stopped_by(&self) -> Option<&str> {
         match (&self.last_sql_error, &self.last_io_error) {
@@ -349,10 +354,12 @@ impl Backend for sqlx::MySql {
         } else {
             None
         };
+        // A source it replicates from: a channel whose threads run (a promoted node that was
+        // only `STOP SLAVE`d, without `RESET SLAVE ALL`, keeps a stopped channel).
         let has_source = replication
             .as_ref()
             .filter(|r| r.unavailable.is_none())
-            .map(|r| !r.channels.is_empty());
+            .map(|r| r.channels.iter().any(Channel::is_running));
         let in_recovery = has_source.unwrap_or(false) || read_only;
         let parse = |s: Option<String>| s.and_then(|s| s.parse::<GtidSet>().ok());
         let (binlog, slave) = (parse(binlog), parse(slave));
@@ -459,14 +466,17 @@ mod mysql {
     pub(super) async fn replication_status(
         conn: &mut MySqlConnection,
     ) -> Result<Replication, sqlx::Error> {
+        // 1064, a syntax error: MySQL has no `SHOW ALL`, and before 8.0.22 no `SHOW REPLICA`.
         let mut outcome = conn
             .fetch_all(sqlx::raw_sql("SHOW ALL SLAVES STATUS"))
             .await;
-        // 1064: a syntax error (MySQL has no SHOW ALL).
-        if let Err(e) = &outcome
-            && mysql_errno(e) == Some(1064)
-        {
-            outcome = conn.fetch_all(sqlx::raw_sql("SHOW REPLICA STATUS")).await;
+        for fallback in ["SHOW REPLICA STATUS", "SHOW SLAVE STATUS"] {
+            match &outcome {
+                Err(e) if mysql_errno(e) == Some(1064) => {
+                    outcome = conn.fetch_all(sqlx::raw_sql(fallback)).await;
+                }
+                _ => break,
+            }
         }
         match outcome {
             Ok(rows) => Ok(Replication {
@@ -482,6 +492,13 @@ mod mysql {
                      positions"
                         .into(),
                 ),
+            }),
+            // Any other refusal by the server: the node answered, its status is unknown.
+            Err(e) if e.as_database_error().is_some() => Ok(Replication {
+                channels: Vec::new(),
+                unavailable: Some(format!(
+                    "replication status unreadable ({e}): roles from @@read_only"
+                )),
             }),
             Err(e) => Err(e),
         }

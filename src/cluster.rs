@@ -149,14 +149,19 @@ impl<DB: Backend> Cluster<DB> {
     /// Whether a node other than `index` could take the writes now (reachable, writable,
     /// of this cluster, never deposed).
     pub(crate) fn has_other_writable(&self, index: usize) -> bool {
-        self.nodes().iter().enumerate().any(|(i, n)| {
-            i != index
-                && n.is_healthy()
-                && !n.is_removed()
-                && n.in_recovery() == Some(false)
-                && !n.is_foreign()
-                && !n.is_deposed()
-        })
+        let floor = self.floor();
+        self.nodes()
+            .iter()
+            .enumerate()
+            .any(|(i, n)| i != index && may_take_writes(n, floor, true))
+    }
+
+    /// The newest timeline that has taken writes.
+    fn floor(&self) -> Option<u64> {
+        match self.writes_timeline.load(Ordering::Acquire) {
+            NONE => None,
+            t => Some(t),
+        }
     }
 
     /// The writer before the first election (the declared primary's index is 0).
@@ -247,10 +252,7 @@ impl<DB: Backend> Cluster<DB> {
         let nodes = self.nodes();
         let current = self.writer_index().min(nodes.len() - 1);
         let writer = &nodes[current];
-        let floor = match self.writes_timeline.load(Ordering::Acquire) {
-            NONE => None,
-            t => Some(t),
-        };
+        let floor = self.floor();
         // A writer whose address now leads to an older timeline (a VIP moved back to an
         // unfenced old primary) has lost the writes as surely as one that is gone.
         let behind = matches!((floor, writer.timeline()), (Some(f), Some(t)) if t < f);
@@ -269,21 +271,11 @@ impl<DB: Backend> Cluster<DB> {
             let promoted = nodes
                 .iter()
                 .enumerate()
-                .filter(|(i, n)| {
-                    *i != current
-                        && n.is_healthy()
-                        && !n.is_removed()
-                        && n.in_recovery() == Some(false)
-                        && !n.is_foreign()
-                        && !n.is_deposed()
-                        && match (floor, n.timeline()) {
-                            (None, _) => true,
-                            (Some(f), Some(t)) => t > f,
-                            (Some(_), None) => false,
-                        }
-                })
+                .filter(|(i, n)| *i != current && may_take_writes(n, floor, writer.is_removed()))
                 .max_by_key(|(_, n)| (n.timeline(), n.position()));
-            let why = if writer.is_foreign() {
+            let why = if writer.is_removed() {
+                "removed from the pool"
+            } else if writer.is_foreign() {
                 "a node of another cluster"
             } else if behind {
                 "on an older timeline than writes have been on"
@@ -311,8 +303,9 @@ impl<DB: Backend> Cluster<DB> {
                         writer.name
                     ))
                 }
-                // Never write to another cluster's node or to an older timeline: fail at once.
-                (None, true) if writer.is_foreign() || behind => {
+                // Never write to another cluster's node, to an older timeline or to a node
+                // that left the pool: fail at once.
+                (None, true) if writer.is_foreign() || behind || writer.is_removed() => {
                     block = Some(format!(
                         "{} (the writer) is {why}; no node of this cluster has been promoted",
                         writer.name
@@ -352,7 +345,24 @@ impl<DB: Backend> Cluster<DB> {
     /// Measures each replica's lag against the writer's position from the same round.
     pub(crate) fn update_lag(&self) {
         let writer = self.writer();
-        let Some(head) = writer.position().filter(|_| writer.is_healthy()) else {
+        if !writer.is_healthy() {
+            // Nothing to measure against (and a standby's replay age grows while the
+            // primary is gone: it must not take the replicas out of the reads).
+            return;
+        }
+        let Some(head) = writer.position() else {
+            // A writer without a position (MySQL 8, an unreadable GTID set): the replicas'
+            // own word on how far behind they are (`Seconds_Behind_Source`) still counts.
+            for node in self.nodes().iter() {
+                if let Some(age) = node.replay_age().filter(|_| node.is_standby()) {
+                    node.set_lag(
+                        0,
+                        age,
+                        self.settings.max_replica_lag,
+                        self.settings.max_replica_lag_bytes,
+                    );
+                }
+            }
             return;
         };
         let head_gtids = writer.gtids();
@@ -558,6 +568,26 @@ impl<DB: Backend> Cluster<DB> {
     }
 }
 
+/// Whether `n` may take the writes from a writer that lost them: reachable, writable, in
+/// the pool, of this cluster, never deposed (a node that lost the writes takes them again only
+/// after it has been seen as a replica), and promoted: on a newer timeline than writes have
+/// been on (the same one when the writer was removed: the same server at a new address, as
+/// when a pod restarts), or, where there are no timelines (MariaDB), seen as a standby before
+/// it became writable (a node that never replicated is a second primary, not a promoted one).
+fn may_take_writes<DB: Backend>(n: &Node<DB>, floor: Option<u64>, writer_removed: bool) -> bool {
+    n.is_healthy()
+        && !n.is_removed()
+        && n.in_recovery() == Some(false)
+        && !n.is_foreign()
+        && !n.is_deposed()
+        && match (floor, n.timeline()) {
+            (None, None) => n.was_standby() || writer_removed,
+            (None, Some(_)) => true,
+            (Some(f), Some(t)) => t > f || (writer_removed && t == f),
+            (Some(_), None) => false,
+        }
+}
+
 /// `fetch_max` where `NONE` (u64::MAX) means unset.
 trait MaxOrSet {
     fn fetch_max_or_set(&self, v: u64);
@@ -705,6 +735,50 @@ mod tests {
         c.elect_writer();
         assert_eq!(c.writer_index(), 0);
         assert!(c.nodes()[1].is_deposed());
+    }
+
+    #[tokio::test]
+    async fn a_removed_writer_hands_the_writes_to_its_same_timeline_successor() {
+        let c = cluster(true);
+        up(&c, 0, true, 3, 1);
+        up(&c, 1, false, 3, 1);
+        c.elect_writer();
+        // The primary at a new address (a restarted pod): writable, the same timeline.
+        up(&c, 2, true, 3, 1);
+        c.elect_writer();
+        assert_eq!(c.writer_index(), 0, "a rival while the writer holds");
+        assert!(
+            c.has_other_writable(0),
+            "it may take over once the writer is removed"
+        );
+        c.nodes()[0].remove();
+        c.elect_writer();
+        assert_eq!(c.writer_index(), 2);
+        assert!(c.check_writable().is_ok());
+        // With nobody to take over, a removed writer blocks the writes with the reason.
+        let c = cluster(true);
+        up(&c, 0, true, 3, 1);
+        up(&c, 1, false, 3, 1);
+        c.elect_writer();
+        assert!(!c.has_other_writable(0));
+        c.nodes()[0].remove();
+        c.elect_writer();
+        assert!(c.check_writable().unwrap_err().contains("removed"));
+    }
+
+    #[tokio::test]
+    async fn without_timelines_a_node_that_never_replicated_is_not_promoted() {
+        let c = cluster(true);
+        up_gtid(&c, 0, true, "0-1-10");
+        up_gtid(&c, 2, true, "0-3-4"); // a second primary from the start
+        c.elect_writer();
+        down(&c, 0);
+        c.elect_writer();
+        assert_eq!(c.writer_index(), 0, "never seen following a primary");
+        up_gtid(&c, 1, false, "0-1-10");
+        up_gtid(&c, 1, true, "0-1-10"); // promoted
+        c.elect_writer();
+        assert_eq!(c.writer_index(), 1);
     }
 
     #[tokio::test]

@@ -511,6 +511,18 @@ impl SessionState {
         }
     }
 
+    /// Settles an unknown write whose window has passed when the primary has no position
+    /// to record: the session reads anywhere again (having read on the primary for the
+    /// whole window, like `StickyFor(window)`).
+    pub(crate) fn settle_without_position(&self, rules: &Rules, now_ms: u64) {
+        let mut m = self.marks();
+        if let Some(since) = m.unknown_since_ms
+            && now_ms >= since.saturating_add(rules.settle.as_millis() as u64)
+        {
+            m.unknown_since_ms = None;
+        }
+    }
+
     /// The session's token, if it wrote (or was made from a token).
     pub(crate) fn token(&self, cluster: u64) -> Option<CausalToken> {
         let m = *self.marks();

@@ -97,6 +97,12 @@ pub(crate) struct Node<DB: Database> {
     pub(crate) origin: crate::topology::Origin,
     /// Removed from the pool: serves nothing, not probed.
     removed: AtomicBool,
+    /// Woken when it is removed: waits for one of its connections give up (running calls
+    /// go on).
+    removed_signal: Notify,
+    /// A probe once saw it following a primary (in recovery; on MySQL with a monitor
+    /// credential, a replication thread running).
+    was_standby: AtomicBool,
     /// A membership source (Patroni) says it must not serve reads, and why.
     veto: Mutex<Option<String>>,
     vetoed: AtomicBool,
@@ -155,6 +161,8 @@ impl<DB: Backend> Node<DB> {
             deposed: AtomicBool::new(false),
             origin: crate::topology::Origin::Declared,
             removed: AtomicBool::new(false),
+            removed_signal: Notify::new(),
+            was_standby: AtomicBool::new(false),
             veto: Mutex::new(None),
             vetoed: AtomicBool::new(false),
         }
@@ -259,6 +267,7 @@ impl<DB: Backend> Node<DB> {
     pub(crate) fn remove(&self) {
         if !self.removed.swap(true, Ordering::AcqRel) {
             tracing::info!(node = %self.name, "node removed from the pool; draining");
+            self.removed_signal.notify_waiters();
         }
     }
 
@@ -392,6 +401,11 @@ impl<DB: Backend> Node<DB> {
         self.deposed.load(Ordering::Acquire)
     }
 
+    /// Whether a probe ever saw it following a primary.
+    pub(crate) fn was_standby(&self) -> bool {
+        self.was_standby.load(Ordering::Acquire)
+    }
+
     pub(crate) fn timeline(&self) -> Option<u64> {
         known(self.timeline.load(Ordering::Relaxed))
     }
@@ -442,8 +456,19 @@ impl<DB: Backend> Node<DB> {
             },
             Ordering::Relaxed,
         );
-        if probe.in_recovery == Some(true) && self.deposed.swap(false, Ordering::AcqRel) {
-            tracing::info!(node = %self.name, "the old writer is a replica now; it may be promoted again");
+        // Following a primary: in recovery, and where replication status is known (MySQL
+        // with a monitor credential) with a replication thread running — `read_only` alone
+        // may just be a restarted old primary's configuration.
+        let following = probe.in_recovery == Some(true)
+            && match &probe.replication {
+                Some(r) if r.unavailable.is_none() => r.channels.iter().any(|c| c.is_running()),
+                _ => true,
+            };
+        if following {
+            self.was_standby.store(true, Ordering::Release);
+            if self.deposed.swap(false, Ordering::AcqRel) {
+                tracing::info!(node = %self.name, "the old writer is a replica now; it may be promoted again");
+            }
         }
         self.position
             .store(probe.position.unwrap_or(UNKNOWN), Ordering::Relaxed);
@@ -572,6 +597,7 @@ impl<DB: Backend> Node<DB> {
         // and the node's waiter list is never locked (`notify_waiters` wakes a `Notified`
         // created before it even if it was first polled after).
         let down = self.left_rotation();
+        let removed = self.removed_signal.notified();
         if !self.serves_reads() {
             return None;
         }
@@ -579,6 +605,7 @@ impl<DB: Backend> Node<DB> {
             biased;
             conn = self.pool.acquire() => Some(conn),
             _ = down => None,
+            _ = removed => None,
         }
     }
 

@@ -607,6 +607,24 @@ async fn sessions_read_their_writes_by_gtid() {
         .unwrap();
     assert_eq!(v.as_deref(), Some("handed over"));
 
+    // A pending token (a write whose position is not known yet) is accepted: its holder
+    // reads on the primary until it has settled.
+    let pending: partypool::CausalToken = format!(
+        "pp2-p-0000000000000000-{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    )
+    .parse()
+    .unwrap();
+    let held = other.session_with(pending).unwrap();
+    let ro: i64 = sqlx::query_scalar("SELECT @@read_only")
+        .fetch_one(&held)
+        .await
+        .unwrap();
+    assert_eq!(ro, 0, "a pending token reads on the primary");
+
     // A PostgreSQL token, or garbage, is refused with a clear error.
     let pg: partypool::CausalToken = "pp2-l-6f1a2b3c4d5e6f70-1-3000148".parse().unwrap();
     let err = other.session_with(pg).unwrap_err();

@@ -336,8 +336,12 @@ impl<DB: Backend> Shared<DB> {
     /// After a read that went to the primary because of the session: the primary's
     /// position, to settle or check the session's ([`SessionState::reconcile`]).
     async fn reconcile(&self, conn: &mut DB::Connection, session: &SessionState) {
-        if let Ok(Some(p)) = DB::capture_position(conn).await {
-            session.reconcile(At::from_log(p), &self.rules(), now_ms());
+        match DB::capture_position(conn).await {
+            Ok(Some(p)) => session.reconcile(At::from_log(p), &self.rules(), now_ms()),
+            // The primary has no position to give (MySQL 8, an unreadable GTID set): once
+            // the window has passed, the write has settled all the same.
+            Ok(None) => session.settle_without_position(&self.rules(), now_ms()),
+            Err(_) => {}
         }
     }
 }

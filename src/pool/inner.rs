@@ -294,7 +294,11 @@ impl<DB: Backend> Shared<DB> {
         use crate::topology::{Origin, host_port};
         let timeout = self.cluster.settings.health_check_timeout;
         let members = match source.members(timeout).await {
-            Ok(m) => m,
+            Ok(m) if !m.is_empty() => m,
+            Ok(_) => {
+                tracing::warn!("Patroni reports no member; members kept");
+                return;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "Patroni did not answer; members kept");
                 return;
@@ -314,8 +318,12 @@ impl<DB: Backend> Shared<DB> {
                 continue;
             }
             if known.is_some() {
-                // The member moved: the old address drains, the new one joins.
-                let _ = self.remove_node(&m.name).await;
+                // The member moved: the old address drains, the new one joins (not while
+                // the old one stays, e.g. it takes the writes and no other node can).
+                if let Err(e) = self.remove_node(&m.name).await {
+                    tracing::warn!(member = %m.name, error = %e, "a moved Patroni member stays at its old address");
+                    continue;
+                }
             }
             let url = source.url_for(m);
             if let Err(e) = self
@@ -369,24 +377,29 @@ impl<DB: Backend> Shared<DB> {
     ///
     /// [`ReplicaPool::remove_node`]: super::ReplicaPool::remove_node
     pub(crate) async fn remove_node(&self, name: &str) -> Result<(), Error> {
-        let _one_at_a_time = self.membership.lock().await;
-        let nodes = self.cluster.nodes().clone();
-        let Some((index, node)) = nodes
-            .iter()
-            .enumerate()
-            .find(|(_, n)| n.name == name && !n.is_removed())
-        else {
-            return Err(Error::Membership(format!("no node named {name:?}")));
+        let node = {
+            let _one_at_a_time = self.membership.lock().await;
+            let nodes = self.cluster.nodes().clone();
+            let Some((index, node)) = nodes
+                .iter()
+                .enumerate()
+                .find(|(_, n)| n.name == name && !n.is_removed())
+            else {
+                return Err(Error::Membership(format!("no node named {name:?}")));
+            };
+            if node.is_writer() && !self.cluster.has_other_writable(index) {
+                return Err(Error::Membership(format!(
+                    "{name} takes the writes and no other node is writable; promote one first"
+                )));
+            }
+            node.remove();
+            if node.is_writer() {
+                self.cluster.elect_writer();
+            }
+            Arc::clone(node)
         };
-        if node.is_writer() && !self.cluster.has_other_writable(index) {
-            return Err(Error::Membership(format!(
-                "{name} takes the writes and no other node is writable; promote one first"
-            )));
-        }
-        node.remove();
-        if node.is_writer() {
-            self.cluster.elect_writer();
-        }
+        // The drain happens outside the membership lock: other changes (a new leader
+        // joining) need not wait for it.
         // Drains: new calls go elsewhere at once; running ones finish (bounded like an
         // interrupted write's settle window), then its pool closes.
         let limit = settle_window(self.config.statement_timeout);
@@ -394,10 +407,11 @@ impl<DB: Backend> Shared<DB> {
         while node.in_flight() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
+        let _ = tokio::time::timeout(limit, node.pool.close()).await;
+        // After the pool: a probe that was running can no longer keep its connection.
         if let Some(conn) = node.take_probe_connection() {
             let _ = conn.close().await;
         }
-        let _ = tokio::time::timeout(limit, node.pool.close()).await;
         Ok(())
     }
 
@@ -522,6 +536,8 @@ impl<DB: Backend> Shared<DB> {
                 {
                     self.acquire_failed(&node, had_room, &e)
                 }
+                // Removed from the pool while we waited: its pool closed, nothing was sent.
+                Some(Err(sqlx::Error::PoolClosed)) if node.is_removed() => {}
                 Some(Err(e)) => return Err(e),
                 None => {}
             }

@@ -286,7 +286,8 @@ impl<DB: Backend> ReplicaPool<DB> {
         }
         let wanted = self.shared.rules().token_kind();
         let fits = match (wanted, token.kind()) {
-            (Some(TokenKind::Position), TokenKind::Position | TokenKind::Pending) => true,
+            // A pending token fits every pool that tracks positions.
+            (Some(TokenKind::Position | TokenKind::Gtid), TokenKind::Pending) => true,
             (Some(w), k) => w == k,
             (None, _) => false,
         };

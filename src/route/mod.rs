@@ -229,7 +229,34 @@ impl Router {
     /// Classifies `sql`; `force` is an executor's explicit target (`on_primary`,
     /// `on_replica`), which acts like a hint comment.
     pub(crate) fn decide(&self, sql: &str, force: Option<Target>) -> Decision {
-        let mut tokens = Scanner::new(sql, self.dialect);
+        let (decision, gated, hint) = self.decide_as(sql, false);
+        let mut decision = decision.unwrap_or(Decision::primary(Reason(&"empty statement")));
+        // A version-gated executable comment (`/*!50700 … */`, any `/*M! … */`) runs or is
+        // skipped depending on the server: a replica only if both readings agree (a text
+        // that is empty when skipped does no work either way).
+        if gated
+            && decision.target == Target::Replica
+            && let (Some(skipped), _, _) = self.decide_as(sql, true)
+            && skipped.target == Target::Primary
+        {
+            decision = skipped;
+        }
+        match force.or(hint) {
+            Some(Target::Primary) if decision.target == Target::Replica => {
+                Decision::primary(Reason(&"primary hint"))
+            }
+            Some(Target::Replica) if decision.overridable => {
+                Decision::replica(Reason(&"replica hint"))
+            }
+            _ => decision,
+        }
+    }
+
+    /// One reading of `sql`: its decision before hints, whether it has a version-gated
+    /// executable comment, and the hint of its leading comments. `skip_gated`: read gated
+    /// comments as comments (a server that skips them) instead of code.
+    fn decide_as(&self, sql: &str, skip_gated: bool) -> (Option<Decision>, bool, Option<Target>) {
+        let mut tokens = Scanner::new(sql, self.dialect).skipping_gated(skip_gated);
         let mut first: Option<Decision> = None;
         let mut first_read: Option<Decision> = None;
         let mut all_overridable = true;
@@ -246,24 +273,14 @@ impl Router {
                 }
             }
         }
-        let hint = force.or(tokens.hint());
         let decision = match (first, first_read) {
-            (Some(d), _) => Decision {
+            (Some(d), _) => Some(Decision {
                 overridable: all_overridable,
                 ..d
-            },
-            (None, Some(read)) => read,
-            (None, None) => Decision::primary(Reason(&"empty statement")),
+            }),
+            (None, read) => read,
         };
-        match hint {
-            Some(Target::Primary) if decision.target == Target::Replica => {
-                Decision::primary(Reason(&"primary hint"))
-            }
-            Some(Target::Replica) if decision.overridable => {
-                Decision::replica(Reason(&"replica hint"))
-            }
-            _ => decision,
-        }
+        (decision, tokens.saw_gated(), tokens.hint())
     }
 }
 

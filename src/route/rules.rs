@@ -79,6 +79,8 @@ pub(crate) fn statement<'a>(
         verdict.get_or_insert(d);
     };
 
+    // The statement's first word (after `SET STATEMENT … FOR`, the inner statement's).
+    let mut lead_tok = first;
     let mut next = Some(first);
     while let Some(tok) = next.take().or_else(|| tokens.next()) {
         if tok == Token::Semicolon {
@@ -107,6 +109,7 @@ pub(crate) fn statement<'a>(
                 if let Some(w) = word {
                     let (l, d) = lead_of(dialect, w);
                     lead = Some(l);
+                    lead_tok = tok;
                     with = w.eq_ignore_ascii_case("with");
                     if l == Lead::Explain && (is(w, "analyze") || is(w, "analyse")) {
                         rare.analyze = true;
@@ -123,7 +126,7 @@ pub(crate) fn statement<'a>(
             Some(_) => {
                 let step = lead_step(
                     dialect,
-                    first,
+                    lead_tok,
                     &mut lead,
                     &mut body,
                     &mut verdict,
@@ -135,6 +138,7 @@ pub(crate) fn statement<'a>(
                     depth,
                 );
                 if step == Step::Restart {
+                    rare = Rare::default();
                     prev2 = None;
                     prev = None;
                     continue;
@@ -144,7 +148,7 @@ pub(crate) fn statement<'a>(
 
         if dialect == Dialect::MySql
             && body == Body::Checked
-            && let Some(d) = mysql_rule(first, prev, prev2, word, depth)
+            && let Some(d) = mysql_rule(lead_tok, prev, prev2, tok, depth)
         {
             decide(&mut verdict, d);
         }
@@ -273,8 +277,11 @@ fn lead_step<'a>(
                             decide(verdict, Decision::primary(EXPLAIN_ANALYZE));
                             Body::Unchecked
                         }
-                        // MySQL `EXPLAIN tbl` / `DESCRIBE tbl`: its columns.
-                        (false, false) if dialect == Dialect::MySql => {
+                        // MySQL `EXPLAIN tbl` / `DESCRIBE tbl`: its columns (not
+                        // `EXPLAIN … INTO @v`, `EXPLAIN FOR CONNECTION n`).
+                        (false, false)
+                            if dialect == Dialect::MySql && !is(w, "into") && !is(w, "for") =>
+                        {
                             decide(verdict, Decision::replica(READ));
                             Body::Unchecked
                         }
@@ -377,26 +384,40 @@ fn lead_step<'a>(
 #[cold]
 #[inline(never)]
 fn mysql_rule(
-    first: Token<'_>,
+    lead: Token<'_>,
     prev: Option<Token<'_>>,
     prev2: Option<Token<'_>>,
-    word: Option<&str>,
+    tok: Token<'_>,
     depth: usize,
 ) -> Option<Decision> {
-    let w = word?;
-    // `SHOW WARNINGS` / `SHOW ERRORS` are about the connection's last statement.
-    let show = matches!(first, Token::Word(f) if is(f, "show"));
-    if show && depth == 0 && (is(w, "warnings") || is(w, "errors")) {
-        return Some(Decision::primary(SESSION));
-    }
-    // Variables: `@v` (a user variable, read or assigned) is the connection's, and so are
-    // `@@identity`-like values of the last statement. (`@@port`, `@@version`, `@@sql_mode`
-    // read the server's or the connection's defaults: any node.)
+    // Variables: `@v`, `@'v'`, `` @`v` `` (a user variable, read or assigned) are the
+    // connection's, and so are `@@identity`-like values of its last statements, also as
+    // `@@session.identity`. (`@@port`, `@@version`, `@@sql_mode` read the server's or the
+    // connection's defaults: any node.)
+    let session_variable = |w: &str| MYSQL_SESSION_VARIABLES.iter().any(|v| is(w, v));
     if prev == Some(Token::Punct(b'@')) {
         let system = prev2 == Some(Token::Punct(b'@'));
-        if !system || MYSQL_SESSION_VARIABLES.iter().any(|v| is(w, v)) {
-            return Some(Decision::primary(SESSION));
+        match tok {
+            Token::Word(w) if system && !session_variable(w) => {}
+            Token::Word(_) | Token::Str | Token::QuotedIdent(_) => {
+                return Some(Decision::primary(SESSION));
+            }
+            _ => {}
         }
+    }
+    let w = match tok {
+        Token::Word(w) => w,
+        _ => return None,
+    };
+    // `@@session.last_insert_id` (or any `x.identity`: the same name after a dot is rare
+    // enough to send to the primary).
+    if prev == Some(Token::Dot) && session_variable(w) {
+        return Some(Decision::primary(SESSION));
+    }
+    // `SHOW WARNINGS` / `SHOW ERRORS` are about the connection's last statement.
+    let show = matches!(lead, Token::Word(f) if is(f, "show"));
+    if show && depth == 0 && (is(w, "warnings") || is(w, "errors")) {
+        return Some(Decision::primary(SESSION));
     }
     None
 }

@@ -87,6 +87,12 @@ pub(crate) struct Scanner<'a> {
     /// Inside a MySQL `/*! … */` or MariaDB `/*M! … */` executable comment: its content is
     /// code (scanned as tokens), and its `*/` is skipped.
     in_executable: bool,
+    /// Read version-gated executable comments as comments (see [`skipping_gated`]).
+    ///
+    /// [`skipping_gated`]: Scanner::skipping_gated
+    skip_gated: bool,
+    /// A version-gated executable comment was seen.
+    saw_gated: bool,
 }
 
 /// The routing hints partypool reads in leading comments.
@@ -108,7 +114,23 @@ impl<'a> Scanner<'a> {
             leading: true,
             hint: None,
             in_executable: false,
+            skip_gated: false,
+            saw_gated: false,
         }
+    }
+
+    /// With `skip`, a version-gated executable comment (`/*!50700 … */`, or MariaDB's
+    /// `/*M! … */`, which MySQL skips) is read as a comment: as a server that skips it
+    /// reads it, up to the first `*/`, quotes and all. Without, as code (a server that runs
+    /// it). The router routes to a replica only when both readings agree.
+    pub(crate) fn skipping_gated(mut self, skip: bool) -> Self {
+        self.skip_gated = skip;
+        self
+    }
+
+    /// Whether a version-gated executable comment was seen.
+    pub(crate) fn saw_gated(&self) -> bool {
+        self.saw_gated
     }
 
     /// A `partypool:primary` or `partypool:replica` hint found in the comments before the
@@ -187,12 +209,19 @@ impl<'a> Scanner<'a> {
                         if self.in_executable {
                             return false;
                         }
-                        self.pos += if self.peek(2) == Some(b'!') { 3 } else { 4 };
-                        while self.peek(0).is_some_and(|d| d.is_ascii_digit()) {
-                            self.pos += 1;
+                        let mariadb = self.peek(2) == Some(b'M');
+                        let marker = if mariadb { 4 } else { 3 };
+                        let gated =
+                            mariadb || self.peek(marker).is_some_and(|d| d.is_ascii_digit());
+                        self.saw_gated |= gated;
+                        if !(gated && self.skip_gated) {
+                            self.pos += marker;
+                            while self.peek(0).is_some_and(|d| d.is_ascii_digit()) {
+                                self.pos += 1;
+                            }
+                            self.in_executable = true;
+                            continue;
                         }
-                        self.in_executable = true;
-                        continue;
                     }
                     if !self.skip_block_comment() {
                         return false;

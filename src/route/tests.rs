@@ -575,3 +575,35 @@ fn mysql_statements_judged_by_mariadb() {
     assert_eq!(route("ANALYZE t").target, Target::Primary);
     assert_eq!(route("EXPLAIN UPDATE t SET a = 1").target, Target::Replica);
 }
+
+/// Found in review: a version-gated executable comment is code to one server and a comment
+/// to another, so a replica needs both readings to agree; and `SET STATEMENT … FOR` restarts
+/// the statement with its own first word.
+#[test]
+fn gated_comments_and_set_statement_cannot_smuggle_work_to_a_replica() {
+    let mysql = |sql: &str| route_in(Dialect::MySql, sql).target;
+    for sql in [
+        "/*!99999 EXPLAIN */ SELECT GET_LOCK('job', 0)",
+        "/*!80000 EXPLAIN */ SELECT * FROM jobs WHERE id = 1 FOR UPDATE",
+        "SET /*!99999 STATEMENT a=1 FOR SELECT */ autocommit = 0",
+        "SELECT 1 /*!99999 ' */, GET_LOCK('job',0) -- ' */",
+        "SELECT 1 /*M!100100 ' */, GET_LOCK('job',0) -- ' */",
+        "SET STATEMENT max_statement_time = 10 FOR ANALYZE TABLE orders",
+        "SET STATEMENT max_statement_time = 10 FOR SHOW WARNINGS",
+        "EXPLAIN FORMAT=JSON INTO @plan SELECT 1",
+        "EXPLAIN FOR CONNECTION 5",
+        "SELECT @'n' := 1",
+        "SELECT @`n`",
+        "SELECT @@session.last_insert_id",
+    ] {
+        assert_eq!(mysql(sql), Target::Primary, "{sql}");
+    }
+    // Both readings agree: a replica.
+    for sql in [
+        "SELECT * FROM users WHERE id = 1 /*!50000 LIMIT 1 */",
+        "SELECT 1 /*M!100100 + 1 */ AS two",
+        "SELECT /*!STRAIGHT_JOIN*/ 1",
+    ] {
+        assert_eq!(mysql(sql), Target::Replica, "{sql}");
+    }
+}
