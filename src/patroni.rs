@@ -173,12 +173,19 @@ impl PatroniSource {
         Err(errors.join("; "))
     }
 
-    /// The database URL of a member.
-    pub(crate) fn url_for(&self, m: &Member) -> String {
+    /// The database URL of a member (an IPv6 address in brackets), or why there is none.
+    pub(crate) fn url_for(&self, m: &Member) -> Result<String, String> {
         let mut u = self.template.clone();
-        let _ = u.set_host(Some(&m.host));
-        let _ = u.set_port(Some(m.port));
-        u.to_string()
+        let host = if m.host.contains(':') && !m.host.starts_with('[') {
+            format!("[{}]", m.host)
+        } else {
+            m.host.clone()
+        };
+        u.set_host(Some(&host))
+            .map_err(|e| format!("member {} host {:?}: {e}", m.name, m.host))?;
+        u.set_port(Some(m.port))
+            .map_err(|()| format!("member {}: the template URL takes no port", m.name))?;
+        Ok(u.to_string())
     }
 }
 
@@ -238,9 +245,22 @@ mod tests {
             lag: None,
         };
         assert_eq!(
-            s.url_for(&m),
+            s.url_for(&m).unwrap(),
             "postgres://app:pw@10.0.0.2:6432/app?sslmode=disable"
         );
+        let v6 = Member {
+            host: "::1".into(),
+            ..m.clone()
+        };
+        assert_eq!(
+            s.url_for(&v6).unwrap(),
+            "postgres://app:pw@[::1]:6432/app?sslmode=disable"
+        );
+        let bad = Member {
+            host: "a b".into(),
+            ..m
+        };
+        assert!(s.url_for(&bad).is_err());
         assert!(PatroniSource::new("https://x:8008", "postgres://a@b/c").is_err());
         assert!(PatroniSource::new("", "postgres://a@b/c").is_err());
     }

@@ -70,12 +70,19 @@ impl<DB: Backend> Shared<DB> {
         #[cfg(feature = "patroni")]
         for source in &hooks.patroni {
             match source.members(config.acquire_timeout).await {
-                Ok(found) => members.extend(found.iter().map(|m| Member {
-                    url: source.url_for(m),
-                    role: Role::Discovered,
-                    origin: crate::topology::Origin::Patroni,
-                    name: Some(m.name.clone()),
-                })),
+                Ok(found) => {
+                    for m in &found {
+                        match source.url_for(m) {
+                            Ok(url) => members.push(Member {
+                                url,
+                                role: Role::Discovered,
+                                origin: crate::topology::Origin::Patroni,
+                                name: Some(m.name.clone()),
+                            }),
+                            Err(e) => tracing::warn!(error = %e, "a Patroni member is skipped"),
+                        }
+                    }
+                }
                 Err(e) => patroni_errors.push(e),
             }
         }
@@ -325,7 +332,13 @@ impl<DB: Backend> Shared<DB> {
                     continue;
                 }
             }
-            let url = source.url_for(m);
+            let url = match source.url_for(m) {
+                Ok(url) => url,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a Patroni member is skipped");
+                    continue;
+                }
+            };
             if let Err(e) = self
                 .join(
                     &url,
