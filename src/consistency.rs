@@ -360,6 +360,11 @@ pub(crate) struct Rules {
 }
 
 impl Rules {
+    /// Whether a write whose outcome became unknown at `since_ms` has settled by `now_ms`.
+    pub(crate) fn settled(&self, since_ms: u64, now_ms: u64) -> bool {
+        now_ms >= since_ms.saturating_add(self.settle.as_millis() as u64)
+    }
+
     /// The token kind sessions of this pool issue and accept, if any.
     pub(crate) fn token_kind(&self) -> Option<TokenKind> {
         match (self.sticky, self.support) {
@@ -456,7 +461,7 @@ impl SessionState {
             return ReadAt::Primary;
         }
         if let Some(since) = m.unknown_since_ms {
-            return if now_ms < since.saturating_add(rules.settle.as_millis() as u64) {
+            return if !rules.settled(since, now_ms) {
                 ReadAt::Primary
             } else {
                 ReadAt::PrimaryThenRecord
@@ -482,7 +487,7 @@ impl SessionState {
     pub(crate) fn reconcile(&self, primary: At, rules: &Rules, now_ms: u64) {
         let mut m = self.marks();
         if let Some(since) = m.unknown_since_ms
-            && now_ms >= since.saturating_add(rules.settle.as_millis() as u64)
+            && rules.settled(since, now_ms)
         {
             m.unknown_since_ms = None;
             m.at = Some(merge(m.at, primary));
@@ -517,7 +522,7 @@ impl SessionState {
     pub(crate) fn settle_without_position(&self, rules: &Rules, now_ms: u64) {
         let mut m = self.marks();
         if let Some(since) = m.unknown_since_ms
-            && now_ms >= since.saturating_add(rules.settle.as_millis() as u64)
+            && rules.settled(since, now_ms)
         {
             m.unknown_since_ms = None;
         }

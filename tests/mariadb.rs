@@ -330,6 +330,24 @@ async fn writes_follow_a_promotion_and_never_return_to_the_old_primary() {
     pool.close().await;
 }
 
+/// Stops replica `i`'s SQL thread, writes 30 rows (ids 0–29) and waits until the pool
+/// sees it lagging.
+async fn stall(c: &MariaCluster, pool: &MySqlReplicaPool, i: usize) {
+    c.stop_sql_thread(i);
+    for id in 0..30 {
+        sqlx::query("INSERT INTO items VALUES (?, 'x')")
+            .bind(id)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    let name = format!("replica-{i}");
+    support::run::wait_until(&format!("{name} lags"), pool, |s| {
+        s.node(&name).unwrap().lagging
+    })
+    .await;
+}
+
 /// A primary and two replicas with an `items (id, v)` table everywhere.
 fn items_cluster() -> MariaCluster {
     let c = MariaCluster::start(2);
@@ -399,18 +417,7 @@ async fn replication_state_decides_roles_lag_and_health() {
     assert_eq!(spread(&pool, 20).await.len(), 2);
 
     // Stalled: the SQL thread stops (IO keeps fetching), the primary moves on.
-    c.stop_sql_thread(1);
-    for i in 0..30 {
-        sqlx::query("INSERT INTO items VALUES (?, 'x')")
-            .bind(i)
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
-    support::run::wait_until("replica-1 lags", &pool, |s| {
-        s.node("replica-1").unwrap().lagging
-    })
-    .await;
+    stall(&c, &pool, 1).await;
     let status = pool.status();
     let r1 = status.node("replica-1").unwrap();
     assert!(r1.lag_bytes >= Some(30), "30 transactions behind: {status}");
@@ -498,18 +505,7 @@ async fn without_a_monitor_user_lag_comes_from_gtid_positions() {
         "{status}"
     );
 
-    c.stop_sql_thread(2);
-    for i in 0..30 {
-        sqlx::query("INSERT INTO items VALUES (?, 'x')")
-            .bind(i)
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
-    support::run::wait_until("replica-2 lags", &pool, |s| {
-        s.node("replica-2").unwrap().lagging
-    })
-    .await;
+    stall(&c, &pool, 2).await;
     assert!(pool.status().node("replica-2").unwrap().lag_bytes >= Some(30));
     let stalled = spread(&pool, 20).await;
     assert_eq!(stalled.get(&c.node(2).port), None, "{stalled:?}");

@@ -67,6 +67,9 @@ impl<DB: Backend> Shared<DB> {
         }
         #[cfg(feature = "patroni")]
         let mut patroni_errors = Vec::new();
+        // What Patroni said of them, applied once the nodes exist.
+        #[cfg(feature = "patroni")]
+        let mut patroni_said = Vec::new();
         #[cfg(feature = "patroni")]
         for source in &hooks.patroni {
             match source.members(config.acquire_timeout).await {
@@ -82,6 +85,7 @@ impl<DB: Backend> Shared<DB> {
                             Err(e) => tracing::warn!(error = %e, "a Patroni member is skipped"),
                         }
                     }
+                    patroni_said.extend(found);
                 }
                 Err(e) => patroni_errors.push(e),
             }
@@ -145,7 +149,7 @@ impl<DB: Backend> Shared<DB> {
 
         let (tx, rx) = oneshot::channel();
         let task = health::spawn(Arc::downgrade(&cluster), settings, rx);
-        Ok(Shared {
+        let shared = Shared {
             cluster,
             router: config.router(DB::DIALECT),
             shutdown: Mutex::new(Some(tx)),
@@ -155,7 +159,10 @@ impl<DB: Backend> Shared<DB> {
             hooks,
             membership: tokio::sync::Mutex::new(()),
             discovery: Mutex::new(None),
-        })
+        };
+        #[cfg(feature = "patroni")]
+        shared.apply_patroni_states(&patroni_said);
+        Ok(shared)
     }
 
     /// Adds one node while the pool runs (see [`ReplicaPool::add_node`]); returns its name.
@@ -202,12 +209,7 @@ impl<DB: Backend> Shared<DB> {
             ),
             (_, None) => crate::topology::host_port(url),
         };
-        let mut name = base.clone();
-        let mut n = 1;
-        while taken(&name) {
-            n += 1;
-            name = format!("{base}#{n}");
-        }
+        let name = unique_name(&base, taken);
         let node = Arc::new(
             node::<DB>(name.clone(), role, url, &self.config, &self.hooks)?.with_origin(origin),
         );
@@ -359,21 +361,13 @@ impl<DB: Backend> Shared<DB> {
                 tracing::warn!(node = %n.name, error = %e, "a member Patroni no longer lists stays");
             }
         }
-        let nodes = self.cluster.nodes().clone();
-        let node_of = |m: &crate::patroni::Member| {
-            nodes
-                .iter()
-                .find(|n| n.name == m.name && !n.is_removed() && n.origin == Origin::Patroni)
-        };
-        for m in &members {
-            let Some(n) = node_of(m) else { continue };
-            n.set_veto(m.veto(self.config.max_replica_lag_bytes));
-        }
+        self.apply_patroni_states(&members);
         // A leader that does not take the writes yet: probe it and the writer now.
+        let nodes = self.cluster.nodes().clone();
         if let Some(leader) = members
             .iter()
             .filter(|m| m.is_leader() && m.is_running())
-            .find_map(node_of)
+            .find_map(|m| patroni_node(&nodes, m))
             && !leader.is_writer()
         {
             let writer = self.cluster.writer();
@@ -383,6 +377,18 @@ impl<DB: Backend> Shared<DB> {
             );
             self.cluster.elect_writer();
             self.cluster.update_lag();
+        }
+    }
+
+    /// Patroni's word on each member it reports: not running, or too far behind, keeps it
+    /// out of the reads.
+    #[cfg(feature = "patroni")]
+    fn apply_patroni_states(&self, members: &[crate::patroni::Member]) {
+        let nodes = self.cluster.nodes().clone();
+        for m in members {
+            if let Some(n) = patroni_node(&nodes, m) {
+                n.set_veto(m.veto(self.config.max_replica_lag_bytes));
+            }
         }
     }
 
@@ -614,14 +620,9 @@ pub(crate) fn spawn_discovery<DB: Backend>(shared: &Arc<Shared<DB>>) {
     let weak = Arc::downgrade(shared);
     let interval = shared.config.discovery_interval;
     let task = tokio::spawn(async move {
-        // The first round at once: connect took the members, this applies what the sources
-        // say about them (Patroni's states).
-        let mut first = true;
+        // `connect` took the members and applied what the sources said of them.
         loop {
-            if !first {
-                tokio::time::sleep(interval).await;
-            }
-            first = false;
+            tokio::time::sleep(interval).await;
             let Some(shared) = weak.upgrade() else { break };
             if shared.is_closed() {
                 break;
@@ -630,6 +631,17 @@ pub(crate) fn spawn_discovery<DB: Backend>(shared: &Arc<Shared<DB>>) {
         }
     });
     *lock(&shared.discovery) = Some(task);
+}
+
+/// The node of a member Patroni reports, if it is in the pool.
+#[cfg(feature = "patroni")]
+fn patroni_node<'n, DB: Backend>(
+    nodes: &'n [Arc<Node<DB>>],
+    m: &crate::patroni::Member,
+) -> Option<&'n Arc<Node<DB>>> {
+    nodes.iter().find(|n| {
+        n.name == m.name && !n.is_removed() && n.origin == crate::topology::Origin::Patroni
+    })
 }
 
 /// Whether `e` is a wait for a connection that timed out because `node`'s pool was full,
@@ -690,12 +702,8 @@ fn build_nodes<DB: Backend>(
             }
             (_, None) => (crate::topology::host_port(&m.url), 1),
         };
-        let mut unique = name.clone();
-        let mut n = 1;
-        while !names.insert(unique.clone()) {
-            n += 1;
-            unique = format!("{name}#{n}");
-        }
+        let unique = unique_name(&name, |n| names.contains(n));
+        names.insert(unique.clone());
         nodes.push(Arc::new(
             node::<DB>(unique, m.role, &m.url, config, hooks)?
                 .with_weight(weight)
@@ -703,6 +711,17 @@ fn build_nodes<DB: Backend>(
         ));
     }
     Ok(nodes)
+}
+
+/// `base`, or `base#2`, `base#3`, … : the first that is not `taken`.
+fn unique_name(base: &str, taken: impl Fn(&str) -> bool) -> String {
+    let mut name = base.to_owned();
+    let mut n = 1;
+    while taken(&name) {
+        n += 1;
+        name = format!("{base}#{n}");
+    }
+    name
 }
 
 /// The probes at `connect`, all at once.

@@ -206,7 +206,7 @@ struct Rare {
 #[inline(never)]
 fn lead_step<'a>(
     dialect: Dialect,
-    first: Token<'a>,
+    lead_tok: Token<'a>,
     lead: &mut Option<Lead>,
     body: &mut Body,
     verdict: &mut Option<Decision>,
@@ -240,10 +240,10 @@ fn lead_step<'a>(
                 rare.analyze = false;
             }
             if let Some(w) = word {
-                // MySQL's ANALYZE statement (the first word; ANALYZE SELECT runs the
+                // MySQL's ANALYZE statement (the lead word; ANALYZE SELECT runs the
                 // query, ANALYZE TABLE writes statistics).
                 let analyze_lead = dialect == Dialect::MySql
-                    && matches!(first, Token::Word(f) if is(f, "analyze") || is(f, "analyse"));
+                    && matches!(lead_tok, Token::Word(f) if is(f, "analyze") || is(f, "analyse"));
                 if analyze_lead
                     && ["table", "tables", "no_write_to_binlog", "local"]
                         .iter()

@@ -459,13 +459,7 @@ impl PgCluster {
 
     fn pg_cmd(&self, tool: &str, args: impl FnOnce(&mut Command)) -> Output {
         let exe = self.bin.join(tool);
-        let mut cmd = if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&exe);
-            c
-        } else {
-            Command::new(&exe)
-        };
+        let mut cmd = run_as_postgres(&exe, self.as_postgres);
         // runuser keeps the working folder, and postgres cannot enter /root.
         cmd.current_dir(&self.base).stdin(Stdio::null());
         args(&mut cmd);
@@ -527,6 +521,17 @@ impl Drop for Watchdog {
     fn drop(&mut self) {
         drop(self.stdin.take());
         let _ = self.child.wait();
+    }
+}
+
+/// `program`, run as the `postgres` OS user when `as_postgres` (through `runuser`).
+pub fn run_as_postgres(program: impl AsRef<std::ffi::OsStr>, as_postgres: bool) -> Command {
+    if as_postgres {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
     }
 }
 

@@ -45,26 +45,31 @@ fn require_binaries() {
     }
 }
 
-fn as_postgres(program: &str) -> Command {
-    if super::is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--", program]);
-        c
-    } else {
-        Command::new(program)
-    }
+fn as_postgres(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    super::run_as_postgres(program, super::is_root())
 }
 
 /// A minimal HTTP/1.0 request to 127.0.0.1:`port`; the status code and the body.
 pub fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the REST API");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    try_http(port, method, path, body, Duration::from_secs(30)).expect("reach the REST API")
+}
+
+/// The same, `None` when the port does not answer; reads wait at most `timeout`.
+fn try_http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+    timeout: Duration,
+) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
     write!(
         s,
         "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
-    .unwrap();
+    .ok()?;
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     let code = out
@@ -73,7 +78,7 @@ pub fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
-    (code, body)
+    Some((code, body))
 }
 
 impl PatroniCluster {
@@ -237,17 +242,12 @@ postgresql:
     /// The members as `GET /cluster` on any member reports them (empty if none answers).
     pub fn reported(&self) -> Vec<Reported> {
         for m in &self.members {
-            let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", m.rest_port)) else {
+            let Some((_, body)) =
+                try_http(m.rest_port, "GET", "/cluster", "", Duration::from_secs(2))
+            else {
                 continue;
             };
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            let _ = write!(s, "GET /cluster HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-            let mut out = String::new();
-            let _ = s.read_to_string(&mut out);
-            let Some((_, body)) = out.split_once("\r\n\r\n") else {
-                continue;
-            };
-            let Ok(doc) = serde_json::from_str::<serde_json::Value>(body) else {
+            let Ok(doc) = serde_json::from_str::<serde_json::Value>(&body) else {
                 continue;
             };
             return doc["members"]
@@ -296,7 +296,7 @@ postgresql:
 
     /// Runs `sql` through psql on member `name`; its trimmed output, or `None` on error.
     pub fn try_psql(&self, name: &str, sql: &str) -> Option<String> {
-        let out = as_postgres(pg_bin().join("psql").to_str().unwrap())
+        let out = as_postgres(pg_bin().join("psql"))
             .current_dir(&self.base)
             .args([
                 "-X",
