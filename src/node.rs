@@ -221,9 +221,16 @@ impl<DB: Backend> Node<DB> {
         self.readable() && !self.is_removed()
     }
 
-    /// Whether reads running here may go on: [`serves_reads`](Self::serves_reads), except
-    /// that a removed node lets its running calls finish (it drains).
-    pub(crate) fn readable(&self) -> bool {
+    /// Whether reads already running here may go on: it is reachable and of this cluster.
+    /// A node that left the rotation for any other reason (promoted, lagging, removed,
+    /// excluded by Patroni) still answers them; a read is abandoned (and run again
+    /// elsewhere) only when the node may never answer.
+    pub(crate) fn answers(&self) -> bool {
+        self.is_healthy() && !self.is_foreign()
+    }
+
+    /// Whether reads may go here, removal aside (see [`serves_reads`](Self::serves_reads)).
+    fn readable(&self) -> bool {
         self.is_standby()
             && self.is_healthy()
             && !self.lagging.load(Ordering::Acquire)
@@ -233,6 +240,7 @@ impl<DB: Backend> Node<DB> {
     }
 
     /// What a membership source says about it: `Some(why)` keeps it out of the reads.
+    #[cfg(feature = "patroni")]
     pub(crate) fn set_veto(&self, why: Option<String>) {
         let vetoed = why.is_some();
         if vetoed && !self.vetoed.swap(true, Ordering::AcqRel) {

@@ -198,11 +198,11 @@ impl<'a, DB: Backend> Guard<'a, DB> {
         let mut work = std::pin::pin!(work);
         let mut timer_armed = false;
         std::future::poll_fn(move |cx| {
-            let this = self.as_mut().project();
+            let mut this = self.as_mut().project();
             if this.cluster.is_closing() {
                 return Poll::Ready(Err(Failure::Closed { sent: *this.sent }));
             }
-            if *this.watch && !this.node.readable() {
+            if *this.watch && !this.node.answers() {
                 return Poll::Ready(Err(Failure::LeftRotation));
             }
             *this.sent = true;
@@ -213,8 +213,14 @@ impl<'a, DB: Backend> Guard<'a, DB> {
             if this.closing.poll(cx).is_ready() {
                 return Poll::Ready(Err(Failure::Closed { sent: true }));
             }
-            if *this.watch && this.left.poll(cx).is_ready() {
-                return Poll::Ready(Err(Failure::LeftRotation));
+            if *this.watch && this.left.as_mut().poll(cx).is_ready() {
+                if !this.node.answers() {
+                    return Poll::Ready(Err(Failure::LeftRotation));
+                }
+                // It left the rotation but still answers (promoted, lagging): the read runs
+                // to its end there; keep watching for it going down.
+                this.left.set(this.node.left_rotation());
+                let _ = this.left.as_mut().poll(cx);
             }
             if let Some(limit) = *this.limit {
                 let mut timer = this.timer;
