@@ -62,8 +62,8 @@ pub(crate) struct Node<DB: Database> {
     /// Recent statement latency, for latency-aware balancing.
     latency: PeakEwma,
     metrics: NodeMetrics,
-    /// Woken when the node leaves the rotation, so waits on its pool and reads running on
-    /// it give up at once.
+    /// Woken when the node leaves the rotation: waits on its pool give up at once, and reads
+    /// running on it check whether it still answers ([`answers`](Self::answers)).
     down: Notify,
     /// The system identifier its last probe reported (`UNKNOWN` if none).
     system_id: AtomicU64,
