@@ -3,6 +3,8 @@
 //!
 //! - `latency`: point-select latency (p50 / p99 / p99.9) at 1, 8 and 32 tasks, 8 connections
 //!   per pool, partypool over primary + replica beside a plain pool on that replica.
+//! - `mixed`: the same with every 5th operation a one-row `UPDATE` (80/20), beside plain pools
+//!   on the replica (reads) and the primary (writes).
 //! - `rows`: `fetch_all` and streaming `fetch` of 1k- and 100k-row results: rows/s and bytes
 //!   allocated per row.
 //! - `replicas`: per-statement latency, `status()` and the health round with 1, 4 and 16
@@ -12,7 +14,7 @@
 //! - `pgpool`: the point-select workload through Pgpool-II too, when `pgpool` is installed
 //!   (`apt-get install pgpool2`), with routing checked by `pg_stat_statements`.
 //!
-//! `cargo run --release --example cost -- [latency|rows|replicas|idle|pgpool|all] [secs]`
+//! `cargo run --release --example cost -- [latency|mixed|rows|replicas|idle|pgpool|all] [secs]`
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -64,6 +66,9 @@ const ROWS: i64 = 100_000;
 #[derive(Clone)]
 enum Side {
     Plain(sqlx::PgPool),
+    /// A plain pool on the replica for reads and one on the primary for writes: the split an
+    /// application makes by hand.
+    PlainPair(sqlx::PgPool, sqlx::PgPool),
     Party(PgReplicaPool),
     /// Plain pools over several replicas, taken in turn: what partypool's round-robin
     /// does, without anything else.
@@ -74,6 +79,7 @@ impl Side {
     fn name(&self) -> &'static str {
         match self {
             Side::Plain(_) => "plain PgPool",
+            Side::PlainPair(..) => "plain PgPools (replica + primary)",
             Side::Party(_) => "partypool",
             Side::RoundRobin(_) => "plain pools in turn",
         }
@@ -82,7 +88,7 @@ impl Side {
     async fn point(&self, id: i64) -> Result<String, sqlx::Error> {
         let q = sqlx::query_scalar::<_, String>("SELECT v FROM bench_kv WHERE id = $1").bind(id);
         match self {
-            Side::Plain(p) => q.fetch_one(p).await,
+            Side::Plain(p) | Side::PlainPair(p, _) => q.fetch_one(p).await,
             Side::Party(p) => q.fetch_one(p).await,
             Side::RoundRobin(rr) => {
                 let i = rr.1.fetch_add(1, Ordering::Relaxed) as usize % rr.0.len();
@@ -91,12 +97,22 @@ impl Side {
         }
     }
 
+    /// A one-row write on the primary.
+    async fn write(&self, id: i64) -> Result<(), sqlx::Error> {
+        let q = sqlx::query("UPDATE bench_kv SET v = md5(v) WHERE id = $1").bind(id);
+        match self {
+            Side::PlainPair(_, primary) => q.execute(primary).await.map(drop),
+            Side::Party(p) => q.execute(p).await.map(drop),
+            _ => unreachable!("writes need a primary"),
+        }
+    }
+
     async fn fetch_all(&self, n: i64) -> usize {
         let q = sqlx::query("SELECT id, v FROM bench_kv WHERE id <= $1").bind(n);
         match self {
             Side::Plain(p) => q.fetch_all(p).await,
             Side::Party(p) => q.fetch_all(p).await,
-            Side::RoundRobin(_) => unreachable!(),
+            _ => unreachable!(),
         }
         .expect("fetch_all")
         .len()
@@ -115,7 +131,7 @@ impl Side {
                     .try_fold(0, |n, _| async move { Ok(n + 1) })
                     .await
             }
-            Side::RoundRobin(_) => unreachable!(),
+            _ => unreachable!(),
         }
         .expect("fetch")
     }
@@ -134,6 +150,11 @@ fn ms(d: Duration) -> String {
 
 /// `tasks` tasks run point selects for `secs`; every latency is kept.
 async fn drive(side: &Side, tasks: usize, secs: f64) -> Vec<Duration> {
+    drive_mix(side, tasks, secs, false).await
+}
+
+/// Like [`drive`]; with `mixed`, every 5th operation is a one-row write (80/20).
+async fn drive_mix(side: &Side, tasks: usize, secs: f64, mixed: bool) -> Vec<Duration> {
     let stop = Arc::new(AtomicBool::new(false));
     let handles: Vec<_> = (0..tasks)
         .map(|t| {
@@ -144,7 +165,12 @@ async fn drive(side: &Side, tasks: usize, secs: f64) -> Vec<Duration> {
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
                     let started = Instant::now();
-                    side.point(i * 31 % 10_000 + 1).await.expect("point select");
+                    let id = i * 31 % 10_000 + 1;
+                    if mixed && i % 5 == 0 {
+                        side.write(id).await.expect("write");
+                    } else {
+                        side.point(id).await.expect("point select");
+                    }
                     lat.push(started.elapsed());
                 }
                 lat
@@ -203,11 +229,30 @@ async fn pair(cluster: &support::PgCluster) -> (Side, Side) {
     (Side::Plain(plain), Side::Party(party))
 }
 
-async fn latency(secs: f64) {
+async fn latency(secs: f64, mixed: bool) {
     let cluster = cluster_with_data(1);
     let (plain, party) = pair(&cluster).await;
+    let (plain, party) = if mixed {
+        let Side::Plain(replica) = plain else { unreachable!() };
+        let primary = plain_on(&cluster.primary_url(), CONNECTIONS).await;
+        let party = PgReplicaPool::connect(
+            &cluster.primary_url(),
+            &[&cluster.url(1)],
+            party_config(CONNECTIONS).primary_max_connections(Some(CONNECTIONS)),
+        )
+        .await
+        .expect("partypool");
+        (Side::PlainPair(replica, primary), Side::Party(party))
+    } else {
+        (plain, party)
+    };
+    let what = if mixed {
+        "80% point selects, 20% one-row updates"
+    } else {
+        "Point-select latency"
+    };
     println!(
-        "\n## Point-select latency, {CONNECTIONS} connections per pool ({secs} s per side, interleaved in 1 s slices)\n"
+        "\n## {what}, {CONNECTIONS} connections per pool ({secs} s per side, interleaved in 1 s slices)\n"
     );
     println!(
         "| tasks | pool | queries/s | p50 | p99 | p99.9 | p99 ratio | allocations per query | bytes per query |"
@@ -215,8 +260,8 @@ async fn latency(secs: f64) {
     println!("|---|---|---|---|---|---|---|---|---|");
     for tasks in [1usize, 8, 32] {
         // Warm both sides up.
-        drive(&plain, tasks, 0.5).await;
-        drive(&party, tasks, 0.5).await;
+        drive_mix(&plain, tasks, 0.5, mixed).await;
+        drive_mix(&party, tasks, 0.5, mixed).await;
         let mut runs = [Vec::new(), Vec::new()];
         let mut allocs = [(0u64, 0u64); 2];
         let slices = secs.ceil() as usize;
@@ -229,7 +274,7 @@ async fn latency(secs: f64) {
                     ALLOCATIONS.load(Ordering::Relaxed),
                     ALLOCATED.load(Ordering::Relaxed),
                 );
-                let lat = drive(side, tasks, 1.0).await;
+                let lat = drive_mix(side, tasks, 1.0, mixed).await;
                 // Less each task's latency vector (one allocation of 100,000 entries).
                 let vectors = tasks as u64;
                 allocs[i].0 += ALLOCATIONS.load(Ordering::Relaxed) - n0 - vectors;
@@ -639,7 +684,10 @@ async fn main() {
         return;
     }
     if matches!(what, "latency" | "all") {
-        latency(secs).await;
+        latency(secs, false).await;
+    }
+    if matches!(what, "mixed" | "all") {
+        latency(secs, true).await;
     }
     if matches!(what, "rows" | "all") {
         rows(secs).await;
