@@ -233,7 +233,9 @@ async fn latency(secs: f64, mixed: bool) {
     let cluster = cluster_with_data(1);
     let (plain, party) = pair(&cluster).await;
     let (plain, party) = if mixed {
-        let Side::Plain(replica) = plain else { unreachable!() };
+        let Side::Plain(replica) = plain else {
+            unreachable!()
+        };
         let primary = plain_on(&cluster.primary_url(), CONNECTIONS).await;
         let party = PgReplicaPool::connect(
             &cluster.primary_url(),

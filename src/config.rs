@@ -5,7 +5,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::balance::Balance;
-use crate::consistency::Consistency;
 use crate::route::{Dialect, Router};
 
 /// `pub fn field(self, value) -> Self` for each listed field.
@@ -373,4 +372,20 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// How a [`Session`](crate::Session) keeps its reads at least as new as its writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    /// By log position: reads go to replicas that have replayed the session's writes
+    /// (PostgreSQL's WAL position and timeline, MariaDB's GTID position per domain).
+    /// Backends whose replicas always see committed writes (SQLite readers of the same file)
+    /// need nothing.
+    #[default]
+    Causal,
+    /// By time, like Rails' replica delay: for this long after a write, the session reads on
+    /// the primary.
+    #[serde(with = "humantime_serde")]
+    StickyFor(Duration),
 }

@@ -1,5 +1,7 @@
 //! [`Error`]: what can go wrong, naming the node, never showing a password.
 
+use std::fmt;
+
 /// The error type of partypool's own methods.
 ///
 /// Statements run through `&ReplicaPool` as a [`sqlx::Executor`] return [`sqlx::Error`]
@@ -112,7 +114,7 @@ pub enum Error {
         /// The kind this pool issues and accepts (`None`: it needs no tokens).
         expected: String,
         /// The token's.
-        found: crate::TokenKind,
+        found: TokenKind,
     },
 
     /// The pool was used after [`ReplicaPool::close`](crate::ReplicaPool::close).
@@ -194,4 +196,31 @@ impl OutcomeUnknown {
 /// ```
 pub fn may_have_committed(e: &sqlx::Error) -> bool {
     OutcomeUnknown::of(e).is_some()
+}
+
+/// What a [`CausalToken`](crate::CausalToken) records. (Defined beside [`Error`], which names
+/// it, so that errors sit below tokens.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenKind {
+    /// A log position on a timeline (`l`).
+    Position,
+    /// A write whose position is not known yet (`p`): holders read on the primary until it
+    /// has settled.
+    Pending,
+    /// A write time, for [`Consistency::StickyFor`] (`t`).
+    Time,
+    /// A MariaDB GTID position, per replication domain (`g`).
+    Gtid,
+}
+
+impl fmt::Display for TokenKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TokenKind::Position => "position (l)",
+            TokenKind::Pending => "pending (p)",
+            TokenKind::Time => "time (t)",
+            TokenKind::Gtid => "GTID (g)",
+        })
+    }
 }

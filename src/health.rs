@@ -5,20 +5,22 @@
 //! or slow probe takes the node out of the rotation and bans it from probing for a while
 //! ([`Ban`](crate::ban::Ban)); the first successful probe after the ban brings it back
 //! (half-open). A statement that fails with a connection-class error asks for an immediate
-//! probe of its node ([`Cluster::suspect`]); only the probe takes the node out, so one
-//! terminated backend, or a full pool, never does. A probe that reports another cluster's
-//! system identifier keeps the node out of everything. After each round the task chooses the
-//! node that takes writes ([`Cluster::elect_writer`]) and measures each replica's lag
-//! ([`Cluster::update_lag`]).
+//! probe of its node ([`suspect`]); only the probe takes the node out, so one terminated
+//! backend, or a full pool, never does.
+//!
+//! Every probe's outcome is an [`Observation`] handed to the cluster as it arrives
+//! ([`Cluster::apply`]), which decides and publishes the next view; after each round a
+//! [`Event::Round`] makes it choose the writer and measure lag.
 //!
 //! Replay positions for read-your-writes sessions are not polled here: sessions that wait
-//! refresh them on demand ([`Cluster::refresh_positions`]), so a pool without waiting
-//! sessions costs each replica only its probe.
+//! refresh them on demand ([`refresh`](crate::refresh)), so a pool without waiting sessions
+//! costs each replica only its probe.
 //!
 //! The task holds only a [`Weak`] reference to the cluster and stops when the pool is closed
 //! or dropped (the shutdown channel's sender lives in the pool).
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use futures_util::future::join_all;
 use sqlx::ConnectOptions;
@@ -27,7 +29,7 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 use crate::backend::{Backend, Probe};
-use crate::cluster::{Cluster, Settings};
+use crate::cluster::{Cluster, Event, Observation, Settings};
 use crate::node::Node;
 
 /// Runs the backend's probe on an idle pooled connection if there is one, else on the node's
@@ -43,8 +45,10 @@ use crate::node::Node;
 /// cancelled by its timeout drops (closes) it rather than leave it mid-query.
 ///
 /// With a monitor credential, probes use only their own connection, opened with it.
-pub(crate) async fn probe<DB: Backend>(node: &Node<DB>) -> Result<Probe, sqlx::Error> {
-    let status = node.wants_replication_status();
+pub(crate) async fn probe<DB: Backend>(
+    node: &Node<DB>,
+    status: bool,
+) -> Result<Probe, sqlx::Error> {
     if node.probe_options.is_none()
         && let Some(mut conn) = node.pool.try_acquire()
     {
@@ -74,49 +78,94 @@ pub(crate) async fn probe<DB: Backend>(node: &Node<DB>) -> Result<Probe, sqlx::E
     probe
 }
 
-/// Probes one node, bounded by `health_check_timeout`, and records the outcome.
-pub(crate) async fn check<DB: Backend>(cluster: &Cluster<DB>, node: &Node<DB>) {
-    let timeout = cluster.settings.health_check_timeout;
-    let outcome = tokio::time::timeout(timeout, probe(node)).await;
-    record(cluster, node, outcome);
+/// Probes one node, bounded by `timeout`: what it saw, the password scrubbed from errors.
+/// The node takes a successful probe's position as its own.
+pub(crate) async fn observe<DB: Backend>(
+    node: &Node<DB>,
+    status: bool,
+    timeout: std::time::Duration,
+) -> Observation {
+    observation(
+        node,
+        tokio::time::timeout(timeout, probe(node, status)).await,
+        timeout,
+    )
 }
 
-/// Records a probe's outcome: the node's identity is checked against the cluster's before it
-/// may enter the rotation.
-pub(crate) fn record<DB: Backend>(
-    cluster: &Cluster<DB>,
+/// A probe's outcome as an observation, the password scrubbed from errors; the node takes
+/// a successful probe's position as its own.
+pub(crate) fn observation<DB: Backend>(
     node: &Node<DB>,
     outcome: Result<Result<Probe, sqlx::Error>, tokio::time::error::Elapsed>,
-) {
-    let timeout = cluster.settings.health_check_timeout;
+    timeout: std::time::Duration,
+) -> Observation {
     match outcome {
-        Ok(Ok(probe)) => {
-            node.check_identity(&probe, cluster.cluster_id());
-            node.mark_up(probe)
+        Ok(Ok(p)) => {
+            node.observed(&p);
+            Observation::Up(p)
         }
-        Ok(Err(e)) => node.mark_down(&e.to_string(), cluster.settings.ban_backoff),
-        Err(_) => node.mark_down(
-            &format!("health check timed out after {timeout:?}"),
-            cluster.settings.ban_backoff,
-        ),
+        Ok(Err(e)) => Observation::Down(node.scrub(&e.to_string())),
+        Err(_) => Observation::Down(format!("health check timed out after {timeout:?}")),
     }
 }
 
-/// One round: probe every node that is not banned, and the writer, at once; then choose the
-/// writer and measure lag.
+/// Probes member `index` and hands what it saw to the cluster.
+pub(crate) async fn check<DB: Backend>(cluster: &Cluster<DB>, index: usize) {
+    let (node, status) = {
+        let snapshot = cluster.snapshot();
+        let (node, view) = snapshot.member(index);
+        (
+            Arc::clone(node),
+            view.wants_replication_status(Instant::now()),
+        )
+    };
+    let seen = observe(&node, status, cluster.settings.health_check_timeout).await;
+    cluster.apply(&[Event::Observed(index, seen)]);
+}
+
+/// One round: probe every member in the pool that is not banned, and the writer, at once
+/// (each outcome is applied as it arrives); then choose the writer and measure lag.
 pub(crate) async fn round<DB: Backend>(cluster: &Cluster<DB>) {
-    let started = std::time::Instant::now();
-    join_all(
-        cluster
-            .nodes()
-            .iter()
-            .filter(|n| !n.is_removed() && (n.is_writer() || !n.is_banned()))
-            .map(|n| check(cluster, n)),
-    )
-    .await;
-    cluster.elect_writer();
-    cluster.update_lag();
+    let started = Instant::now();
+    let due: Vec<usize> = {
+        let snapshot = cluster.snapshot();
+        let view = &snapshot.view;
+        (0..view.nodes.len())
+            .filter(|&i| {
+                let n = &view.nodes[i];
+                !n.removed && (i == view.writer || !n.is_banned(started))
+            })
+            .collect()
+    };
+    join_all(due.into_iter().map(|i| check(cluster, i))).await;
+    cluster.apply(&[Event::Round]);
     cluster.round_took(started.elapsed());
+}
+
+/// A statement on member `index` failed in a way that may mean the node is gone: probe it
+/// now (in the background, one probe at a time per node). The probe, not the statement,
+/// decides whether it leaves the rotation.
+pub(crate) fn suspect<DB: Backend>(cluster: &Arc<Cluster<DB>>, index: usize) {
+    let node = cluster.node(index);
+    if !node.start_suspecting() {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        node.stop_suspecting();
+        return;
+    };
+    let cluster = Arc::clone(cluster);
+    runtime.spawn(async move {
+        check(&cluster, index).await;
+        node.stop_suspecting();
+    });
+}
+
+/// Counts a statement's error on member `index`; a connection-class error asks for a probe.
+pub(crate) fn report<DB: Backend>(cluster: &Arc<Cluster<DB>>, index: usize, e: &sqlx::Error) {
+    if cluster.node(index).record_error(e) {
+        suspect(cluster, index);
+    }
 }
 
 /// Starts the health task. It runs until `shutdown` fires or its sender is dropped, or the

@@ -25,45 +25,64 @@
 //! ```
 //!
 //! Modules, from pure logic to I/O: [`route`](mod@route) (classify a statement), [`balance`] (pick a
-//! replica), `health` (the probe task), `backend` (what differs per database), [`pool`]
-//! (the [`ReplicaPool`] itself), [`config`], [`error`], [`status`].
+//! replica), [`consistency`] (read-your-writes), [`backend`] (what differs per database),
+//! [`pool`] (the [`ReplicaPool`] itself), [`config`], [`error`], [`status`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod backend;
+// Layers, arrows pointing down only (README "Layout"; `.ci/run` checks for module cycles):
+//
+// integrations  tower · sea_orm · bin/ · consistency (the public face of causal/ and
+//               the session types)
+// face          pool/ (ReplicaPool, Session, the executor and its attempt loop)
+// tasks         health (probes) · refresh (replay positions on demand) · discovery/
+// state         cluster/ (observe → decide → publish) · causal/ (read-your-writes rules)
+// node          node/ · status
+// backend       backend/
+// ground        route/ · balance/ · config · error · redact · positions/ · roles · ban ·
+//               topology
+
+// ground
 pub mod balance;
 mod ban;
-mod cluster;
 pub mod config;
-pub mod consistency;
-pub mod discovery;
 pub mod error;
-mod gtid;
-mod health;
-mod node;
-#[cfg(feature = "patroni")]
-mod patroni;
-pub mod pool;
+mod positions;
 mod redact;
+mod roles;
 pub mod route;
+mod topology;
+// backend
+pub mod backend;
+// node
+mod node;
+pub mod status;
+// state
+mod causal;
+mod cluster;
+// tasks
+pub mod discovery;
+mod health;
+mod refresh;
+// face
+pub mod pool;
+// integrations (and the public face of read-your-writes)
+pub mod consistency;
 #[cfg(feature = "sea-orm")]
 pub mod sea_orm;
-pub mod status;
-mod topology;
 #[cfg(feature = "tower")]
 pub mod tower;
 
 pub use backend::{Backend, LogPosition};
 pub use balance::Balance;
-pub use config::Config;
-pub use consistency::{CausalToken, Consistency, Session, TokenKind};
+pub use config::{Config, Consistency};
+pub use consistency::{CausalToken, TokenKind};
 pub use error::{Error, may_have_committed};
-pub use gtid::GtidSet;
-pub use pool::{Builder, ReplicaPool, Targeted};
+pub use pool::{Builder, ReplicaPool, Session, Targeted};
+pub use positions::GtidSet;
+pub use roles::{Origin, Role};
 pub use route::{Dialect, Route, Router, Target, route, route_in};
-pub use status::Role;
 pub use status::{NodeStatus, Status};
-pub use topology::Origin;
 
 /// A [`ReplicaPool`] over PostgreSQL.
 #[cfg(feature = "postgres")]

@@ -44,7 +44,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use sea_query_sqlx::SqlxValues;
 use sqlx::{Executor, Postgres};
 
-use crate::consistency::SessionTransaction;
+use crate::pool::SessionTransaction;
 use crate::{Backend, ReplicaPool, Session};
 
 /// A SeaORM connection over a [`ReplicaPool`] or a [`Session`]. Cheap to clone.

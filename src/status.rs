@@ -2,31 +2,9 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// The role a node was configured with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum Role {
-    /// The write primary.
-    Primary,
-    /// A read replica.
-    Replica,
-    /// Not declared: the probes tell. It serves reads while it is a standby (in recovery)
-    /// and may take the writes while it is not.
-    Discovered,
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Primary => "primary",
-            Role::Replica => "replica",
-            Role::Discovered => "discovered",
-        })
-    }
-}
+pub use crate::roles::Role;
 
 /// A snapshot of the pool, from [`ReplicaPool::status`](crate::ReplicaPool::status).
 ///
@@ -110,7 +88,7 @@ pub struct NodeStatus {
     /// could not read them.
     pub replication: Option<crate::backend::Replication>,
     /// How it became a member: declared, one host of a multi-host URL, added at run time.
-    pub origin: crate::topology::Origin,
+    pub origin: crate::roles::Origin,
 }
 
 impl Status {

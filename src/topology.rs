@@ -5,39 +5,7 @@
 //! recovery and may take the writes while it is not (one writer at a time, chosen by
 //! [`Cluster::elect_writer`](crate::cluster::Cluster::elect_writer)).
 
-use serde::Serialize;
-
-use crate::status::Role;
-
-/// How a node became a member of the pool, as `status()` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Origin {
-    /// Named with its role: `Builder::primary` / `Builder::replica` with one host.
-    Declared,
-    /// One host of a libpq-style multi-host URL (`postgres://h1:5432,h2:5433/db`), or a
-    /// `Builder::node`.
-    MultiHost,
-    /// Added while the pool runs (`ReplicaPool::add_node` / `add_replica`).
-    Added,
-    /// One address of a DNS name (`Builder::dns`), followed as the name changes.
-    Dns,
-    /// A member Patroni reports (`Builder::patroni`).
-    Patroni,
-}
-
-impl std::fmt::Display for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Origin::Declared => "declared",
-            Origin::MultiHost => "multi-host",
-            Origin::Added => "added",
-            Origin::Dns => "dns",
-            Origin::Patroni => "patroni",
-        })
-    }
-}
+use crate::roles::{Origin, Role};
 
 /// One node to build: its URL, its role as far as known, where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

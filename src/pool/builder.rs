@@ -10,8 +10,8 @@ use sqlx::pool::PoolConnectionMetadata;
 
 use crate::backend::Backend;
 use crate::discovery::{DnsSource, Resolve, SystemResolver};
-use crate::status::Role;
-use crate::topology::{Member, Origin};
+use crate::roles::{Origin, Role};
+use crate::topology::Member;
 use crate::{Config, Error, ReplicaPool, redact};
 
 /// A node's parsed connect options (`PgConnectOptions`, `MySqlConnectOptions`, …).
@@ -40,7 +40,7 @@ pub(crate) struct Hooks<DB: Backend> {
     pub(crate) dns: Vec<DnsSource>,
     /// Patroni clusters whose members are members.
     #[cfg(feature = "patroni")]
-    pub(crate) patroni: Vec<Arc<crate::patroni::PatroniSource>>,
+    pub(crate) patroni: Vec<Arc<crate::discovery::patroni::PatroniSource>>,
 }
 
 impl<DB: Backend> Default for Hooks<DB> {
@@ -198,7 +198,7 @@ impl<DB: Backend> Builder<DB> {
     /// ```
     #[cfg(feature = "patroni")]
     pub fn patroni(mut self, endpoints: impl AsRef<str>, template: impl AsRef<str>) -> Self {
-        match crate::patroni::PatroniSource::new(endpoints.as_ref(), template.as_ref()) {
+        match crate::discovery::patroni::PatroniSource::new(endpoints.as_ref(), template.as_ref()) {
             Ok(source) => self.hooks.patroni.push(Arc::new(source)),
             Err(reason) => {
                 self.bad_url.get_or_insert(Error::InvalidUrl {

@@ -34,9 +34,17 @@
 //! # Ok(()) }
 //! ```
 
+mod acquire;
+mod attempt;
 mod builder;
+mod connect;
 mod executor;
-mod inner;
+mod guard;
+mod membership;
+mod record;
+mod routed;
+mod session;
+mod shared;
 
 use std::fmt;
 use std::sync::Arc;
@@ -45,16 +53,18 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Acquire, Pool, SqlSafeStr, Transaction};
 
 pub use builder::{Builder, ConnectOptionsOf};
-pub(crate) use executor::PendingWrite;
 pub use executor::Targeted;
+use record::PendingWrite;
+pub use session::{Session, SessionTransaction};
 
 use crate::backend::Backend;
-use crate::consistency::{CausalToken, Session};
+use crate::causal::CausalToken;
 use crate::node::Node;
-use crate::status::{Role, Status};
-use crate::{Config, Error};
+use crate::roles::Role;
+use crate::status::Status;
+use crate::{Config, Error, health};
 use builder::Hooks;
-use inner::Shared;
+use shared::Shared;
 
 /// A primary and its read replicas behind one [`sqlx::Executor`].
 ///
@@ -111,7 +121,7 @@ impl<DB: Backend> ReplicaPool<DB> {
         hooks: Hooks<DB>,
     ) -> Result<Self, Error> {
         let shared = Arc::new(Shared::connect(members, config, hooks).await?);
-        inner::spawn_discovery(&shared);
+        membership::spawn_discovery(&shared);
         Ok(ReplicaPool { shared })
     }
 
@@ -141,7 +151,7 @@ impl<DB: Backend> ReplicaPool<DB> {
     /// The next replica's pool by the balancing policy, or the primary's when no replica is
     /// in the rotation (the original package's `GetReadDB`).
     pub fn replica(&self) -> Pool<DB> {
-        let node = self.shared.cluster.reader();
+        let (_, node) = self.shared.cluster.reader();
         node.served();
         node.pool.clone()
     }
@@ -157,13 +167,13 @@ impl<DB: Backend> ReplicaPool<DB> {
     /// # Ok(()) }
     /// ```
     pub async fn begin(&self) -> Result<Transaction<'static, DB>, Error> {
-        let writer = self.writable()?;
+        let (index, writer) = self.writable()?;
         writer.served();
         writer
             .pool
             .begin()
             .await
-            .map_err(|e| self.node_error(&writer, e))
+            .map_err(|e| self.node_error(index, &writer, e))
     }
 
     /// Begins a transaction on the primary with a custom statement, e.g.
@@ -179,13 +189,13 @@ impl<DB: Backend> ReplicaPool<DB> {
         &self,
         statement: impl SqlSafeStr,
     ) -> Result<Transaction<'static, DB>, Error> {
-        let writer = self.writable()?;
+        let (index, writer) = self.writable()?;
         writer.served();
         writer
             .pool
             .begin_with(statement)
             .await
-            .map_err(|e| self.node_error(&writer, e))
+            .map_err(|e| self.node_error(index, &writer, e))
     }
 
     /// Begins a read-only transaction on a replica (the primary when none is in the
@@ -202,12 +212,12 @@ impl<DB: Backend> ReplicaPool<DB> {
     /// ```
     pub async fn begin_read_only(&self) -> Result<Transaction<'static, DB>, Error> {
         self.check_open()?;
-        let node = self.shared.cluster.reader();
+        let (index, node) = self.shared.cluster.reader();
         node.served();
         node.pool
             .begin_with(DB::BEGIN_READ_ONLY)
             .await
-            .map_err(|e| self.node_error(&node, e))
+            .map_err(|e| self.node_error(index, &node, e))
     }
 
     /// `Error::Closed` after [`close`](Self::close).
@@ -221,13 +231,15 @@ impl<DB: Backend> ReplicaPool<DB> {
     }
 
     /// The node that takes writes, unless writes must fail at once.
-    fn writable(&self) -> Result<Arc<Node<DB>>, Error> {
+    fn writable(&self) -> Result<(usize, Arc<Node<DB>>), Error> {
         self.check_open()?;
-        let cluster = &self.shared.cluster;
-        cluster
-            .check_writable()
-            .map_err(|reason| Error::NoPrimary { reason })?;
-        Ok(cluster.writer())
+        let snapshot = self.shared.cluster.snapshot();
+        if let Some(reason) = &snapshot.view.block {
+            return Err(Error::NoPrimary {
+                reason: reason.clone(),
+            });
+        }
+        Ok((snapshot.view.writer, Arc::clone(snapshot.writer())))
     }
 
     /// Prepares a statement (the original package's `Prepare`): its parameter and column
@@ -341,14 +353,8 @@ impl<DB: Backend> ReplicaPool<DB> {
     /// A snapshot of every node: role, health, counters, last error. Its `Display` is a table.
     pub fn status(&self) -> Status {
         let cluster = &self.shared.cluster;
-        let writer = &cluster.writer().name;
         Status {
-            nodes: cluster
-                .nodes()
-                .iter()
-                .filter(|n| !n.is_removed())
-                .map(|n| n.status(cluster.cluster_id(), writer))
-                .collect(),
+            nodes: cluster.status(),
             closed: self.shared.is_closed(),
             health_round: cluster.last_round(),
         }
@@ -366,13 +372,13 @@ impl<DB: Backend> ReplicaPool<DB> {
         self.shared.is_closed()
     }
 
-    fn node_error(&self, node: &Arc<Node<DB>>, source: sqlx::Error) -> Error {
+    fn node_error(&self, index: usize, node: &Arc<Node<DB>>, source: sqlx::Error) -> Error {
         if matches!(source, sqlx::Error::PoolClosed) {
             return Error::Closed {
                 url: node.url.clone(),
             };
         }
-        self.shared.cluster.report(node, &source);
+        health::report(&self.shared.cluster, index, &source);
         Error::Node {
             node: node.name.clone(),
             url: node.url.clone(),
@@ -385,7 +391,7 @@ impl<DB: Backend> ReplicaPool<DB> {
 impl<DB: Backend> fmt::Debug for ReplicaPool<DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReplicaPool")
-            .field("nodes", &**self.shared.cluster.nodes())
+            .field("nodes", &&self.shared.cluster.snapshot().nodes[..])
             .field("closed", &self.is_closed())
             .finish()
     }

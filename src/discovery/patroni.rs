@@ -173,6 +173,26 @@ impl PatroniSource {
         Err(errors.join("; "))
     }
 
+    /// The pool members Patroni's members stand for (one whose URL cannot be made is skipped
+    /// with a warning).
+    pub(crate) fn desired(&self, found: &[Member]) -> Vec<crate::topology::Member> {
+        found
+            .iter()
+            .filter_map(|m| match self.url_for(m) {
+                Ok(url) => Some(crate::topology::Member {
+                    url,
+                    role: crate::roles::Role::Discovered,
+                    origin: crate::roles::Origin::Patroni,
+                    name: Some(m.name.clone()),
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a Patroni member is skipped");
+                    None
+                }
+            })
+            .collect()
+    }
+
     /// The database URL of a member (an IPv6 address in brackets), or why there is none.
     pub(crate) fn url_for(&self, m: &Member) -> Result<String, String> {
         let mut u = self.template.clone();

@@ -1,14 +1,4 @@
-//! Members that come from outside the configuration: DNS names whose addresses are the
-//! nodes (a Kubernetes headless service, CloudNativePG's `-r` / `-ro` services), re-read
-//! every [`Config::discovery_interval`](crate::Config::discovery_interval).
-//!
-//! A name given to [`Builder::dns`](crate::Builder::dns) is one node per address, named
-//! `host/addr:port`. An address that appears joins after its first successful probe; one
-//! that disappears drains (running calls finish, no new ones) and closes. A failed or empty
-//! lookup changes nothing: a DNS outage must not empty the pool.
-//!
-//! Only names given to `dns` are expanded: `localhost` resolving to `::1` and `127.0.0.1`,
-//! or a primary's VIP name, stay one node, resolved by the driver at each connection.
+//! [`DnsSource`]: a DNS name whose addresses are the members.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -16,55 +6,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use futures_core::future::BoxFuture;
-
-use crate::status::Role;
-
-/// Resolves a host name to socket addresses: the seam DNS discovery goes through.
-///
-/// [`SystemResolver`] (the default) asks the operating system. Give the builder another one
-/// ([`Builder::resolver`](crate::Builder::resolver)) to take members from elsewhere (a
-/// service registry) or to drive discovery in tests.
-///
-/// ```
-/// use std::net::SocketAddr;
-/// use partypool::discovery::Resolve;
-///
-/// /// Always the same two addresses.
-/// struct Fixed(Vec<SocketAddr>);
-///
-/// impl Resolve for Fixed {
-///     fn resolve<'a>(
-///         &'a self,
-///         _host: &'a str,
-///         _port: u16,
-///     ) -> futures_core::future::BoxFuture<'a, std::io::Result<Vec<SocketAddr>>> {
-///         Box::pin(async move { Ok(self.0.clone()) })
-///     }
-/// }
-/// ```
-pub trait Resolve: Send + Sync + 'static {
-    /// The addresses `host` has now, with `port`.
-    fn resolve<'a>(
-        &'a self,
-        host: &'a str,
-        port: u16,
-    ) -> BoxFuture<'a, io::Result<Vec<SocketAddr>>>;
-}
-
-/// The operating system's resolver (`getaddrinfo`, through `tokio::net::lookup_host`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemResolver;
-
-impl Resolve for SystemResolver {
-    fn resolve<'a>(
-        &'a self,
-        host: &'a str,
-        port: u16,
-    ) -> BoxFuture<'a, io::Result<Vec<SocketAddr>>> {
-        Box::pin(async move { Ok(tokio::net::lookup_host((host, port)).await?.collect()) })
-    }
-}
+use super::Resolve;
+use crate::roles::{Origin, Role};
+use crate::topology::Member;
 
 /// A DNS name whose addresses are members.
 #[derive(Clone)]
@@ -121,6 +65,24 @@ impl DnsSource {
         let _ = u.set_ip_host(addr.ip());
         let _ = u.set_port(Some(addr.port()));
         u.to_string()
+    }
+
+    /// The members the name stands for now: one per address (an empty answer is an error:
+    /// a DNS outage must not empty the pool).
+    pub(crate) async fn desired(&self, resolver: &Arc<dyn Resolve>) -> io::Result<Vec<Member>> {
+        let addrs = self.lookup(resolver).await?;
+        if addrs.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no address"));
+        }
+        Ok(addrs
+            .into_iter()
+            .map(|a| Member {
+                url: self.url_for(a),
+                role: self.role,
+                origin: Origin::Dns,
+                name: Some(self.node_name(a)),
+            })
+            .collect())
     }
 
     /// Resolves the name: the distinct addresses, in a stable order.

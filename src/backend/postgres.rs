@@ -1,0 +1,96 @@
+//! PostgreSQL: probes from `pg_is_in_recovery()`, WAL positions and timelines.
+
+use super::{Backend, Probe, is_transport_error, sealed};
+use crate::positions::LogPosition;
+use crate::route::Dialect;
+
+impl sealed::Sealed for sqlx::Postgres {}
+
+impl Backend for sqlx::Postgres {
+    const DIALECT: Dialect = Dialect::Postgres;
+    const SCHEMES: &'static [&'static str] = &["postgres", "postgresql"];
+    const DEFAULT_PORT: u16 = 5432;
+    const BEGIN_READ_ONLY: &'static str = "BEGIN READ ONLY";
+    const CAUSAL: crate::positions::CausalSupport = crate::positions::CausalSupport::Positions;
+
+    /// The WAL *insert* position: past the commit record of every transaction that has
+    /// committed, even with `synchronous_commit = off` (where the write position can lag);
+    /// and the timeline of the WAL segment it is in.
+    async fn capture_position(
+        conn: &mut Self::Connection,
+    ) -> Result<Option<LogPosition>, sqlx::Error> {
+        let (p, tl): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT (l - '0/0'::pg_lsn)::int8, ('x' || substr(pg_walfile_name(l), 1, 8))::bit(32)::int8 \
+             FROM pg_current_wal_insert_lsn() AS l",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(p.map(|p| LogPosition::new(p.max(0) as u64, tl.map(|t| t.max(0) as u64))))
+    }
+
+    async fn replayed_position(
+        conn: &mut Self::Connection,
+    ) -> Result<Option<LogPosition>, sqlx::Error> {
+        let p: Option<i64> =
+            sqlx::query_scalar("SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::int8")
+                .fetch_one(&mut *conn)
+                .await?;
+        Ok(p.map(|p| LogPosition::new(p.max(0) as u64, None)))
+    }
+
+    /// One round trip: role, WAL position (current on a primary, replayed on a standby),
+    /// time since the last replayed commit, timeline.
+    async fn probe(conn: &mut Self::Connection, _: bool) -> Result<Probe, sqlx::Error> {
+        let (in_recovery, position, replay_age, timeline, system): (bool, Option<i64>, Option<f64>, Option<i64>, Option<i64>) =
+            sqlx::query_as(
+                "SELECT pg_is_in_recovery(), \
+                   (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
+                         ELSE pg_current_wal_lsn() END - '0/0'::pg_lsn)::int8, \
+                   CASE WHEN pg_is_in_recovery() \
+                        THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END, \
+                   CASE WHEN pg_is_in_recovery() \
+                        THEN (SELECT timeline_id FROM pg_control_checkpoint())::int8 \
+                        ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8 END, \
+                   (SELECT system_identifier FROM pg_control_system())",
+            )
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(Probe {
+            in_recovery: Some(in_recovery),
+            position: position.map(|p| p.max(0) as u64),
+            replay_age: replay_age
+                .filter(|s| s.is_finite())
+                .map(|s| std::time::Duration::from_secs_f64(s.max(0.0))),
+            timeline: timeline.map(|t| t.max(0) as u64),
+            cluster_id: system.map(|s| s as u64),
+            ..Probe::default()
+        })
+    }
+
+    /// SQLSTATE 25006 (read-only SQL transaction: "cannot execute … in a read-only
+    /// transaction", "… during recovery"), and 0A000 / 55000 / XX000 when the message says
+    /// it is because of recovery ("cannot use serializable mode in a hot standby", "cannot
+    /// assign OIDs during recovery"), as measured on a PostgreSQL 15 standby.
+    fn is_standby_rejection(e: &sqlx::Error) -> bool {
+        let Some(db) = e.as_database_error() else {
+            return false;
+        };
+        match db.code().as_deref() {
+            Some("25006") => true,
+            Some("0A000" | "55000" | "XX000") => {
+                let m = db.message();
+                m.contains("recovery") || m.contains("hot standby")
+            }
+            _ => false,
+        }
+    }
+
+    /// Transport errors, plus SQLSTATE class 08 (connection exception) and 57P
+    /// (admin/crash shutdown, "the database system is starting up").
+    fn is_unavailable(e: &sqlx::Error) -> bool {
+        if let Some(code) = e.as_database_error().and_then(|d| d.code()) {
+            return code.starts_with("08") || code.starts_with("57P");
+        }
+        is_transport_error(e)
+    }
+}

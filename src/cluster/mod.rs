@@ -1,0 +1,308 @@
+//! The nodes as a whole: observe → decide → publish.
+//!
+//! Probes (and membership sources) report [`Event`]s; [`decide`](decide::decide) makes the
+//! next [`View`] from the previous one (pure); the cluster publishes the view and the member
+//! list together with one atomic swap ([`Snapshot`]), then logs, counts and wakes what the
+//! difference concerns (a node that left the rotation, writes that moved). The query path
+//! reads one snapshot per statement and never takes a lock.
+
+mod decide;
+mod publish;
+#[cfg(test)]
+mod tests;
+mod view;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::sync::Notify;
+
+use crate::backend::Backend;
+use crate::balance::{Load, Policy};
+use crate::causal::Rules;
+use crate::config::Backoff;
+use crate::node::Node;
+use crate::positions::At;
+use crate::status::NodeStatus;
+pub(crate) use decide::{Event, Observation};
+pub(crate) use view::{NodeView, View};
+
+/// Settings the health task, the decisions and the query path read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) health_check_interval: Duration,
+    pub(crate) health_check_timeout: Duration,
+    pub(crate) ban_backoff: Backoff,
+    pub(crate) max_replica_lag: Option<Duration>,
+    pub(crate) max_replica_lag_bytes: Option<u64>,
+    pub(crate) follow_promotion: bool,
+    pub(crate) max_read_retries: u32,
+    pub(crate) statement_timeout: Option<Duration>,
+    pub(crate) rules: Rules,
+    pub(crate) causal_wait: Duration,
+    pub(crate) position_interval: Duration,
+}
+
+const NONE: u64 = u64::MAX;
+
+/// What the query path reads once per statement: the members and the view decided about
+/// them, published together.
+pub(crate) struct Snapshot<DB: Backend> {
+    /// Every member, in the order they joined. Append-only, so an index names the same node
+    /// for the pool's whole life (a removed node stays, marked removed in the view).
+    pub(crate) nodes: Arc<[Arc<Node<DB>>]>,
+    pub(crate) view: View,
+}
+
+impl<DB: Backend> Snapshot<DB> {
+    /// The node that takes writes.
+    pub(crate) fn writer(&self) -> &Arc<Node<DB>> {
+        &self.nodes[self.view.writer.min(self.nodes.len() - 1)]
+    }
+
+    /// The member at `index` with what was decided about it.
+    pub(crate) fn member(&self, index: usize) -> (&Arc<Node<DB>>, &NodeView) {
+        (&self.nodes[index], &self.view.nodes[index])
+    }
+}
+
+pub(crate) struct Cluster<DB: Backend> {
+    current: ArcSwap<Snapshot<DB>>,
+    /// Serialises decisions (and membership changes, which are decisions too).
+    deciding: Mutex<()>,
+    pub(crate) settings: Settings,
+    policy: Box<dyn Policy>,
+    /// Woken when writes move to another node.
+    writer_moved: Notify,
+    closing: AtomicBool,
+    closed_signal: Notify,
+    /// How long the last health round took, in microseconds (`NONE`: none ran yet).
+    last_round_micros: AtomicU64,
+}
+
+impl<DB: Backend> Cluster<DB> {
+    /// A cluster of these members, nothing observed yet (the first of them is the writer
+    /// until the first election).
+    pub(crate) fn new(
+        nodes: Vec<Arc<Node<DB>>>,
+        settings: Settings,
+        policy: Box<dyn Policy>,
+    ) -> Self {
+        let view = View::new(nodes.iter().map(|n| (n.role, n.name.clone())));
+        Cluster {
+            current: ArcSwap::from_pointee(Snapshot {
+                nodes: nodes.into(),
+                view,
+            }),
+            deciding: Mutex::new(()),
+            settings,
+            policy,
+            writer_moved: Notify::new(),
+            closing: AtomicBool::new(false),
+            closed_signal: Notify::new(),
+            last_round_micros: AtomicU64::new(NONE),
+        }
+    }
+
+    /// The members and the view, as of now: one atomic load.
+    pub(crate) fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot<DB>>> {
+        self.current.load()
+    }
+
+    /// Applies `events`: decides the next view and publishes it.
+    pub(crate) fn apply(&self, events: &[Event]) {
+        let _one_at_a_time = lock(&self.deciding);
+        let old = self.current.load_full();
+        let view = decide::decide(&old.view, events, &self.settings, Instant::now());
+        let new = Arc::new(Snapshot {
+            nodes: Arc::clone(&old.nodes),
+            view,
+        });
+        self.current.store(Arc::clone(&new));
+        publish::publish(&old, &new, &self.writer_moved);
+    }
+
+    /// Adds a member with what its first probe saw; returns its index.
+    pub(crate) fn join(&self, node: Arc<Node<DB>>, first: Observation) -> usize {
+        let _one_at_a_time = lock(&self.deciding);
+        let old = self.current.load_full();
+        let index = old.nodes.len();
+        let events = [
+            Event::Joined(node.role, node.name.clone()),
+            Event::Observed(index, first),
+            Event::Round,
+        ];
+        let mut nodes = old.nodes.to_vec();
+        nodes.push(node);
+        let view = decide::decide(&old.view, &events, &self.settings, Instant::now());
+        let new = Arc::new(Snapshot {
+            nodes: nodes.into(),
+            view,
+        });
+        self.current.store(Arc::clone(&new));
+        publish::publish(&old, &new, &self.writer_moved);
+        index
+    }
+
+    /// Records how long a health round took.
+    pub(crate) fn round_took(&self, took: Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(NONE - 1);
+        self.last_round_micros.store(micros, Ordering::Relaxed);
+    }
+
+    /// How long the last health round took.
+    pub(crate) fn last_round(&self) -> Option<Duration> {
+        match self.last_round_micros.load(Ordering::Relaxed) {
+            NONE => None,
+            micros => Some(Duration::from_micros(micros)),
+        }
+    }
+
+    /// The member at `index`.
+    pub(crate) fn node(&self, index: usize) -> Arc<Node<DB>> {
+        Arc::clone(&self.snapshot().nodes[index])
+    }
+
+    /// The first member: the declared primary, when there is one.
+    pub(crate) fn first(&self) -> Arc<Node<DB>> {
+        self.node(0)
+    }
+
+    /// The node that takes writes now.
+    pub(crate) fn writer(&self) -> Arc<Node<DB>> {
+        Arc::clone(self.snapshot().writer())
+    }
+
+    /// Resolves when writes next move to another node. Register (`enable`) before reading
+    /// the writer, so a move in between is not missed.
+    pub(crate) fn writer_moved(&self) -> tokio::sync::futures::Notified<'_> {
+        self.writer_moved.notified()
+    }
+
+    /// The cluster's identity: the first writer's system identifier.
+    pub(crate) fn cluster_id(&self) -> Option<u64> {
+        self.snapshot().view.cluster_id
+    }
+
+    /// The next replica that serves reads in `snapshot`, by the balancing policy, skipping
+    /// `tried` (member indices), among those known to have replayed `at` when given, and
+    /// among those with a free connection when `free` (so a full pool does not make a read
+    /// wait while another replica idles); `None` when there is none.
+    pub(crate) fn pick(
+        &self,
+        snapshot: &Snapshot<DB>,
+        tried: &[usize],
+        at: Option<&At>,
+        free: bool,
+    ) -> Option<usize> {
+        // Candidates on the stack: this runs for every read, and pools have a handful of
+        // replicas (more than `MAX` is served by the first `MAX` in the rotation).
+        const MAX: usize = 32;
+        let mut index = [0usize; MAX];
+        let mut loads = [Load::default(); MAX];
+        let mut n = 0;
+        for &i in &snapshot.view.readable {
+            let node = &snapshot.nodes[i];
+            if tried.contains(&i)
+                || at.is_some_and(|at| !node.covers(at))
+                || (free && !node.has_free_connection())
+            {
+                continue;
+            }
+            index[n] = i;
+            loads[n] = node.load();
+            n += 1;
+            if n == MAX {
+                break;
+            }
+        }
+        match n {
+            0 => None,
+            1 => Some(index[0]),
+            _ => Some(index[self.policy.pick(&loads[..n]).min(n - 1)]),
+        }
+    }
+
+    /// The next replica that serves reads, or the writer when none does.
+    pub(crate) fn reader(&self) -> (usize, Arc<Node<DB>>) {
+        let snapshot = self.snapshot();
+        let i = self
+            .pick(&snapshot, &[], None, false)
+            .unwrap_or(snapshot.view.writer);
+        (i, Arc::clone(&snapshot.nodes[i]))
+    }
+
+    /// Every member still in the pool, as `status()` shows it.
+    pub(crate) fn status(&self) -> Vec<NodeStatus> {
+        let snapshot = self.snapshot();
+        let view = &snapshot.view;
+        let writer = &view.nodes[view.writer].name;
+        snapshot
+            .nodes
+            .iter()
+            .zip(&view.nodes)
+            .enumerate()
+            .filter(|(_, (_, v))| !v.removed)
+            .map(|(i, (node, v))| status_row(node, v, view.cluster_id, i == view.writer, writer))
+            .collect()
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Tells every running call to stop.
+    pub(crate) fn start_closing(&self) {
+        self.closing.store(true, Ordering::Release);
+        self.closed_signal.notify_waiters();
+    }
+
+    /// A future that resolves at the next [`start_closing`](Self::start_closing) after its
+    /// creation (check [`is_closing`](Self::is_closing) after creating it).
+    pub(crate) fn closed_signal(&self) -> tokio::sync::futures::Notified<'_> {
+        self.closed_signal.notified()
+    }
+}
+
+/// One row of `status()`: the node's counters and what was decided about it.
+fn status_row<DB: Backend>(
+    node: &Node<DB>,
+    view: &NodeView,
+    cluster: Option<u64>,
+    is_writer: bool,
+    writer: &str,
+) -> NodeStatus {
+    let c = node.counters();
+    let replica = view.is_standby();
+    NodeStatus {
+        name: node.name.clone(),
+        url: node.url.clone(),
+        role: node.role,
+        writer: is_writer,
+        healthy: view.healthy,
+        lagging: view.lagging,
+        in_recovery: view.in_recovery,
+        lag_bytes: replica.then_some(view.lag_bytes),
+        lag: replica.then_some(view.lag),
+        queries: c.queries,
+        errors: c.errors,
+        retries: c.retries,
+        misroutes: c.misroutes,
+        in_flight: c.in_flight,
+        latency: c.latency,
+        connections: node.pool.size(),
+        idle: node.pool.num_idle(),
+        last_error: view.last_error.clone(),
+        excluded: view.excluded(cluster, writer),
+        timeline: view.timeline,
+        gtid_position: view.gtids.map(|g| g.to_string()),
+        replication: view.replication.clone(),
+        origin: node.origin,
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

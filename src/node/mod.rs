@@ -1,0 +1,430 @@
+//! One endpoint: its sqlx pool, its identity, its replay position, and its counters. Data,
+//! no decisions: whether it serves reads or takes the writes is the cluster's
+//! [`View`](crate::cluster::View).
+
+mod metrics;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Database, Pool};
+use tokio::sync::Notify;
+
+use crate::backend::{Backend, Probe};
+use crate::balance::{Load, PeakEwma};
+use crate::positions::{At, GtidSet, LogPosition};
+use crate::redact;
+use crate::roles::{Origin, Role};
+pub(crate) use metrics::NodeMetrics;
+
+const UNKNOWN: u64 = u64::MAX;
+
+/// One database endpoint. Shared by the pool, the executor's streams and the health task;
+/// everything in it is atomics or a short-held mutex, so the query path never waits on the
+/// health task.
+pub(crate) struct Node<DB: Database> {
+    pub(crate) name: String,
+    pub(crate) role: Role,
+    /// The URL with its password redacted; the only form ever displayed.
+    pub(crate) url: String,
+    /// The node's password, kept only to scrub it out of driver messages.
+    secret: Option<String>,
+    pub(crate) pool: Pool<DB>,
+    /// Where it came from (declared, multi-host, added…).
+    pub(crate) origin: Origin,
+    /// Balancing weight (`Config::replica_weights`).
+    weight: u32,
+    /// Options for the probe's own connection when a monitor credential is configured:
+    /// probes then never use the application's pooled connections.
+    pub(crate) probe_options: Option<<DB::Connection as sqlx::Connection>::Options>,
+    /// The monitor credential's password, scrubbed out of driver messages too.
+    monitor_secret: Option<String>,
+    /// The health probe's own connection, kept between probes (see `health::probe`).
+    probe_conn: Mutex<Option<DB::Connection>>,
+    /// A probe to confirm a statement's connection error is running.
+    suspected: AtomicBool,
+    /// Replay position (WAL bytes; MariaDB: the total of `gtids`), as probes and on-demand
+    /// refreshes saw it: what read-your-writes checks on the query path.
+    position: AtomicU64,
+    timeline: AtomicU64,
+    gtids: Mutex<Option<GtidSet>>,
+    served: AtomicU64,
+    errors: AtomicU64,
+    misroutes: AtomicU64,
+    retries: AtomicU64,
+    /// Statements running on it now.
+    in_flight: AtomicU32,
+    /// Recent statement latency, for latency-aware balancing.
+    latency: PeakEwma,
+    pub(crate) metrics: NodeMetrics,
+    /// Woken by the cluster when a published view takes it out of the reads: waits on its
+    /// pool give up at once, and reads running on it check whether it still answers.
+    left: Notify,
+}
+
+impl<DB: Backend> Node<DB> {
+    pub(crate) fn new(
+        name: String,
+        role: Role,
+        url: String,
+        secret: Option<String>,
+        pool: Pool<DB>,
+    ) -> Self {
+        let metrics = NodeMetrics::new(&name);
+        Node {
+            name,
+            role,
+            url,
+            secret,
+            pool,
+            origin: Origin::Declared,
+            weight: 1,
+            probe_options: None,
+            monitor_secret: None,
+            probe_conn: Mutex::new(None),
+            suspected: AtomicBool::new(false),
+            position: AtomicU64::new(UNKNOWN),
+            timeline: AtomicU64::new(UNKNOWN),
+            gtids: Mutex::new(None),
+            served: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            misroutes: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            in_flight: AtomicU32::new(0),
+            latency: PeakEwma::default(),
+            metrics,
+            left: Notify::new(),
+        }
+    }
+
+    /// Probes connect with these options (a monitor credential), whose password is
+    /// scrubbed like the node's own.
+    pub(crate) fn with_probe_options(
+        mut self,
+        options: <DB::Connection as sqlx::Connection>::Options,
+        secret: Option<String>,
+    ) -> Self {
+        self.probe_options = Some(options);
+        self.monitor_secret = secret.filter(|s| !s.is_empty());
+        self
+    }
+
+    /// Records where it came from.
+    pub(crate) fn with_origin(mut self, origin: Origin) -> Self {
+        self.origin = origin;
+        self
+    }
+
+    /// Sets the balancing weight (at least 1).
+    pub(crate) fn with_weight(mut self, weight: u32) -> Self {
+        self.weight = weight.max(1);
+        self
+    }
+
+    /// What a balancing policy sees of this node.
+    pub(crate) fn load(&self) -> Load {
+        Load {
+            weight: self.weight,
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            latency: self.latency.get(),
+        }
+    }
+
+    /// Marks a statement as running here until the returned guard is dropped.
+    pub(crate) fn start_call(self: &Arc<Self>) -> Busy<DB> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.metrics.in_flight.increment(1.0);
+        Busy {
+            node: Arc::clone(self),
+            started: Instant::now(),
+        }
+    }
+
+    /// Statements running on it now.
+    pub(crate) fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Marks that a statement's connection error is being confirmed by a probe; `false` if
+    /// one is running already.
+    pub(crate) fn start_suspecting(&self) -> bool {
+        !self.suspected.swap(true, Ordering::AcqRel)
+    }
+
+    pub(crate) fn stop_suspecting(&self) {
+        self.suspected.store(false, Ordering::Release);
+    }
+
+    /// Takes the kept probe connection out, if there is one.
+    pub(crate) fn take_probe_connection(&self) -> Option<DB::Connection> {
+        lock(&self.probe_conn).take()
+    }
+
+    /// Keeps a connection for the next probe (closing the pool drops it).
+    pub(crate) fn keep_probe_connection(&self, conn: DB::Connection) {
+        if self.pool.is_closed() {
+            return;
+        }
+        *lock(&self.probe_conn) = Some(conn);
+    }
+
+    /// Whether its pool could hand out a connection without waiting for one to come back:
+    /// an idle one, or room to open one.
+    pub(crate) fn has_free_connection(&self) -> bool {
+        self.pool.num_idle() > 0 || self.pool.size() < self.pool.options().get_max_connections()
+    }
+
+    /// Its replay position as last seen.
+    pub(crate) fn position(&self) -> Option<u64> {
+        known(self.position.load(Ordering::Relaxed))
+    }
+
+    /// Its timeline as last seen.
+    pub(crate) fn timeline(&self) -> Option<u64> {
+        known(self.timeline.load(Ordering::Relaxed))
+    }
+
+    /// Its MariaDB GTID position as last seen.
+    pub(crate) fn gtids(&self) -> Option<GtidSet> {
+        *lock(&self.gtids)
+    }
+
+    /// Takes a probe's position, timeline and GTID position as the node's.
+    pub(crate) fn observed(&self, probe: &Probe) {
+        *lock(&self.gtids) = probe.gtids;
+        self.position
+            .store(probe.position.unwrap_or(UNKNOWN), Ordering::Relaxed);
+        self.timeline
+            .store(probe.timeline.unwrap_or(UNKNOWN), Ordering::Relaxed);
+    }
+
+    /// Records a replay position seen outside the health probe; positions only move forward.
+    pub(crate) fn advance_position(&self, p: LogPosition) {
+        let mut position = p.position;
+        if let Some(new) = p.gtids {
+            let mut gtids = lock(&self.gtids);
+            let merged = gtids.and_then(|old| old.union(&new)).unwrap_or(new);
+            position = merged.total();
+            *gtids = Some(merged);
+        }
+        let _ = self
+            .position
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                (p == UNKNOWN || p < position).then_some(position)
+            });
+    }
+
+    /// Whether it has replayed `at`: the scalar position first (cheap, and necessary),
+    /// then the timeline, then every GTID domain.
+    pub(crate) fn covers(&self, at: &At) -> bool {
+        self.position().is_some_and(|p| p >= at.position)
+            && (at.timeline.is_none() || self.timeline() == at.timeline)
+            && at
+                .gtids
+                .is_none_or(|want| self.gtids().is_some_and(|have| have.contains(&want)))
+    }
+
+    /// Counts one statement dispatched to this node.
+    pub(crate) fn served(&self) {
+        self.served.fetch_add(1, Ordering::Relaxed);
+        self.metrics.queries.increment(1);
+    }
+
+    /// Counts a read that failed here and was tried again elsewhere.
+    pub(crate) fn retried(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        self.metrics.retries.increment(1);
+    }
+
+    /// Counts a statement this replica refused as a write (it then ran on the primary).
+    pub(crate) fn misrouted(&self) {
+        self.misroutes.fetch_add(1, Ordering::Relaxed);
+        self.metrics.misroutes.increment(1);
+    }
+
+    /// Counts an error a statement returned on this node. Returns whether it is evidence
+    /// against the node (a connection-class error) that a probe should confirm; the error
+    /// alone never takes the node out (one terminated backend is not a dead server).
+    pub(crate) fn record_error(&self, e: &sqlx::Error) -> bool {
+        self.count_error();
+        DB::is_unavailable(e)
+    }
+
+    /// Counts an error without judging the node (e.g. a statement timeout).
+    pub(crate) fn count_error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.metrics.errors.increment(1);
+    }
+
+    /// Text from the driver with this node's password scrubbed out.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        let text = redact::scrub(text, self.secret.as_deref());
+        match &self.monitor_secret {
+            Some(s) => redact::scrub(&text, Some(s)),
+            None => text,
+        }
+    }
+
+    /// Resolves when this node next leaves the rotation after this call. Create it before
+    /// checking the view: a `Notified` counts the notifications sent after its creation even
+    /// if it is first polled later, so a change in between is not missed.
+    pub(crate) fn left_rotation(&self) -> tokio::sync::futures::Notified<'_> {
+        self.left.notified()
+    }
+
+    /// Wakes everything waiting on [`left_rotation`](Self::left_rotation) (the cluster, when
+    /// it publishes a view in which the node no longer serves reads).
+    pub(crate) fn notify_left(&self) {
+        self.left.notify_waiters();
+    }
+
+    /// Acquires a connection from this node's pool, giving up as soon as it leaves the
+    /// rotation (sqlx keeps retrying a refused connection until its acquire timeout, which
+    /// would make every caller wait that long on a dead node). `serves` tells whether the
+    /// current view has it in the rotation; `None` means it left.
+    pub(crate) async fn acquire_while_in_rotation(
+        &self,
+        serves: impl Fn() -> bool,
+    ) -> Option<Result<PoolConnection<DB>, sqlx::Error>> {
+        // Created before the check, so leaving the rotation after it still wakes us; not
+        // enabled up front: when a connection is free, `acquire` is ready at its first poll
+        // and the node's waiter list is never locked (`notify_waiters` wakes a `Notified`
+        // created before it even if it was first polled after).
+        let left = self.left_rotation();
+        if !serves() {
+            return None;
+        }
+        tokio::select! {
+            biased;
+            conn = self.pool.acquire() => Some(conn),
+            _ = left => None,
+        }
+    }
+
+    /// Opens connections until the pool holds `min_connections`, as `PgPool::connect` does
+    /// before returning (a lazily created sqlx pool opens them only after `idle_timeout`).
+    /// Failures are left to the probes; each open is bounded by the acquire timeout.
+    pub(crate) async fn open_min_connections(&self) {
+        use futures_util::StreamExt;
+        let min = self.pool.options().get_min_connections();
+        let want = min.saturating_sub(self.pool.size());
+        // Held while more are opened, so the pool must open new ones rather than hand one
+        // back `want` times. Once the pool counts `min` (which includes connections still
+        // being opened: those are let finish, not cancelled), every connection goes back at
+        // once, so a fixed-size pool whose connections the application already uses is not
+        // kept waiting.
+        let mut opening: futures_util::stream::FuturesUnordered<_> =
+            (0..want).map(|_| self.pool.acquire()).collect();
+        let mut held = Vec::new();
+        while let Some(outcome) = opening.next().await {
+            let Ok(conn) = outcome else { break };
+            if self.pool.size() < min {
+                held.push(conn);
+            } else {
+                held.clear();
+            }
+        }
+    }
+
+    /// Its counters, for `status()`.
+    pub(crate) fn counters(&self) -> Counters {
+        let count = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        Counters {
+            queries: count(&self.served),
+            errors: count(&self.errors),
+            retries: count(&self.retries),
+            misroutes: count(&self.misroutes),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            latency: Duration::from_secs_f64(self.latency.get()),
+        }
+    }
+}
+
+/// What a node has served, for `status()`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Counters {
+    pub(crate) queries: u64,
+    pub(crate) errors: u64,
+    pub(crate) retries: u64,
+    pub(crate) misroutes: u64,
+    pub(crate) in_flight: u32,
+    pub(crate) latency: Duration,
+}
+
+impl<DB: Backend> fmt::Debug for Node<DB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A statement running on a node: counted in its in-flight load while alive.
+pub(crate) struct Busy<DB: Backend> {
+    node: Arc<Node<DB>>,
+    started: Instant,
+}
+
+impl<DB: Backend> Busy<DB> {
+    /// The connection is checked out: latency is measured from here (the wait for a
+    /// connection is already in the load as an outstanding statement; counting it in the
+    /// latency too would count it twice).
+    pub(crate) fn connected(mut self) -> Self {
+        self.started = Instant::now();
+        self
+    }
+
+    /// The statement completed: record its latency for latency-aware balancing.
+    pub(crate) fn done(self) {
+        let took = self.started.elapsed();
+        self.node.latency.observe(took);
+        self.node.metrics.duration.record(took.as_secs_f64());
+    }
+}
+
+impl<DB: Backend> Drop for Busy<DB> {
+    fn drop(&mut self) {
+        self.node.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.node.metrics.in_flight.decrement(1.0);
+    }
+}
+
+fn known(v: u64) -> Option<u64> {
+    (v != UNKNOWN).then_some(v)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_statement_error_is_evidence_to_confirm_a_full_pool_is_not() {
+        let pool = sqlx::pool::PoolOptions::<sqlx::Sqlite>::new()
+            .connect_lazy("sqlite::memory:")
+            .unwrap();
+        let n = Node::new(
+            "r".into(),
+            Role::Replica,
+            "sqlite::memory:".into(),
+            None,
+            pool,
+        );
+        let e = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(n.record_error(&e), "asks for a probe");
+        assert!(
+            !n.record_error(&sqlx::Error::PoolTimedOut),
+            "a full pool is no evidence"
+        );
+        assert_eq!(n.counters().errors, 2);
+    }
+}

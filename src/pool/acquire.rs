@@ -1,0 +1,165 @@
+//! Getting a connection for a statement: on the writer (following it when it moves), or on a
+//! replica the view and the session allow (moving on from one that cannot give a connection).
+//! Nothing has been sent to a server at this point, so moving on is always safe.
+
+use std::io;
+use std::sync::Arc;
+
+use sqlx::pool::PoolConnection;
+
+use super::shared::Shared;
+use crate::backend::Backend;
+use crate::causal::{ReadAt, SessionState, now_ms};
+use crate::health;
+use crate::node::{Busy, Node};
+
+/// A connection, the member (index, node) it came from, and the statement's place in that
+/// node's load (counted from before the wait for a connection, so queued statements count).
+pub(crate) type Checkout<DB> = (usize, Arc<Node<DB>>, PoolConnection<DB>, Busy<DB>);
+
+impl<DB: Backend> Shared<DB> {
+    /// A connection to the node that takes writes. Fails at once when writes are blocked
+    /// (the primary is gone and `follow_promotion` is off). If writes move to another node
+    /// while we wait for a connection (a promotion), the wait moves with them: nothing has
+    /// been sent yet.
+    pub(crate) async fn acquire_writer(self: &Arc<Self>) -> Result<Checkout<DB>, sqlx::Error> {
+        self.acquire_on_writer(true).await
+    }
+
+    /// A connection to the writer, following it if it moves while we wait. Writes (`write`)
+    /// fail at once while writes are blocked; reads that fell back here do not.
+    async fn acquire_on_writer(self: &Arc<Self>, write: bool) -> Result<Checkout<DB>, sqlx::Error> {
+        loop {
+            let moved = self.cluster.writer_moved();
+            tokio::pin!(moved);
+            moved.as_mut().enable();
+            let (index, node) = {
+                let snapshot = self.cluster.snapshot();
+                let view = &snapshot.view;
+                let index = view.writer;
+                if (write || view.nodes[index].foreign)
+                    && let Some(why) = &view.block
+                {
+                    return Err(sqlx::Error::Io(io::Error::new(
+                        io::ErrorKind::NotConnected,
+                        why.clone(),
+                    )));
+                }
+                (index, Arc::clone(snapshot.writer()))
+            };
+            let busy = node.start_call();
+            let had_room = node.has_free_connection();
+            let acquired = tokio::select! {
+                biased;
+                conn = node.pool.acquire() => conn,
+                _ = moved => continue,
+            };
+            return match acquired {
+                // Writes moved while the connection was handed over: nothing is sent yet.
+                Ok(_) if self.cluster.snapshot().view.writer != index => continue,
+                Ok(conn) => {
+                    node.served();
+                    Ok((index, node, conn, busy.connected()))
+                }
+                Err(e) => {
+                    self.acquire_failed(index, &node, had_room, &e);
+                    Err(e)
+                }
+            };
+        }
+    }
+
+    /// Getting a connection from `node` failed. A full pool (`PoolTimedOut` while it had no
+    /// room) says nothing about the node; a connection that could not be opened (refused
+    /// until the timeout, a connection-class error) asks for a probe.
+    fn acquire_failed(&self, index: usize, node: &Node<DB>, had_room: bool, e: &sqlx::Error) {
+        match e {
+            e if was_full(node, had_room, e) => {}
+            sqlx::Error::PoolTimedOut => {
+                node.count_error();
+                health::suspect(&self.cluster, index);
+            }
+            sqlx::Error::PoolClosed => {}
+            e => health::report(&self.cluster, index, e),
+        }
+    }
+
+    /// A connection for a read, and whether to reconcile the session with the primary's
+    /// position after the read (it went to the primary because of the session).
+    ///
+    /// The session (if any) decides where the read may go ([`SessionState::read_at`]). A
+    /// replica read takes the next replica in the rotation not in `tried`, preferring one
+    /// with a free connection; when every one is busy it waits for the chosen one, bounded
+    /// by `acquire_timeout`, and then fails with `PoolTimedOut` like a plain pool: a full
+    /// pool never moves reads to the primary or takes a replica out. A replica that cannot
+    /// give a connection because it is unavailable (refused, it left the rotation while we
+    /// waited) is probed and the next one is tried; with none left, the writer.
+    pub(crate) async fn acquire_reader(
+        self: &Arc<Self>,
+        tried: &mut Vec<usize>,
+        session: Option<&SessionState>,
+    ) -> Result<(Checkout<DB>, bool), sqlx::Error> {
+        let cluster = &self.cluster;
+        let mut at = None;
+        if let Some(session) = session {
+            let writer_timeline = cluster.snapshot().view.writer_timeline();
+            match session.read_at(&cluster.settings.rules, writer_timeline, now_ms()) {
+                ReadAt::Primary => return Ok((self.acquire_on_writer(false).await?, false)),
+                ReadAt::PrimaryThenRecord => {
+                    return Ok((self.acquire_on_writer(false).await?, true));
+                }
+                ReadAt::AtLeast(position) => at = Some(position),
+                ReadAt::Anywhere => {}
+            }
+        }
+        loop {
+            let chosen = match at {
+                // One snapshot for the choice: the view and the members read once.
+                None => {
+                    let snapshot = cluster.snapshot();
+                    cluster
+                        .pick(&snapshot, tried, None, true)
+                        .or_else(|| cluster.pick(&snapshot, tried, None, false))
+                        .map(|i| (i, Arc::clone(&snapshot.nodes[i])))
+                }
+                Some(at) => {
+                    let index = self.refresher.replica_at(cluster, tried, at).await;
+                    index.map(|i| (i, cluster.node(i)))
+                }
+            };
+            let Some((index, node)) = chosen else { break };
+            let busy = node.start_call();
+            let had_room = node.has_free_connection();
+            let serves = || cluster.snapshot().view.serves_reads(index);
+            match node.acquire_while_in_rotation(serves).await {
+                Some(Ok(conn)) => {
+                    node.served();
+                    return Ok(((index, node, conn, busy.connected()), false));
+                }
+                // A busy node, not a down one.
+                Some(Err(e)) if was_full(&node, had_room, &e) => return Err(e),
+                Some(Err(e))
+                    if DB::is_unavailable(&e) || matches!(e, sqlx::Error::PoolTimedOut) =>
+                {
+                    self.acquire_failed(index, &node, had_room, &e)
+                }
+                // Removed from the pool while we waited: its pool closed, nothing was sent.
+                Some(Err(sqlx::Error::PoolClosed))
+                    if cluster.snapshot().view.nodes[index].removed => {}
+                Some(Err(e)) => return Err(e),
+                None => {}
+            }
+            tracing::debug!(node = %node.name, "replica unavailable, trying the next node");
+            tried.push(index);
+        }
+        // No replica (that has the session's writes): the writer. A session's position is
+        // then checked against the primary's (a forged token ahead of it is clamped).
+        Ok((self.acquire_on_writer(false).await?, at.is_some()))
+    }
+}
+
+/// Whether `e` is a wait for a connection that timed out because `node`'s pool was full,
+/// before the wait (`had_room` false) or after it: a busy node, not evidence against it.
+fn was_full<DB: Backend>(node: &Node<DB>, had_room: bool, e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::PoolTimedOut) && (!had_room || !node.has_free_connection())
+}

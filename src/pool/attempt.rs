@@ -1,0 +1,430 @@
+//! The one attempt loop behind every routed statement: route → consistency gate → balance →
+//! acquire → run → classify the outcome (retry a read elsewhere, run a refused "read" once on
+//! the primary, report "may have committed").
+
+use std::io;
+use std::sync::Arc;
+
+use either::Either;
+use futures_core::future::BoxFuture;
+use futures_core::stream::BoxStream;
+use futures_util::{FutureExt, StreamExt};
+use sqlx::{Database, Describe, Executor, SqlStr};
+
+use super::guard::{Failure, Guard};
+use super::record::{Attempt, PendingWrite};
+use super::routed::Routed;
+use super::shared::Shared;
+use crate::backend::Backend;
+use crate::causal::SessionState;
+use crate::error::OutcomeUnknown;
+use crate::health;
+use crate::node::Node;
+use crate::route::{Route, Target, fingerprint};
+
+/// The stream of results `Executor::fetch_many` returns.
+pub(super) type ResultStream<'e, DB> = BoxStream<
+    'e,
+    Result<Either<<DB as Database>::QueryResult, <DB as Database>::Row>, sqlx::Error>,
+>;
+
+/// The span of one routed call. The node's name (never its URL) is filled in once a
+/// connection is checked out; `retries` and `fallback` when they happen.
+fn call_span(route: Route) -> tracing::Span {
+    tracing::debug_span!(
+        "partypool.query",
+        node = tracing::field::Empty,
+        target = %route.target,
+        reason = route.reason,
+        retries = tracing::field::Empty,
+        fallback = tracing::field::Empty,
+    )
+}
+
+pin_project_lite::pin_project! {
+    /// A stream that enters its span on every poll (`tracing::Instrument` covers futures
+    /// only).
+    struct InSpan<S> {
+        #[pin]
+        inner: S,
+        span: tracing::Span,
+    }
+}
+
+impl<S: futures_core::Stream> futures_core::Stream for InSpan<S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<S::Item>> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        this.inner.poll_next(cx)
+    }
+}
+
+/// How a call reached the executor: an explicit target (`on_primary`, `on_replica`), and the
+/// session it belongs to.
+#[derive(Default)]
+pub(crate) struct Via {
+    pub(super) force: Option<Target>,
+    pub(super) session: Option<Arc<SessionState>>,
+}
+
+/// What to do after a failed attempt.
+enum Next {
+    /// Run the read again on another node.
+    Retry,
+    /// A replica refused a write: run it once on the primary.
+    Misroute(sqlx::Error),
+    Fail(sqlx::Error),
+}
+
+fn io_error(kind: io::ErrorKind, message: String) -> sqlx::Error {
+    sqlx::Error::Io(io::Error::new(kind, message))
+}
+
+/// What `fetch_many` and `fetch_optional` differ in: the driver call run on one connection.
+/// Everything else — routing, the session, retries, the misroute fallback, timeouts — is
+/// one attempt loop ([`Shared::attempts`]).
+trait Op<DB: Backend>: Copy + Send + 'static {
+    type Item: Send + 'static;
+
+    fn run<'c>(
+        self,
+        conn: &'c mut DB::Connection,
+        query: Routed<DB>,
+    ) -> BoxStream<'c, Result<Self::Item, sqlx::Error>>
+    where
+        for<'x> &'x mut DB::Connection: Executor<'x, Database = DB>;
+}
+
+/// `Executor::fetch_many`: every result as it comes.
+#[derive(Clone, Copy)]
+struct Many;
+
+impl<DB: Backend> Op<DB> for Many {
+    type Item = Either<DB::QueryResult, DB::Row>;
+
+    fn run<'c>(
+        self,
+        conn: &'c mut DB::Connection,
+        query: Routed<DB>,
+    ) -> BoxStream<'c, Result<Self::Item, sqlx::Error>>
+    where
+        for<'x> &'x mut DB::Connection: Executor<'x, Database = DB>,
+    {
+        conn.fetch_many(query)
+    }
+}
+
+/// `Executor::fetch_optional`: one item, the first row if any.
+#[derive(Clone, Copy)]
+struct Optional;
+
+impl<DB: Backend> Op<DB> for Optional {
+    type Item = Option<DB::Row>;
+
+    fn run<'c>(
+        self,
+        conn: &'c mut DB::Connection,
+        query: Routed<DB>,
+    ) -> BoxStream<'c, Result<Self::Item, sqlx::Error>>
+    where
+        for<'x> &'x mut DB::Connection: Executor<'x, Database = DB>,
+    {
+        conn.fetch_optional(query).into_stream().boxed()
+    }
+}
+
+impl<DB: Backend> Shared<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    fn route(&self, sql: &str, force: Option<Target>) -> Route {
+        let route = self.router.decide(sql, force).route();
+        tracing::trace!(target = %route.target, reason = route.reason, "routed");
+        route
+    }
+
+    fn misrouted(&self, node: &Node<DB>, sql: &SqlStr, e: &sqlx::Error) {
+        node.misrouted();
+        tracing::Span::current().record("fallback", true);
+        let code = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .unwrap_or_default();
+        tracing::warn!(
+            node = %node.name,
+            statement = %fingerprint(DB::DIALECT, sql.as_str()),
+            code = %code,
+            "a replica refused a statement routed as a read; running it on the primary \
+             (consider Config::write_functions)"
+        );
+    }
+
+    /// Decides what follows a failed attempt on `node`.
+    ///
+    /// Only reads that ran on a read-only replica (`standby`) and returned nothing yet are
+    /// ever run again, and only after a failure that says nothing ran (a refusal) or that
+    /// concerns the node rather than the statement (connection-class error, timeout, the node
+    /// leaving the rotation): a statement the router took for a read may still write (an
+    /// opaque CALL, an undeclared write function), and on the primary it may have committed.
+    /// For the same reason a statement interrupted anywhere but on a standby fails with an
+    /// [`OutcomeUnknown`] error, never one that says it did not run.
+    fn after_failure(
+        self: &Arc<Self>,
+        index: usize,
+        node: &Arc<Node<DB>>,
+        failure: Failure,
+        standby: bool,
+        yielded: bool,
+        retries_left: bool,
+    ) -> Next {
+        let unknown = |kind, what: String, source| {
+            Next::Fail(OutcomeUnknown::error(&node.name, kind, what, source))
+        };
+        let error = match failure {
+            Failure::Closed { sent: false } => return Next::Fail(sqlx::Error::PoolClosed),
+            Failure::Closed { sent: true } if standby => {
+                return Next::Fail(sqlx::Error::PoolClosed);
+            }
+            Failure::Closed { sent: true } => {
+                return unknown(
+                    io::ErrorKind::ConnectionAborted,
+                    "interrupted by close()".into(),
+                    None,
+                );
+            }
+            Failure::Db(e) if standby && !yielded && DB::is_standby_rejection(&e) => {
+                return Next::Misroute(e);
+            }
+            Failure::Db(e) => {
+                health::report(&self.cluster, index, &e);
+                if standby && !yielded && retries_left && DB::is_unavailable(&e) {
+                    node.retried();
+                    return Next::Retry;
+                }
+                // Cut off (a transport error), or the server going away mid-statement (it may
+                // have committed locally, e.g. while waiting for a synchronous standby).
+                if !standby && DB::is_unavailable(&e) {
+                    let kind = match &e {
+                        sqlx::Error::Io(io) => io.kind(),
+                        _ => io::ErrorKind::ConnectionAborted,
+                    };
+                    return unknown(kind, "the connection broke".into(), Some(Box::new(e)));
+                }
+                return Next::Fail(e);
+            }
+            Failure::Timeout(t) => {
+                node.count_error();
+                if !standby {
+                    return unknown(
+                        io::ErrorKind::TimedOut,
+                        format!("statement timed out after {t:?}"),
+                        None,
+                    );
+                }
+                io_error(
+                    io::ErrorKind::TimedOut,
+                    format!("statement timed out after {t:?} on {}", node.name),
+                )
+            }
+            Failure::LeftRotation => io_error(
+                io::ErrorKind::ConnectionAborted,
+                format!("{} left the rotation while the statement ran", node.name),
+            ),
+        };
+        if standby && !yielded && retries_left {
+            node.retried();
+            Next::Retry
+        } else {
+            Next::Fail(error)
+        }
+    }
+
+    /// The attempt loop behind every routed statement: route, take a connection (a session
+    /// decides where its reads may go), run `op` on it, and after a failure run a read again
+    /// elsewhere or a refused "read" once on the primary (see
+    /// [`after_failure`](Self::after_failure)).
+    fn attempts<'e, O: Op<DB>>(
+        self: Arc<Self>,
+        query: Routed<DB>,
+        via: Via,
+        op: O,
+    ) -> BoxStream<'e, Result<O::Item, sqlx::Error>> {
+        let route = self.route(query.sql.as_str(), via.force);
+        let read = route.target == Target::Replica;
+        let span = call_span(route);
+        let stream = async_stream::try_stream! {
+            let mut tried = Vec::new();
+            let mut attempts = 0;
+            let mut pending = Some((query, read));
+            while let Some((query, on_replica)) = pending.take() {
+                let again = if on_replica { query.try_clone() } else { None };
+                // A write through a session: until its position is recorded, the session
+                // reads on the primary.
+                let write = match (&via.session, on_replica) {
+                    (Some(session), false) => Some(PendingWrite::new(&self, session, false)),
+                    _ => None,
+                };
+                let ((index, node, conn, busy), reconcile) = if on_replica {
+                    self.acquire_reader(&mut tried, via.session.as_deref()).await?
+                } else {
+                    (self.acquire_writer().await?, false)
+                };
+                let mut attempt = Attempt {
+                    conn: Some(conn),
+                    write: write.map(|mut w| {
+                        w.sent = true;
+                        w
+                    }),
+                };
+                // Watch for the node leaving the rotation only on a replica read: a read that
+                // fell back to the writer, or a write, runs to its end.
+                // One look at the view for how this attempt is watched and judged.
+                let (watch, standby) = if on_replica {
+                    let snapshot = self.cluster.snapshot();
+                    let v = &snapshot.view.nodes[index];
+                    (v.serves_reads(), v.is_standby())
+                } else {
+                    (false, false)
+                };
+                tracing::Span::current().record("node", node.name.as_str());
+                let mut yielded = false;
+                let mut failure = None;
+                {
+                    let guard = Guard::new(&self, index, &node, watch);
+                    tokio::pin!(guard);
+                    let mut results = op.run(attempt.conn(), query);
+                    loop {
+                        match guard.as_mut().next(results.next()).await {
+                            Ok(Some(Ok(item))) => {
+                                yielded = true;
+                                yield item;
+                            }
+                            Ok(None) => break,
+                            Ok(Some(Err(e))) => {
+                                failure = Some(Failure::Db(e));
+                                break;
+                            }
+                            Err(f) => {
+                                failure = Some(f);
+                                break;
+                            }
+                        }
+                    }
+                }
+                // The bookkeeping after a statement is one light query on its connection, bounded
+                // like a probe: a node that stalls now must not hold the call.
+                let bound = self.cluster.settings.health_check_timeout;
+                match &failure {
+                    None | Some(Failure::Db(_)) if attempt.write.is_none() => {}
+                    None | Some(Failure::Db(_)) => {
+                        if tokio::time::timeout(bound, attempt.record()).await.is_err() {
+                            attempt.abandon();
+                        }
+                    }
+                    Some(_) => attempt.abandon(),
+                }
+                let Some(failure) = failure else {
+                    if reconcile && let Some(session) = &via.session {
+                        let check = self.reconcile(attempt.conn(), session);
+                        if tokio::time::timeout(bound, check).await.is_err() {
+                            attempt.abandon();
+                        }
+                    }
+                    busy.done();
+                    break;
+                };
+                drop(busy);
+                drop(attempt);
+                let retries_left = again.is_some() && attempts < self.cluster.settings.max_read_retries;
+                match self.after_failure(index, &node, failure, standby, yielded, retries_left) {
+                    Next::Retry => {
+                        tried.push(index);
+                        attempts += 1;
+                        tracing::Span::current().record("retries", attempts);
+                        pending = again.map(|q| (q, true));
+                    }
+                    Next::Misroute(e) => match again {
+                        Some(q) => {
+                            self.misrouted(&node, &q.sql, &e);
+                            pending = Some((q, false));
+                        }
+                        None => Err(e)?,
+                    },
+                    Next::Fail(e) => Err(e)?,
+                }
+            }
+        };
+        InSpan {
+            inner: stream,
+            span,
+        }
+        .boxed()
+    }
+
+    pub(super) fn fetch_many<'e>(
+        self: Arc<Self>,
+        query: Routed<DB>,
+        via: Via,
+    ) -> ResultStream<'e, DB> {
+        self.attempts(query, via, Many)
+    }
+
+    pub(super) fn fetch_optional<'e>(
+        self: Arc<Self>,
+        query: Routed<DB>,
+        via: Via,
+    ) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>> {
+        let mut results = self.attempts(query, via, Optional);
+        async move {
+            // Polled to its end (one item), so a session write is recorded before we return.
+            let mut row = None;
+            while let Some(item) = results.next().await {
+                row = item?;
+            }
+            Ok(row)
+        }
+        .boxed()
+    }
+
+    pub(super) fn prepare_with<'e>(
+        self: Arc<Self>,
+        sql: SqlStr,
+        parameters: &'e [DB::TypeInfo],
+        via: Via,
+    ) -> BoxFuture<'e, Result<DB::Statement, sqlx::Error>> {
+        // A prepared statement is metadata plus SQL; sqlx prepares it again on whichever
+        // connection later runs it, so it is routed again at that point.
+        let route = self.route(sql.as_str(), via.force);
+        async move {
+            let (index, _node, mut conn, _busy) = if route.target == Target::Replica {
+                self.acquire_reader(&mut Vec::new(), None).await?.0
+            } else {
+                self.acquire_writer().await?
+            };
+            conn.prepare_with(sql, parameters)
+                .await
+                .inspect_err(|e| health::report(&self.cluster, index, e))
+        }
+        .boxed()
+    }
+
+    /// Used by the `query!` macros at compile time: always the primary, whose schema is
+    /// never behind.
+    pub(super) fn describe<'e>(
+        self: Arc<Self>,
+        sql: SqlStr,
+    ) -> BoxFuture<'e, Result<Describe<DB>, sqlx::Error>> {
+        async move {
+            let (index, _node, mut conn, _busy) = self.acquire_writer().await?;
+            conn.describe(sql)
+                .await
+                .inspect_err(|e| health::report(&self.cluster, index, e))
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,167 @@
+//! [`Shared`]: what every handle of one pool shares, how it starts and how it closes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::join_all;
+use sqlx::Connection;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::builder::Hooks;
+use super::connect;
+use crate::backend::Backend;
+use crate::causal::{CausalSupport, Consistency, Rules, STICKY_FALLBACK, settle_window};
+use crate::cluster::{Cluster, Settings};
+use crate::refresh::Refresher;
+use crate::route::Router;
+use crate::topology::Member;
+use crate::{Config, Error, health};
+
+/// Everything the pool handles share.
+pub(crate) struct Shared<DB: Backend> {
+    pub(crate) cluster: Arc<Cluster<DB>>,
+    pub(crate) router: Router,
+    /// Replay positions refreshed on demand for reads that wait for a position.
+    pub(crate) refresher: Refresher,
+    shutdown: Mutex<Option<oneshot::Sender<()>>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    closed: AtomicBool,
+    /// What nodes added later are built with.
+    pub(super) config: Config,
+    pub(super) hooks: Hooks<DB>,
+    /// Serialises membership changes.
+    pub(super) membership: tokio::sync::Mutex<()>,
+    /// The discovery task, when something discovers members.
+    pub(super) discovery: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The settings the cluster, the tasks and the query path read, from the configuration.
+fn settings<DB: Backend>(config: &Config) -> Settings {
+    Settings {
+        health_check_interval: config.health_check_interval,
+        health_check_timeout: config.health_check_timeout,
+        ban_backoff: config.ban_backoff,
+        max_replica_lag: config.max_replica_lag,
+        max_replica_lag_bytes: config.max_replica_lag_bytes,
+        follow_promotion: config.follow_promotion,
+        max_read_retries: config.max_read_retries,
+        statement_timeout: config.statement_timeout,
+        rules: Rules {
+            support: DB::CAUSAL,
+            sticky: match (config.consistency, DB::CAUSAL) {
+                (Consistency::StickyFor(d), _) => Some(d),
+                (Consistency::Causal, CausalSupport::Unsupported) => Some(STICKY_FALLBACK),
+                (Consistency::Causal, _) => None,
+            },
+            settle: settle_window(config.statement_timeout),
+        },
+        causal_wait: config.causal_wait,
+        position_interval: config.position_interval,
+    }
+}
+
+impl<DB: Backend> Shared<DB> {
+    /// Builds the nodes (the declared ones and what the discovery sources name now), probes
+    /// them all at once, decides the first view, and starts the health task.
+    pub(crate) async fn connect(
+        members: Vec<Member>,
+        config: Config,
+        hooks: Hooks<DB>,
+    ) -> Result<Self, Error> {
+        config.validate().map_err(Error::Config)?;
+        let mut members = members;
+        let discovered = connect::discovered_members(&config, &hooks).await?;
+        members.extend(discovered.members);
+        if members.is_empty()
+            && let Some(reasons) = discovered.failure
+        {
+            return Err(Error::NoNodeAnswered { reasons });
+        }
+        let nodes = connect::build_nodes(members, &config, &hooks)?;
+        let settings = settings::<DB>(&config);
+        let cluster = Arc::new(Cluster::new(nodes, settings, config.balance.policy()));
+        connect::first_round(&cluster, &config).await?;
+        // Warm the pools of the nodes that answered, in the background: `connect` does not
+        // wait for (or fail on) a slow replica's connections.
+        if config.min_connections > 0 {
+            let warm: Vec<_> = {
+                let snapshot = cluster.snapshot();
+                let up = snapshot.nodes.iter().zip(&snapshot.view.nodes);
+                up.filter(|(_, v)| v.healthy)
+                    .map(|(n, _)| n.clone())
+                    .collect()
+            };
+            tokio::spawn(async move {
+                join_all(warm.iter().map(|n| n.open_min_connections())).await;
+            });
+        }
+        let (tx, rx) = oneshot::channel();
+        let task = health::spawn(Arc::downgrade(&cluster), settings, rx);
+        let shared = Shared {
+            cluster,
+            router: config.router(DB::DIALECT),
+            refresher: Refresher::default(),
+            shutdown: Mutex::new(Some(tx)),
+            task: Mutex::new(Some(task)),
+            closed: AtomicBool::new(false),
+            config,
+            hooks,
+            membership: tokio::sync::Mutex::new(()),
+            discovery: Mutex::new(None),
+        };
+        #[cfg(feature = "patroni")]
+        shared.apply_patroni_states(&discovered.patroni);
+        Ok(shared)
+    }
+
+    /// The consistency rules of this pool's sessions.
+    pub(crate) fn rules(&self) -> Rules {
+        self.cluster.settings.rules
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Stops the health task and closes every node's pool. Running calls get
+    /// `health_check_timeout` to finish; then they are interrupted (they fail with
+    /// `PoolClosed`), so `close` returns promptly even when a node hangs. Idempotent.
+    pub(crate) async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        if let Some(tx) = lock(&self.shutdown).take() {
+            let _ = tx.send(());
+        }
+        let task = lock(&self.task).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        if let Some(discovery) = lock(&self.discovery).take() {
+            discovery.abort();
+        }
+        let nodes = Arc::clone(&self.cluster.snapshot().nodes);
+        join_all(
+            nodes
+                .iter()
+                .filter_map(|n| n.take_probe_connection())
+                .map(|c| c.close()),
+        )
+        .await;
+        let close_all = || join_all(nodes.iter().map(|n| n.pool.close()));
+        let grace = self.cluster.settings.health_check_timeout;
+        if tokio::time::timeout(grace, close_all()).await.is_err() {
+            tracing::warn!(?grace, "calls still running at close; interrupting them");
+            self.cluster.start_closing();
+            // Connections checked out through `primary()` / `replica()` are not ours to
+            // interrupt: stop waiting for them after another grace period; the pools are
+            // closed already and close each one when it comes back.
+            if tokio::time::timeout(grace, close_all()).await.is_err() {
+                tracing::warn!("connections still checked out at close; they close when returned");
+            }
+        }
+    }
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

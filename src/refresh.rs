@@ -1,0 +1,118 @@
+//! Replay positions on demand, for read-your-writes: a read that must see a position waits
+//! for a replica to reach it while one shared refresh at a time reads the replicas'
+//! positions.
+//!
+//! Nothing refreshes while no session waits, and concurrent waiters share one refresh that
+//! starts at most once per `position_interval`: the load on replicas is bounded per pool,
+//! not per session.
+
+use tokio::sync::Notify;
+
+use crate::backend::Backend;
+use crate::cluster::Cluster;
+use crate::positions::At;
+
+/// The shared refresh of one pool.
+#[derive(Debug, Default)]
+pub(crate) struct Refresher {
+    /// Woken when a refresh ends.
+    moved: Notify,
+    /// Held while replay positions are being refreshed, so callers share one refresh, and
+    /// when the last one started: at most one per `position_interval`.
+    refreshing: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Refresher {
+    /// Reads every serving replica's replay position now (one light query each, at once) and
+    /// wakes readers waiting for a position.
+    pub(crate) async fn refresh<DB: Backend>(&self, cluster: &Cluster<DB>) {
+        let settings = &cluster.settings;
+        // Registered before looking at the lock, so a refresh that ends in between still
+        // wakes us.
+        let moved = self.moved.notified();
+        tokio::pin!(moved);
+        moved.as_mut().enable();
+        let Ok(guard) = self.refreshing.try_lock() else {
+            // Someone is refreshing: wait for their result instead.
+            let wait = settings.health_check_timeout + settings.position_interval;
+            let _ = tokio::time::timeout(wait, moved).await;
+            return;
+        };
+        // However this ends (even if our caller gives up and drops us): release the lock
+        // first, then wake the waiters, so a woken waiter finds it free.
+        struct Refreshing<'a> {
+            last: Option<tokio::sync::MutexGuard<'a, Option<tokio::time::Instant>>>,
+            moved: &'a Notify,
+        }
+        impl Drop for Refreshing<'_> {
+            fn drop(&mut self) {
+                self.last.take();
+                self.moved.notify_waiters();
+            }
+        }
+        let mut refreshing = Refreshing {
+            last: Some(guard),
+            moved: &self.moved,
+        };
+        let last = refreshing.last.as_mut().expect("held");
+        if let Some(at) = **last {
+            tokio::time::sleep_until(at + settings.position_interval).await;
+        }
+        **last = Some(tokio::time::Instant::now());
+        // Bounded: a hung replica must not hold every waiting session. An idle pooled
+        // connection, else the node's kept probe connection: a refresh never waits behind a
+        // full pool (it would make waiting sessions give up and read on the primary).
+        let timeout = settings.health_check_timeout;
+        let nodes: Vec<_> = {
+            let snapshot = cluster.snapshot();
+            let readable = snapshot.view.readable.iter();
+            readable.map(|&i| snapshot.nodes[i].clone()).collect()
+        };
+        futures_util::future::join_all(nodes.iter().map(|n| async move {
+            let read = async {
+                if let Some(mut conn) = n.pool.try_acquire() {
+                    return DB::replayed_position(&mut conn).await;
+                }
+                let Some(mut conn) = n.take_probe_connection() else {
+                    return Ok(None);
+                };
+                let p = DB::replayed_position(&mut conn).await;
+                if p.is_ok() {
+                    n.keep_probe_connection(conn);
+                }
+                p
+            };
+            if let Ok(Ok(Some(p))) = tokio::time::timeout(timeout, read).await {
+                n.advance_position(p);
+            }
+        }))
+        .await;
+        drop(refreshing);
+    }
+
+    /// A replica that has replayed `at`, skipping `tried`, waiting up to `causal_wait` for
+    /// one to catch up (refreshing positions meanwhile); `None` when none does in time.
+    pub(crate) async fn replica_at<DB: Backend>(
+        &self,
+        cluster: &Cluster<DB>,
+        tried: &[usize],
+        at: At,
+    ) -> Option<usize> {
+        let pick = |at: Option<&At>| cluster.pick(&cluster.snapshot(), tried, at, false);
+        if let Some(i) = pick(Some(&at)) {
+            return Some(i);
+        }
+        // No replica in the rotation at all: nothing to wait for.
+        pick(None)?;
+        let deadline = tokio::time::Instant::now() + cluster.settings.causal_wait;
+        loop {
+            let _ = tokio::time::timeout_at(deadline, self.refresh(cluster)).await;
+            if let Some(i) = pick(Some(&at)) {
+                return Some(i);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+        }
+    }
+}
