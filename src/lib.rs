@@ -97,8 +97,3 @@ pub type MySqlReplicaPool = ReplicaPool<sqlx::MySql>;
 /// contention with the same API.
 #[cfg(feature = "sqlite")]
 pub type SqliteReplicaPool = ReplicaPool<sqlx::Sqlite>;
-
-/// The README's examples, compiled as doctests so the front door stays true.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-pub struct ReadmeDoctests;

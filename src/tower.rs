@@ -12,8 +12,10 @@
 //! A token that cannot be used — garbled, from another cluster, of the wrong kind — is
 //! ignored with a warning: the request reads as a fresh session, never fails.
 //!
-//! ```no_run
-//! # #[cfg(feature = "axum")]
+//! (The same example is compiled from the README by the `checks/` workspace member, which has
+//! axum; the library itself depends only on `axum-core`.)
+//!
+//! ```ignore
 //! # async fn demo(pool: partypool::PgReplicaPool) {
 //! use axum::{Router, routing::post};
 //! use partypool::Session;

@@ -85,6 +85,7 @@ fn usage_errors_are_clear() {
     assert!(err.contains("oracle"), "{err}");
 }
 
+#[path = "../checks/tests/support/mod.rs"]
 mod support;
 
 #[test]

@@ -42,7 +42,7 @@ impl Backend for sqlx::MySql {
             Err(e) => return Err(e),
         };
         let replication = if replication_status {
-            Some(mysql::replication_status(conn).await?)
+            Some(status::replication_status(conn).await?)
         } else {
             None
         };
@@ -145,7 +145,7 @@ fn mysql_errno(e: &sqlx::Error) -> Option<u16> {
         .map(|m| m.number())
 }
 
-mod mysql {
+mod status {
     use sqlx::mysql::{MySqlConnection, MySqlRow};
     use sqlx::{Executor, Row};
 

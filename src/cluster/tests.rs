@@ -83,13 +83,16 @@ const P: Role = Role::Primary;
 const R: Role = Role::Replica;
 const D: Role = Role::Discovered;
 
+/// A batch of events, and what must hold of the view after it.
+type Step = (Vec<Event>, fn(&View));
+
 /// One scenario: the members' declared roles, then batches of events, each followed by what
 /// must hold of the view.
 struct Row {
     name: &'static str,
     settings: Settings,
     roles: &'static [Role],
-    steps: Vec<(Vec<Event>, fn(&View))>,
+    steps: Vec<Step>,
 }
 
 fn run(rows: Vec<Row>) {

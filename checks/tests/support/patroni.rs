@@ -324,14 +324,26 @@ postgresql:
     }
 
     /// Asks Patroni for a switchover from `leader` to `candidate` (REST `POST /switchover`).
+    /// Patroni itself sometimes answers 503 "Switchover failed" (the candidate was not ready
+    /// in its eyes; the leader stays): asked again, up to three times, after a pause.
     pub fn switchover(&self, leader: &str, candidate: &str) {
-        let (code, body) = http(
-            self.member(leader).rest_port,
-            "POST",
-            "/switchover",
-            &format!(r#"{{"leader": "{leader}", "candidate": "{candidate}"}}"#),
-        );
-        assert_eq!(code, 200, "switchover refused: {body}");
+        for attempt in 1..=3 {
+            let (code, body) = http(
+                self.member(leader).rest_port,
+                "POST",
+                "/switchover",
+                &format!(r#"{{"leader": "{leader}", "candidate": "{candidate}"}}"#),
+            );
+            if code == 200 {
+                return;
+            }
+            assert!(
+                code == 503 && attempt < 3,
+                "switchover refused: {code} {body}"
+            );
+            eprintln!("Patroni: switchover attempt {attempt} failed ({code} {body}); again");
+            std::thread::sleep(Duration::from_secs(2));
+        }
     }
 
     /// Member `name`'s machine dies: its Patroni and its postgres are killed.
