@@ -13,9 +13,20 @@ use crate::causal::{ReadAt, SessionState, now_ms};
 use crate::health;
 use crate::node::{Busy, Node};
 
-/// A connection, the member (index, node) it came from, and the statement's place in that
-/// node's load (counted from before the wait for a connection, so queued statements count).
-pub(crate) type Checkout<DB> = (usize, Arc<Node<DB>>, PoolConnection<DB>, Busy<DB>);
+/// A connection, the member it came from, and what the view said of it when it was chosen.
+pub(crate) struct Checkout<DB: Backend> {
+    /// The member's index.
+    pub(crate) index: usize,
+    pub(crate) node: Arc<Node<DB>>,
+    pub(crate) conn: PoolConnection<DB>,
+    /// The statement's place in the node's load (counted from before the wait for a
+    /// connection, so queued statements count).
+    pub(crate) busy: Busy<DB>,
+    /// It served reads: a read on it is watched, and abandoned if the node stops answering.
+    pub(crate) serves_reads: bool,
+    /// It was a standby (read-only): a read that failed there may run again elsewhere.
+    pub(crate) standby: bool,
+}
 
 impl<DB: Backend> Shared<DB> {
     /// A connection to the node that takes writes. Fails at once when writes are blocked
@@ -33,10 +44,11 @@ impl<DB: Backend> Shared<DB> {
             let moved = self.cluster.writer_moved();
             tokio::pin!(moved);
             moved.as_mut().enable();
-            let (index, node) = {
+            let (index, node, serves_reads, standby) = {
                 let snapshot = self.cluster.snapshot();
                 let view = &snapshot.view;
                 let index = view.writer;
+                let v = &view.nodes[index];
                 if (write || view.nodes[index].foreign)
                     && let Some(why) = &view.block
                 {
@@ -45,7 +57,8 @@ impl<DB: Backend> Shared<DB> {
                         why.clone(),
                     )));
                 }
-                (index, Arc::clone(snapshot.writer()))
+                let node = Arc::clone(snapshot.writer());
+                (index, node, v.serves_reads(), v.is_standby())
             };
             let busy = node.start_call();
             let had_room = node.has_free_connection();
@@ -59,7 +72,14 @@ impl<DB: Backend> Shared<DB> {
                 Ok(_) if self.cluster.snapshot().view.writer != index => continue,
                 Ok(conn) => {
                     node.served();
-                    Ok((index, node, conn, busy.connected()))
+                    Ok(Checkout {
+                        index,
+                        node,
+                        conn,
+                        busy: busy.connected(),
+                        serves_reads,
+                        standby,
+                    })
                 }
                 Err(e) => {
                     self.acquire_failed(index, &node, had_room, &e);
@@ -134,7 +154,16 @@ impl<DB: Backend> Shared<DB> {
             match node.acquire_while_in_rotation(serves).await {
                 Some(Ok(conn)) => {
                     node.served();
-                    return Ok(((index, node, conn, busy.connected()), false));
+                    // Chosen from the view's readable replicas: a standby serving reads.
+                    let checkout = Checkout {
+                        index,
+                        node,
+                        conn,
+                        busy: busy.connected(),
+                        serves_reads: true,
+                        standby: true,
+                    };
+                    return Ok((checkout, false));
                 }
                 // A busy node, not a down one.
                 Some(Err(e)) if was_full(&node, had_room, &e) => return Err(e),

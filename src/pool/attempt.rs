@@ -11,6 +11,7 @@ use futures_core::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
 use sqlx::{Database, Describe, Executor, SqlStr};
 
+use super::acquire::Checkout;
 use super::guard::{Failure, Guard};
 use super::record::{Attempt, PendingWrite};
 use super::routed::Routed;
@@ -269,27 +270,23 @@ where
                     (Some(session), false) => Some(PendingWrite::new(&self, session, false)),
                     _ => None,
                 };
-                let ((index, node, conn, busy), reconcile) = if on_replica {
+                let (checkout, reconcile) = if on_replica {
                     self.acquire_reader(&mut tried, via.session.as_deref()).await?
                 } else {
                     (self.acquire_writer().await?, false)
                 };
+                // How this attempt is watched and judged, from the view it was chosen in:
+                // watched for the node going away only on a replica read (a read that fell
+                // back to the writer, or a write, runs to its end).
+                let watch = on_replica && checkout.serves_reads;
+                let standby = on_replica && checkout.standby;
+                let Checkout { index, node, conn, busy, .. } = checkout;
                 let mut attempt = Attempt {
                     conn: Some(conn),
                     write: write.map(|mut w| {
                         w.sent = true;
                         w
                     }),
-                };
-                // Watch for the node leaving the rotation only on a replica read: a read that
-                // fell back to the writer, or a write, runs to its end.
-                // One look at the view for how this attempt is watched and judged.
-                let (watch, standby) = if on_replica {
-                    let snapshot = self.cluster.snapshot();
-                    let v = &snapshot.view.nodes[index];
-                    (v.serves_reads(), v.is_standby())
-                } else {
-                    (false, false)
                 };
                 tracing::Span::current().record("node", node.name.as_str());
                 let mut yielded = false;
@@ -401,7 +398,12 @@ where
         // connection later runs it, so it is routed again at that point.
         let route = self.route(sql.as_str(), via.force);
         async move {
-            let (index, _node, mut conn, _busy) = if route.target == Target::Replica {
+            let Checkout {
+                index,
+                mut conn,
+                busy: _busy,
+                ..
+            } = if route.target == Target::Replica {
                 self.acquire_reader(&mut Vec::new(), None).await?.0
             } else {
                 self.acquire_writer().await?
@@ -420,7 +422,12 @@ where
         sql: SqlStr,
     ) -> BoxFuture<'e, Result<Describe<DB>, sqlx::Error>> {
         async move {
-            let (index, _node, mut conn, _busy) = self.acquire_writer().await?;
+            let Checkout {
+                index,
+                mut conn,
+                busy: _busy,
+                ..
+            } = self.acquire_writer().await?;
             conn.describe(sql)
                 .await
                 .inspect_err(|e| health::report(&self.cluster, index, e))

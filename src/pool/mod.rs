@@ -406,7 +406,7 @@ impl<'a, DB: Backend> Acquire<'a> for &'_ ReplicaPool<DB> {
         self,
     ) -> futures_core::future::BoxFuture<'static, Result<Self::Connection, sqlx::Error>> {
         let shared = Arc::clone(&self.shared);
-        Box::pin(async move { shared.acquire_writer().await.map(|(_, _, conn, _)| conn) })
+        Box::pin(async move { shared.acquire_writer().await.map(|c| c.conn) })
     }
 
     fn begin(

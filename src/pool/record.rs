@@ -14,7 +14,7 @@ impl<DB: Backend> Shared<DB> {
     /// any writer connection. The commit has returned, so the position now is past it.
     pub(crate) async fn record_commit(self: &Arc<Self>, session: &SessionState) {
         match self.acquire_writer().await {
-            Ok((_, _, mut conn, _)) => self.record_write(&mut conn, session).await,
+            Ok(mut c) => self.record_write(&mut c.conn, session).await,
             Err(_) => session.unknown(now_ms()),
         }
     }
