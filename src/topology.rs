@@ -3,7 +3,7 @@
 //! A member is a URL plus what is known of its role up front. Declared roles are hints the
 //! probes confirm; a node of unknown role ([`Role::Discovered`]) serves reads while it is in
 //! recovery and may take the writes while it is not (one writer at a time, chosen by
-//! [`Cluster::elect_writer`](crate::cluster::Cluster::elect_writer)).
+//! the election in `cluster::decide`).
 
 use crate::roles::{Origin, Role};
 

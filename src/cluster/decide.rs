@@ -42,6 +42,7 @@ pub(crate) enum Event {
     /// A member left the pool.
     Removed(usize),
     /// A membership source's word on a member: `Some(why)` keeps it out of the reads.
+    #[cfg_attr(not(any(test, feature = "patroni")), allow(dead_code))]
     Veto(usize, Option<String>),
     /// Choose the writer again (a membership change).
     Elect,

@@ -77,7 +77,6 @@ pub(crate) struct Cluster<DB: Backend> {
     /// Woken when writes move to another node.
     writer_moved: Notify,
     closing: AtomicBool,
-    closed_signal: Notify,
     /// How long the last health round took, in microseconds (`NONE`: none ran yet).
     last_round_micros: AtomicU64,
 }
@@ -101,7 +100,6 @@ impl<DB: Backend> Cluster<DB> {
             policy,
             writer_moved: Notify::new(),
             closing: AtomicBool::new(false),
-            closed_signal: Notify::new(),
             last_round_micros: AtomicU64::new(NONE),
         }
     }
@@ -253,16 +251,14 @@ impl<DB: Backend> Cluster<DB> {
         self.closing.load(Ordering::Acquire)
     }
 
-    /// Tells every running call to stop.
+    /// Tells every running call to stop: each waits on its node's
+    /// [`left_rotation`](Node::left_rotation) signal (one wake-up to register per statement,
+    /// not two), which closing fires on every node.
     pub(crate) fn start_closing(&self) {
         self.closing.store(true, Ordering::Release);
-        self.closed_signal.notify_waiters();
-    }
-
-    /// A future that resolves at the next [`start_closing`](Self::start_closing) after its
-    /// creation (check [`is_closing`](Self::is_closing) after creating it).
-    pub(crate) fn closed_signal(&self) -> tokio::sync::futures::Notified<'_> {
-        self.closed_signal.notified()
+        for node in self.snapshot().nodes.iter() {
+            node.notify_left();
+        }
     }
 }
 

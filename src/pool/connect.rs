@@ -33,7 +33,10 @@ pub(super) async fn discovered_members<DB: Backend>(
     hooks: &Hooks<DB>,
 ) -> Result<Discovered, Error> {
     let mut members = Vec::new();
+    #[cfg(feature = "patroni")]
     let mut errors: Vec<String> = Vec::new();
+    #[cfg(not(feature = "patroni"))]
+    let errors: Vec<String> = Vec::new();
     #[cfg(feature = "patroni")]
     let mut said = Vec::new();
     #[cfg(feature = "patroni")]

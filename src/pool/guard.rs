@@ -40,8 +40,7 @@ pin_project_lite::pin_project! {
         // when `left` last fired.
         answers: bool,
         // Created before the flags are first read, so a notification in between is not lost.
-        #[pin]
-        closing: tokio::sync::futures::Notified<'a>,
+        // Fired when the node leaves the rotation, and when the pool is closing.
         #[pin]
         left: tokio::sync::futures::Notified<'a>,
         #[pin]
@@ -62,7 +61,7 @@ impl<'a, DB: Backend> Guard<'a, DB> {
         watch: bool,
     ) -> Self {
         let cluster = &*shared.cluster;
-        let (closing, left) = (cluster.closed_signal(), node.left_rotation());
+        let left = node.left_rotation();
         // Read after `left` exists: a change in between wakes it.
         let answers = !watch || cluster.snapshot().view.answers(index);
         Guard {
@@ -71,7 +70,6 @@ impl<'a, DB: Backend> Guard<'a, DB> {
             cluster,
             watch,
             answers,
-            closing,
             left,
             timer: None,
             limit: cluster.settings.statement_timeout,
@@ -100,16 +98,17 @@ impl<'a, DB: Backend> Guard<'a, DB> {
                 return Poll::Ready(Ok(out));
             }
             // The driver waits: wake up for whatever may end the attempt.
-            if this.closing.poll(cx).is_ready() {
-                return Poll::Ready(Err(Failure::Closed { sent: true }));
-            }
-            if *this.watch && this.left.as_mut().poll(cx).is_ready() {
-                if !this.cluster.snapshot().view.answers(*this.index) {
+            if this.left.as_mut().poll(cx).is_ready() {
+                if this.cluster.is_closing() {
+                    return Poll::Ready(Err(Failure::Closed { sent: true }));
+                }
+                if *this.watch && !this.cluster.snapshot().view.answers(*this.index) {
                     *this.answers = false;
                     return Poll::Ready(Err(Failure::LeftRotation));
                 }
-                // It left the rotation but still answers (promoted, lagging): the read runs
-                // to its end there; keep watching for it going down.
+                // Not closing, and (for a read) it left the rotation but still answers
+                // (promoted, lagging), or the statement is not watched (a write): it runs to
+                // its end; keep watching.
                 this.left.set(this.node.left_rotation());
                 let _ = this.left.as_mut().poll(cx);
             }
