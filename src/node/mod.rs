@@ -23,6 +23,19 @@ pub(crate) use metrics::NodeMetrics;
 
 const UNKNOWN: u64 = u64::MAX;
 
+/// Shards of a node's left-rotation signal (a power of two).
+const LEFT_SHARDS: usize = 8;
+
+/// This thread's shard of the left-rotation signals: assigned once per thread, in turn.
+fn shard() -> usize {
+    use std::sync::atomic::AtomicUsize;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % LEFT_SHARDS;
+    }
+    SHARD.with(|s| *s)
+}
+
 /// One database endpoint. Shared by the pool, the executor's streams and the health task;
 /// everything in it is atomics or a short-held mutex, so the query path never waits on the
 /// health task.
@@ -61,9 +74,11 @@ pub(crate) struct Node<DB: Database> {
     /// Recent statement latency, for latency-aware balancing.
     latency: PeakEwma,
     pub(crate) metrics: NodeMetrics,
-    /// Woken by the cluster when a published view takes it out of the reads: waits on its
-    /// pool give up at once, and reads running on it check whether it still answers.
-    left: Notify,
+    /// Woken by the cluster when a published view takes it out of the reads (and when the
+    /// pool closes): waits on its pool give up at once, and reads running on it check whether
+    /// it still answers. Every statement registers here, so the waiter list is sharded by
+    /// thread: statements on different worker threads never contend for one lock.
+    left: [Notify; LEFT_SHARDS],
 }
 
 impl<DB: Backend> Node<DB> {
@@ -97,7 +112,7 @@ impl<DB: Backend> Node<DB> {
             in_flight: AtomicU32::new(0),
             latency: PeakEwma::default(),
             metrics,
-            left: Notify::new(),
+            left: std::array::from_fn(|_| Notify::new()),
         }
     }
 
@@ -273,13 +288,15 @@ impl<DB: Backend> Node<DB> {
     /// checking the view: a `Notified` counts the notifications sent after its creation even
     /// if it is first polled later, so a change in between is not missed.
     pub(crate) fn left_rotation(&self) -> tokio::sync::futures::Notified<'_> {
-        self.left.notified()
+        self.left[shard()].notified()
     }
 
     /// Wakes everything waiting on [`left_rotation`](Self::left_rotation) (the cluster, when
     /// it publishes a view in which the node no longer serves reads).
     pub(crate) fn notify_left(&self) {
-        self.left.notify_waiters();
+        for shard in &self.left {
+            shard.notify_waiters();
+        }
     }
 
     /// Acquires a connection from this node's pool, giving up as soon as it leaves the
