@@ -208,7 +208,7 @@ pub enum TokenKind {
     /// A write whose position is not known yet (`p`): holders read on the primary until it
     /// has settled.
     Pending,
-    /// A write time, for [`Consistency::StickyFor`] (`t`).
+    /// A write time, for [`Consistency::StickyFor`](crate::Consistency::StickyFor) (`t`).
     Time,
     /// A MariaDB GTID position, per replication domain (`g`).
     Gtid,

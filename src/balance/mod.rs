@@ -1,7 +1,7 @@
 //! Load balancing: which replica serves the next read.
 //!
 //! A policy is a small value that picks one of the candidates (the replicas in the rotation,
-//! in configuration order), seeing only a [`Load`] snapshot of each: its configured weight,
+//! in configuration order), seeing only a `Load` snapshot of each: its configured weight,
 //! the statements running on it, and its recent latency. The pool asks once per routed read;
 //! each policy is testable on its own.
 //!

@@ -1,5 +1,5 @@
 //! Members that come from outside the configuration, and the one reconcile that turns a
-//! source's word into joins and drains ([`plan`]). Sources: DNS names whose addresses are the
+//! source's word into joins and drains (`plan`). Sources: DNS names whose addresses are the
 //! nodes (a Kubernetes headless service, CloudNativePG's `-r` / `-ro` services), re-read
 //! every [`Config::discovery_interval`](crate::Config::discovery_interval).
 //!
