@@ -65,7 +65,7 @@ fn gtid_tokens_round_trip_and_compare_per_domain() {
         ..RULES
     };
     assert_eq!(rules.token_kind(), Some(TokenKind::Gtid));
-    let gat = |s: &str| At::from_log(crate::LogPosition::gtid(s.parse().unwrap()));
+    let gat = |s: &str| At::from_log(crate::positions::LogPosition::gtid(s.parse().unwrap()));
     let s = SessionState::from_token(t);
     s.reconcile(gat("0-1-200,1-1-4"), &rules, now_ms());
     match s.read_at(&rules, None, now_ms()) {

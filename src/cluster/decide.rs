@@ -154,6 +154,16 @@ pub(crate) fn may_take_writes(n: &NodeView, floor: Option<u64>, writer_removed: 
         }
 }
 
+/// Whether a member of `view` other than `index` could take the writes now, were the writer
+/// removed (see [`may_take_writes`]).
+pub(crate) fn has_other_writable(view: &View, index: usize) -> bool {
+    let floor = view.writes_timeline;
+    view.nodes
+        .iter()
+        .enumerate()
+        .any(|(i, n)| i != index && may_take_writes(n, floor, true))
+}
+
 /// Chooses the writer: an election with memory.
 ///
 /// - The writer keeps the writes while it is reachable and not in recovery. Another node

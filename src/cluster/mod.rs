@@ -26,7 +26,7 @@ use crate::config::Backoff;
 use crate::node::Node;
 use crate::positions::At;
 use crate::status::NodeStatus;
-pub(crate) use decide::{Event, Observation};
+pub(crate) use decide::{Event, Observation, has_other_writable};
 pub(crate) use view::{NodeView, View};
 
 /// Settings the health task, the decisions and the query path read.

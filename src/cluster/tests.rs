@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::Settings;
-use super::decide::{Event, Observation, decide};
+use super::decide::{Event, Observation, decide, has_other_writable};
 use super::view::View;
 use crate::backend::{Channel, Probe, Replication};
 use crate::causal::{CausalSupport, Rules};
@@ -63,7 +63,7 @@ fn up_at(
 
 /// A probe without timelines or identity (MariaDB): writable or a replica, at `gtids`.
 fn up_gtid(i: usize, primary: bool, gtids: &str) -> Event {
-    let gtids: crate::GtidSet = gtids.parse().unwrap();
+    let gtids: crate::positions::GtidSet = gtids.parse().unwrap();
     Event::Observed(
         i,
         Observation::Up(Probe {
@@ -274,13 +274,13 @@ fn elections() {
             steps: vec![
                 (
                     vec![up(0, true, 3, 1), up(1, false, 3, 1), Event::Round],
-                    |v| assert!(!v.has_other_writable(0)),
+                    |v| assert!(!has_other_writable(v, 0)),
                 ),
                 // The primary at a new address (a restarted pod): writable, the same timeline.
                 (vec![up(2, true, 3, 1), Event::Round], |v| {
                     assert_eq!(v.writer, 0, "a rival while the writer holds");
                     assert!(
-                        v.has_other_writable(0),
+                        has_other_writable(v, 0),
                         "it may take over once the writer is removed"
                     );
                 }),
@@ -577,7 +577,7 @@ fn health_and_lag() {
 
 /// A MariaDB replica probe with its replication channel running, or stopped by an error.
 fn broken(i: usize, stopped: bool) -> Event {
-    let gtids: crate::GtidSet = "0-1-10".parse().unwrap();
+    let gtids: crate::positions::GtidSet = "0-1-10".parse().unwrap();
     let mut channel = Channel {
         source: "127.0.0.1:3306".into(),
         io_running: "Yes".into(),

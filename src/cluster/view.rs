@@ -214,12 +214,4 @@ impl View {
     pub(crate) fn answers(&self, index: usize) -> bool {
         self.nodes.get(index).is_some_and(NodeView::answers)
     }
-
-    /// Whether a member other than `index` could take the writes now (see
-    /// [`may_take_writes`](super::decide::may_take_writes)).
-    pub(crate) fn has_other_writable(&self, index: usize) -> bool {
-        self.nodes.iter().enumerate().any(|(i, n)| {
-            i != index && super::decide::may_take_writes(n, self.writes_timeline, true)
-        })
-    }
 }

@@ -8,11 +8,14 @@ use futures_core::future::BoxFuture;
 use sqlx::Connection;
 use sqlx::pool::PoolConnectionMetadata;
 
+use super::ReplicaPool;
 use crate::backend::Backend;
+use crate::config::Config;
 use crate::discovery::{DnsSource, Resolve, SystemResolver};
+use crate::error::Error;
+use crate::redact;
 use crate::roles::{Origin, Role};
 use crate::topology::Member;
-use crate::{Config, Error, ReplicaPool, redact};
 
 /// A node's parsed connect options (`PgConnectOptions`, `MySqlConnectOptions`, …).
 pub type ConnectOptionsOf<DB> = <<DB as sqlx::Database>::Connection as Connection>::Options;

@@ -9,10 +9,12 @@ use sqlx::pool::PoolOptions;
 use super::builder::Hooks;
 use crate::backend::Backend;
 use crate::cluster::{Cluster, Event};
+use crate::config::Config;
+use crate::error::Error;
 use crate::node::Node;
 use crate::roles::Role;
 use crate::topology::Member;
-use crate::{Config, Error, health, redact};
+use crate::{health, redact};
 
 type Options<DB> = <<DB as sqlx::Database>::Connection as Connection>::Options;
 

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use super::connect;
 use super::shared::{Shared, lock};
 use crate::backend::Backend;
-use crate::cluster::Event;
+use crate::cluster::{Event, has_other_writable};
 use crate::discovery::{Plan, plan};
+use crate::error::Error;
 use crate::roles::{Origin, Role};
 use crate::topology::Member;
-use crate::{Error, health, redact};
+use crate::{health, redact};
 
 impl<DB: Backend> Shared<DB> {
     /// Adds one node while the pool runs (see [`ReplicaPool::add_node`]); returns its name.
@@ -103,7 +104,7 @@ impl<DB: Backend> Shared<DB> {
             else {
                 return Err(Error::Membership(format!("no node named {name:?}")));
             };
-            if index == view.writer && !view.has_other_writable(index) {
+            if index == view.writer && !has_other_writable(view, index) {
                 return Err(Error::Membership(format!(
                     "{name} takes the writes and no other node is writable; promote one first"
                 )));

@@ -59,10 +59,12 @@ pub use session::{Session, SessionTransaction};
 
 use crate::backend::Backend;
 use crate::causal::CausalToken;
+use crate::config::Config;
+use crate::error::Error;
+use crate::health;
 use crate::node::Node;
 use crate::roles::Role;
 use crate::status::Status;
-use crate::{Config, Error, health};
 use builder::Hooks;
 use shared::Shared;
 
@@ -288,7 +290,7 @@ impl<DB: Backend> ReplicaPool<DB> {
     /// token on a pool that tracks positions, or the reverse). A pending token
     /// ([`TokenKind::Pending`](crate::TokenKind::Pending)) is accepted where positions are.
     pub fn session_with(&self, token: CausalToken) -> Result<Session<DB>, Error> {
-        use crate::TokenKind;
+        use crate::error::TokenKind;
         let expected = self.shared.cluster.cluster_id().unwrap_or(0);
         if token.cluster() != expected {
             return Err(Error::ForeignToken {

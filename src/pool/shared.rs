@@ -13,10 +13,12 @@ use super::connect;
 use crate::backend::Backend;
 use crate::causal::{CausalSupport, Consistency, Rules, STICKY_FALLBACK, settle_window};
 use crate::cluster::{Cluster, Settings};
+use crate::config::Config;
+use crate::error::Error;
+use crate::health;
 use crate::refresh::Refresher;
 use crate::route::Router;
 use crate::topology::Member;
-use crate::{Config, Error, health};
 
 /// Everything the pool handles share.
 pub(crate) struct Shared<DB: Backend> {

@@ -150,13 +150,13 @@ impl GtidSet {
 }
 
 impl FromStr for GtidSet {
-    type Err = crate::Error;
+    type Err = crate::error::Error;
 
     /// MariaDB's form, as in `@@gtid_binlog_pos`, `@@gtid_slave_pos` and `@@last_gtid`:
     /// `domain-server-seq`, comma-separated, possibly empty. A domain listed twice keeps
     /// its newest sequence number.
-    fn from_str(s: &str) -> Result<Self, crate::Error> {
-        let bad = |why: String| crate::Error::InvalidGtid(format!("{s:?}: {why}"));
+    fn from_str(s: &str) -> Result<Self, crate::error::Error> {
+        let bad = |why: String| crate::error::Error::InvalidGtid(format!("{s:?}: {why}"));
         let mut set = GtidSet::new();
         for gtid in s.split(',').map(str::trim).filter(|g| !g.is_empty()) {
             let mut parts = gtid.split('-');
