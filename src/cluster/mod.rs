@@ -12,6 +12,7 @@ mod publish;
 mod tests;
 mod view;
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -111,34 +112,38 @@ impl<DB: Backend> Cluster<DB> {
 
     /// Applies `events`: decides the next view and publishes it.
     pub(crate) fn apply(&self, events: &[Event]) {
-        let _one_at_a_time = lock(&self.deciding);
-        let old = self.current.load_full();
-        let view = decide::decide(&old.view, events, &self.settings, Instant::now());
-        let new = Arc::new(Snapshot {
-            nodes: Arc::clone(&old.nodes),
-            view,
-        });
-        self.current.store(Arc::clone(&new));
-        publish::publish(&old, &new, &self.writer_moved);
+        self.next(None, |_| Cow::Borrowed(events));
     }
 
     /// Adds a member with what its first probe saw; returns its index.
     pub(crate) fn join(&self, node: Arc<Node<DB>>, first: Observation) -> usize {
+        let events = |index| {
+            Cow::Owned(vec![
+                Event::Joined(node.role, node.name.clone()),
+                Event::Observed(index, first),
+                Event::Round,
+            ])
+        };
+        self.next(Some(Arc::clone(&node)), events)
+    }
+
+    /// One step, one at a time: the members (plus `joining`), the view decided from the
+    /// events (given the index the next member would take), published together; then what
+    /// the difference concerns is logged and woken. Returns that index.
+    fn next<'e>(
+        &self,
+        joining: Option<Arc<Node<DB>>>,
+        events: impl FnOnce(usize) -> Cow<'e, [Event]>,
+    ) -> usize {
         let _one_at_a_time = lock(&self.deciding);
         let old = self.current.load_full();
         let index = old.nodes.len();
-        let events = [
-            Event::Joined(node.role, node.name.clone()),
-            Event::Observed(index, first),
-            Event::Round,
-        ];
-        let mut nodes = old.nodes.to_vec();
-        nodes.push(node);
-        let view = decide::decide(&old.view, &events, &self.settings, Instant::now());
-        let new = Arc::new(Snapshot {
-            nodes: nodes.into(),
-            view,
-        });
+        let nodes = match joining {
+            None => Arc::clone(&old.nodes),
+            Some(node) => old.nodes.iter().cloned().chain([node]).collect(),
+        };
+        let view = decide::decide(&old.view, &events(index), &self.settings, Instant::now());
+        let new = Arc::new(Snapshot { nodes, view });
         self.current.store(Arc::clone(&new));
         publish::publish(&old, &new, &self.writer_moved);
         index

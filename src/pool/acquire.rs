@@ -49,7 +49,7 @@ impl<DB: Backend> Shared<DB> {
                 let view = &snapshot.view;
                 let index = view.writer;
                 let v = &view.nodes[index];
-                if (write || view.nodes[index].foreign)
+                if (write || v.foreign)
                     && let Some(why) = &view.block
                 {
                     return Err(sqlx::Error::Io(io::Error::new(

@@ -30,51 +30,47 @@ pub(super) struct Discovered {
 }
 
 /// Asks every DNS name and Patroni cluster for its members, once.
+#[cfg_attr(not(feature = "patroni"), allow(unused_variables))]
 pub(super) async fn discovered_members<DB: Backend>(
     config: &Config,
     hooks: &Hooks<DB>,
-) -> Result<Discovered, Error> {
-    let mut members = Vec::new();
+) -> Discovered {
+    let mut found = Discovered {
+        members: Vec::new(),
+        failure: None,
+        #[cfg(feature = "patroni")]
+        patroni: Vec::new(),
+    };
     #[cfg(feature = "patroni")]
-    let mut errors: Vec<String> = Vec::new();
-    #[cfg(not(feature = "patroni"))]
-    let errors: Vec<String> = Vec::new();
-    #[cfg(feature = "patroni")]
-    let mut said = Vec::new();
-    #[cfg(feature = "patroni")]
-    for source in &hooks.patroni {
-        match source.members(config.acquire_timeout).await {
-            Ok(found) => {
-                members.extend(source.desired(&found));
-                said.extend(found);
+    {
+        let mut errors = Vec::new();
+        for source in &hooks.patroni {
+            match source.members(config.acquire_timeout).await {
+                Ok(said) => {
+                    found.members.extend(source.desired(&said));
+                    found.patroni.extend(said);
+                }
+                Err(e) => errors.push(e),
             }
-            Err(e) => errors.push(e),
+        }
+        if !errors.is_empty() {
+            found.failure = Some(format!(
+                "no Patroni endpoint answered: {}",
+                errors.join("; ")
+            ));
         }
     }
-    let failure = if !errors.is_empty() {
-        Some(format!(
-            "no Patroni endpoint answered: {}",
-            errors.join("; ")
-        ))
-    } else if !hooks.dns.is_empty() {
-        Some("no DNS name resolved to an address".to_owned())
-    } else {
-        None
-    };
+    if found.failure.is_none() && !hooks.dns.is_empty() {
+        found.failure = Some("no DNS name resolved to an address".to_owned());
+    }
     for source in &hooks.dns {
         match source.desired(&hooks.resolver).await {
-            Ok(found) => members.extend(found),
+            Ok(members) => found.members.extend(members),
             // Looked up again every discovery interval.
             Err(e) => tracing::warn!(name = %source.host, error = %e, "DNS lookup failed"),
         }
     }
-    let _ = config;
-    Ok(Discovered {
-        members,
-        failure,
-        #[cfg(feature = "patroni")]
-        patroni: said,
-    })
+    found
 }
 
 /// Builds the nodes: multi-host URLs split into one node per host, the declared primary (at

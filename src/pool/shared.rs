@@ -73,7 +73,7 @@ impl<DB: Backend> Shared<DB> {
     ) -> Result<Self, Error> {
         config.validate().map_err(Error::Config)?;
         let mut members = members;
-        let discovered = connect::discovered_members(&config, &hooks).await?;
+        let discovered = connect::discovered_members(&config, &hooks).await;
         members.extend(discovered.members);
         if members.is_empty()
             && let Some(reasons) = discovered.failure
