@@ -73,7 +73,8 @@ macro_rules! optional_setters {
 /// | `max_replica_lag` | 30 s | a replica further behind leaves the rotation |
 /// | `max_replica_lag_bytes` | none | the same limit in WAL bytes |
 /// | `follow_promotion` | `true` | send writes to a promoted replica when the primary is gone |
-/// | `consistency` | `causal` | how sessions read their own writes |
+/// | `consistency` | `causal` | how reads see earlier writes: by log position, or by time |
+/// | `consistency_scope` | `process` | whose writes a read sees: every pool's in the process, a session's, or none |
 /// | `causal_wait` | 50 ms | how long a session read waits for a replica to catch up |
 /// | `position_interval` | 5 ms | the shortest time between two refreshes of replay positions (only while sessions wait) |
 /// | `discovery_interval` | 5 s | how often DNS names (`Builder::dns`) and Patroni are asked for the members |
@@ -147,8 +148,11 @@ pub struct Config {
     /// promoted, send writes there. Off: writes fail at once with an error that says why.
     /// Default: on.
     pub follow_promotion: bool,
-    /// How sessions read their own writes ([`Consistency`]). Default: by log position.
+    /// How reads see earlier writes ([`Consistency`]). Default: by log position.
     pub consistency: Consistency,
+    /// Whose writes a read sees ([`Scope`]). Default: [`Scope::Process`], every write
+    /// acknowledged through any pool of the cluster in this process.
+    pub consistency_scope: Scope,
     /// How long a session's read waits for a replica to replay the session's writes before
     /// it reads on the primary instead. Default: 50 ms.
     #[serde(with = "humantime_serde")]
@@ -227,6 +231,7 @@ impl Default for Config {
             max_replica_lag_bytes: None,
             follow_promotion: true,
             consistency: Consistency::Causal,
+            consistency_scope: Scope::Process,
             causal_wait: Duration::from_millis(50),
             position_interval: Duration::from_millis(5),
             discovery_interval: Duration::from_secs(5),
@@ -274,6 +279,8 @@ impl Config {
         follow_promotion: bool,
         /// Sets [`Config::consistency`].
         consistency: Consistency,
+        /// Sets [`Config::consistency_scope`].
+        consistency_scope: Scope,
         /// Sets [`Config::causal_wait`].
         causal_wait: Duration,
         /// Sets [`Config::position_interval`].
@@ -388,4 +395,28 @@ pub enum Consistency {
     /// the primary.
     #[serde(with = "humantime_serde")]
     StickyFor(Duration),
+}
+
+/// Whose writes a read is guaranteed to see ([`Config::consistency_scope`]).
+///
+/// | scope | a read sees | costs |
+/// |---|---|---|
+/// | `Process` | every write acknowledged in this process, through any pool of the cluster, before the read began; and never an older state than an earlier read | a write: nothing. The first read after writes: one position query on the primary, shared by every read waiting at that moment, and a replica that has replayed it (else a wait of up to `causal_wait`, else the primary) |
+/// | `Session` | its [`Session`](crate::Session)'s (or request scope's) writes, also across processes with tokens | a session's write: one position query on its connection |
+/// | `Off` | whatever the replica it lands on has replayed | nothing |
+///
+/// `Process` is the default because it is what a plain `sqlx::PgPool` gives: a request that
+/// inserted a row, or waited on another request's row lock, reads it back. Writes by other
+/// processes are seen through tokens ([`Session`](crate::Session), the tower layer, the
+/// actix-web middleware).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Every pool of the cluster in this process: read-your-writes without code changes.
+    #[default]
+    Process,
+    /// Only sessions and request scopes; plain `&pool` reads may be behind.
+    Session,
+    /// None: every read goes to the next replica, sessions included.
+    Off,
 }

@@ -33,4 +33,5 @@
 //! ```
 
 pub use crate::causal::{CausalSupport, CausalToken, Consistency, TokenKind};
-pub use crate::pool::{Session, SessionTransaction};
+pub use crate::config::Scope;
+pub use crate::pool::Session;

@@ -75,7 +75,7 @@ pub mod tower;
 
 pub use backend::{Backend, LogPosition};
 pub use balance::Balance;
-pub use config::{Config, Consistency};
+pub use config::{Config, Consistency, Scope};
 pub use consistency::{CausalToken, TokenKind};
 pub use error::{Error, may_have_committed};
 pub use pool::{Builder, ReplicaPool, Session, Targeted};

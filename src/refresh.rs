@@ -9,8 +9,72 @@
 use tokio::sync::Notify;
 
 use crate::backend::Backend;
+use crate::causal::HighWater;
 use crate::cluster::Cluster;
 use crate::positions::At;
+
+/// How many of `pool`'s connections are checked out (or being opened or returned): its size
+/// less its idle ones, read until the size holds still around the idle count. A connection
+/// counts in the size from before it is handed out until after it is back among the idle
+/// ones, so this is never less than the true number unless, between the reads (a few
+/// instructions), a connection is opened, used, returned and closed again: retrying while the
+/// size moves makes that need a preemption at exactly that point and a reaper in it.
+fn checked_out<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> usize {
+    loop {
+        let size = pool.size() as usize;
+        let idle = pool.num_idle();
+        if pool.size() as usize == size {
+            return size.saturating_sub(idle);
+        }
+    }
+}
+
+/// The primary's position read by a fetch that started after [`HighWater::covered`] returned
+/// `seen`: it covers every write acknowledged before that. Concurrent callers share fetches:
+/// one runs at a time, and each waiting caller takes the first result newer than its own
+/// `seen`. `None` when the primary did not answer within `health_check_timeout`.
+pub(crate) async fn primary_after<DB: Backend>(
+    cluster: &Cluster<DB>,
+    high_water: &HighWater,
+    seen: u64,
+) -> Option<At> {
+    if let Some(found) = high_water.fetched_after(seen) {
+        return found;
+    }
+    let _fetching = high_water.fetching.lock().await;
+    if let Some(found) = high_water.fetched_after(seen) {
+        return found;
+    }
+    let (serial, writes) = high_water.start_fetch();
+    let node = cluster.writer();
+    let read = async {
+        // The kept probe connection, else a pooled one. Either way, whether any connection
+        // was out on the primary is read after the fetch started and before the position.
+        match node.take_probe_connection() {
+            Some(mut conn) => {
+                let clean = checked_out(&node.pool) == 0;
+                let position = DB::capture_position(&mut conn).await;
+                if position.is_ok() {
+                    node.keep_probe_connection(conn);
+                }
+                Some((position.ok().flatten().map(At::from_log), clean))
+            }
+            None => {
+                let mut conn = node.pool.acquire().await.ok()?;
+                let clean = checked_out(&node.pool) <= 1;
+                let position = DB::capture_position(&mut conn).await;
+                Some((position.ok().flatten().map(At::from_log), clean))
+            }
+        }
+    };
+    let found = tokio::time::timeout(cluster.settings.health_check_timeout, read).await;
+    let (at, clean) = match found {
+        Ok(Some((at, clean))) => (at, clean),
+        _ => (None, false),
+    };
+    high_water.finish_fetch(serial, writes, clean, at);
+    at
+}
 
 /// The shared refresh of one pool.
 #[derive(Debug, Default)]

@@ -2,6 +2,7 @@
 //! session has written ([`SessionState`]), and the token that carries it
 //! ([`CausalToken`]). The public face is [`consistency`](crate::consistency).
 
+mod high_water;
 mod session_state;
 mod token;
 
@@ -11,7 +12,8 @@ pub use crate::config::Consistency;
 pub use crate::error::TokenKind;
 pub(crate) use crate::positions::At;
 pub use crate::positions::CausalSupport;
-pub(crate) use session_state::SessionState;
+pub(crate) use high_water::{ClusterKey, HighWater};
+pub(crate) use session_state::{SessionState, merge};
 pub use token::CausalToken;
 
 /// The fallback of [`Consistency::Causal`] on backends without positions.
@@ -41,6 +43,9 @@ pub(crate) enum ReadAt {
     /// `causal_wait`) the primary, whose position is then checked against it (a token ahead
     /// of the primary is clamped to it).
     AtLeast(At),
+    /// A replica that has replayed the primary's position as read after now (the session
+    /// began a transaction, whose commit it cannot see); that position is then the session's.
+    Fresh,
 }
 
 /// What the pool's consistency settings say about sessions.
@@ -50,6 +55,8 @@ pub(crate) struct Rules {
     /// `Some(d)`: time-based, reads on the primary for `d` after a write.
     pub(crate) sticky: Option<Duration>,
     pub(crate) settle: Duration,
+    /// Whose writes reads see.
+    pub(crate) scope: crate::config::Scope,
 }
 
 impl Rules {

@@ -1,6 +1,6 @@
 //! [`SessionState`]: what one session has written, and where its next read may go.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 use super::token::Mark;
@@ -15,6 +15,9 @@ pub(crate) struct SessionState {
     unrecorded: AtomicU32,
     /// Woken when a write's position is recorded.
     recorded: tokio::sync::Notify,
+    /// It began a transaction, whose commit partypool does not see (the driver runs it):
+    /// from then on its reads need the primary's position as read after they began.
+    began: AtomicBool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -60,6 +63,16 @@ impl SessionState {
         m.written_at_ms = m.written_at_ms.max(unix_ms(SystemTime::now()));
     }
 
+    /// The session began a transaction on the primary.
+    pub(crate) fn began_transaction(&self) {
+        self.began.store(true, Ordering::Release);
+    }
+
+    /// Whether it ever began a transaction ([`began_transaction`](Self::began_transaction)).
+    pub(crate) fn has_transactions(&self) -> bool {
+        self.began.load(Ordering::Acquire)
+    }
+
     pub(crate) fn write_started(&self) {
         self.unrecorded.fetch_add(1, Ordering::AcqRel);
     }
@@ -76,6 +89,9 @@ impl SessionState {
         writer_timeline: Option<u64>,
         now_ms: u64,
     ) -> ReadAt {
+        if rules.scope == crate::config::Scope::Off {
+            return ReadAt::Anywhere;
+        }
         let m = *self.marks();
         if let Some(window) = rules.sticky {
             let until = m.written_at_ms.saturating_add(window.as_millis() as u64);
@@ -97,6 +113,9 @@ impl SessionState {
             } else {
                 ReadAt::PrimaryThenRecord
             };
+        }
+        if self.has_transactions() {
+            return ReadAt::Fresh;
         }
         match m.at {
             None => ReadAt::Anywhere,
@@ -222,7 +241,7 @@ impl SessionState {
 /// GTID positions move forward in every domain. (Both are the primary's whole position at
 /// some point, so the newer contains the older; should their union need more domains than a
 /// [`GtidSet`] holds, the newer one is kept.)
-pub(super) fn merge(old: Option<At>, new: At) -> At {
+pub(crate) fn merge(old: Option<At>, new: At) -> At {
     match old {
         Some(At {
             gtids: Some(a),

@@ -9,6 +9,7 @@ const RULES: Rules = Rules {
     support: CausalSupport::Positions,
     sticky: None,
     settle: Duration::from_secs(10),
+    scope: crate::config::Scope::Process,
 };
 
 fn at(position: u64, timeline: u64) -> At {

@@ -28,6 +28,7 @@ fn settings(follow_promotion: bool, max_lag: Option<Duration>, max_bytes: Option
             support: CausalSupport::Positions,
             sticky: None,
             settle: Duration::from_secs(1),
+            scope: crate::config::Scope::Process,
         },
         causal_wait: Duration::from_millis(50),
         position_interval: Duration::from_millis(5),

@@ -233,6 +233,15 @@ impl<DB: Backend> Node<DB> {
             });
     }
 
+    /// Where it was last known to be: position, timeline and GTID position.
+    pub(crate) fn known_at(&self) -> Option<At> {
+        Some(At {
+            position: self.position()?,
+            timeline: self.timeline(),
+            gtids: self.gtids(),
+        })
+    }
+
     /// Whether it has replayed `at`: the scalar position first (cheap, and necessary),
     /// then the timeline, then every GTID domain.
     pub(crate) fn covers(&self, at: &At) -> bool {

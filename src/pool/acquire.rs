@@ -9,9 +9,11 @@ use sqlx::pool::PoolConnection;
 
 use super::shared::Shared;
 use crate::backend::Backend;
-use crate::causal::{ReadAt, SessionState, now_ms};
+use crate::causal::{HighWater, ReadAt, SessionState, merge, now_ms};
 use crate::health;
 use crate::node::{Busy, Node};
+use crate::positions::At;
+use crate::refresh;
 
 /// A connection, the member it came from, and what the view said of it when it was chosen.
 pub(crate) struct Checkout<DB: Backend> {
@@ -129,7 +131,23 @@ impl<DB: Backend> Shared<DB> {
                     return Ok((self.acquire_on_writer(false).await?, true));
                 }
                 ReadAt::AtLeast(position) => at = Some(position),
+                ReadAt::Fresh => match self.fresh_position().await {
+                    Some(position) => {
+                        session.recorded(position);
+                        at = Some(position);
+                    }
+                    None => return Ok((self.acquire_on_writer(false).await?, false)),
+                },
                 ReadAt::Anywhere => {}
+            }
+        }
+        // The session's position is checked against the primary's when no replica has it.
+        let reconcile = at.is_some();
+        let process = self.process_high_water();
+        if let Some(hw) = process {
+            match self.process_needs(hw).await {
+                Some(need) => at = need.map(|need| merge(at, need)).or(at),
+                None => return Ok((self.acquire_on_writer(false).await?, false)),
             }
         }
         loop {
@@ -154,6 +172,10 @@ impl<DB: Backend> Shared<DB> {
             match node.acquire_while_in_rotation(serves).await {
                 Some(Ok(conn)) => {
                     node.served();
+                    // Later reads in the process must not see an older state than this one.
+                    if let (Some(hw), Some(known)) = (process, node.known_at()) {
+                        hw.raise(known);
+                    }
                     // Chosen from the view's readable replicas: a standby serving reads.
                     let checkout = Checkout {
                         index,
@@ -183,7 +205,56 @@ impl<DB: Backend> Shared<DB> {
         }
         // No replica (that has the session's writes): the writer. A session's position is
         // then checked against the primary's (a forged token ahead of it is clamped).
-        Ok((self.acquire_on_writer(false).await?, at.is_some()))
+        if let (Some(hw), Some(at)) = (process, at) {
+            hw.raise(at);
+        }
+        Ok((self.acquire_on_writer(false).await?, reconcile))
+    }
+
+    /// A primary position that covers every write acknowledged before now: the last one
+    /// fetched while it still does, else one fetched after now (shared). `None` when the
+    /// primary does not answer, or there are no positions to read.
+    pub(crate) async fn fresh_position(&self) -> Option<At> {
+        let hw = self.high_water.as_ref()?;
+        match hw.covered() {
+            Ok(at) => Some(at),
+            Err(seen) => refresh::primary_after(&self.cluster, hw, seen).await,
+        }
+    }
+
+    /// What the process scope asks of a read: `Some(None)` nothing, `Some(Some(at))` a
+    /// replica that has replayed `at`, `None` the primary (its position could not be read).
+    ///
+    /// Nothing until something wrote; then the last fetched primary position while it still
+    /// covers every write ([`HighWater::covered`]), else one fetched after now, shared with
+    /// the reads waiting at the same moment ([`refresh::primary_after`]). Never below the
+    /// floor of earlier reads. While the view says the writer is down, the newest position
+    /// known: the replicas keep serving reads (a write it acknowledged that no replica
+    /// received is lost with it anyway, unless replication is synchronous).
+    async fn process_needs(&self, hw: &HighWater) -> Option<Option<At>> {
+        let floor = hw.floor();
+        if !hw.ever_written() {
+            return Some(floor);
+        }
+        let covering = match hw.covered() {
+            Ok(at) => at,
+            Err(seen) => {
+                let writer_up = {
+                    let snapshot = self.cluster.snapshot();
+                    let view = &snapshot.view;
+                    view.nodes[view.writer].healthy
+                };
+                if writer_up {
+                    refresh::primary_after(&self.cluster, hw, seen).await?
+                } else {
+                    match hw.last_known() {
+                        Some(at) => at,
+                        None => return Some(floor),
+                    }
+                }
+            }
+        };
+        Some(Some(merge(floor, covering)))
     }
 }
 

@@ -77,13 +77,16 @@ macro_rules! routed_executor {
 
 routed_executor!(&'_ ReplicaPool<DB>, |pool| (
     Arc::clone(&pool.shared),
-    Via::default()
+    Via {
+        force: None,
+        session: super::scope::current(&pool.shared),
+    }
 ));
 routed_executor!(Targeted<'_, DB>, |handle| (
     Arc::clone(&handle.pool.shared),
     Via {
         force: Some(handle.target),
-        session: None
+        session: super::scope::current(&handle.pool.shared),
     }
 ));
 routed_executor!(&'_ Session<DB>, |session| (

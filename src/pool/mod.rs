@@ -43,6 +43,7 @@ mod guard;
 mod membership;
 mod record;
 mod routed;
+mod scope;
 mod session;
 mod shared;
 
@@ -54,8 +55,7 @@ use sqlx::{Acquire, Pool, SqlSafeStr, Transaction};
 
 pub use builder::{Builder, ConnectOptionsOf};
 pub use executor::Targeted;
-use record::PendingWrite;
-pub use session::{Session, SessionTransaction};
+pub use session::Session;
 
 use crate::backend::Backend;
 use crate::causal::CausalToken;
@@ -169,13 +169,24 @@ impl<DB: Backend> ReplicaPool<DB> {
     /// # Ok(()) }
     /// ```
     pub async fn begin(&self) -> Result<Transaction<'static, DB>, Error> {
+        if let Some(session) = scope::current(&self.shared) {
+            session.began_transaction();
+        }
+        self.begin_unscoped().await
+    }
+
+    /// [`begin`](Self::begin) without looking at the task's session scope.
+    pub(crate) async fn begin_unscoped(&self) -> Result<Transaction<'static, DB>, Error> {
         let (index, writer) = self.writable()?;
         writer.served();
-        writer
+        let tx = writer
             .pool
             .begin()
             .await
-            .map_err(|e| self.node_error(index, &writer, e))
+            .map_err(|e| self.node_error(index, &writer, e))?;
+        // Its commit is the driver's: counted as a write from now on (see `HighWater`).
+        self.shared.wrote();
+        Ok(tx)
     }
 
     /// Begins a transaction on the primary with a custom statement, e.g.
@@ -191,13 +202,18 @@ impl<DB: Backend> ReplicaPool<DB> {
         &self,
         statement: impl SqlSafeStr,
     ) -> Result<Transaction<'static, DB>, Error> {
+        if let Some(session) = scope::current(&self.shared) {
+            session.began_transaction();
+        }
         let (index, writer) = self.writable()?;
         writer.served();
-        writer
+        let tx = writer
             .pool
             .begin_with(statement)
             .await
-            .map_err(|e| self.node_error(index, &writer, e))
+            .map_err(|e| self.node_error(index, &writer, e))?;
+        self.shared.wrote();
+        Ok(tx)
     }
 
     /// Begins a read-only transaction on a replica (the primary when none is in the
@@ -408,7 +424,11 @@ impl<'a, DB: Backend> Acquire<'a> for &'_ ReplicaPool<DB> {
         self,
     ) -> futures_core::future::BoxFuture<'static, Result<Self::Connection, sqlx::Error>> {
         let shared = Arc::clone(&self.shared);
-        Box::pin(async move { shared.acquire_writer().await.map(|c| c.conn) })
+        Box::pin(async move {
+            let conn = shared.acquire_writer().await?.conn;
+            shared.wrote();
+            Ok(conn)
+        })
     }
 
     fn begin(

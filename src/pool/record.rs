@@ -10,21 +10,15 @@ use crate::backend::Backend;
 use crate::causal::{At, CausalSupport, SessionState, now_ms};
 
 impl<DB: Backend> Shared<DB> {
-    /// After a transaction committed through a session: record the primary's position from
-    /// any writer connection. The commit has returned, so the position now is past it.
-    pub(crate) async fn record_commit(self: &Arc<Self>, session: &SessionState) {
-        match self.acquire_writer().await {
-            Ok(mut c) => self.record_write(&mut c.conn, session).await,
-            Err(_) => session.unknown(now_ms()),
-        }
-    }
-
     /// After a session's statement finished on the primary: record where the primary's log
     /// is now, on the same connection (one light query), so the session's later reads see
     /// it. If that fails, the position is unknown and the session reads on the primary
     /// until the write has settled (never too old).
     async fn record_write(&self, conn: &mut DB::Connection, session: &SessionState) {
         let rules = self.rules();
+        if rules.scope == crate::config::Scope::Off {
+            return;
+        }
         if rules.sticky.is_some() || DB::CAUSAL == CausalSupport::Unsupported {
             session.wrote_now();
             return;
@@ -86,11 +80,6 @@ impl<DB: Backend> PendingWrite<DB> {
     /// Records the position on the connection the write ran on.
     async fn record(mut self, conn: &mut DB::Connection) {
         self.shared.record_write(conn, &self.session).await;
-        self.finish();
-    }
-
-    /// The position was recorded by the caller.
-    pub(crate) fn recorded(mut self) {
         self.finish();
     }
 

@@ -1,4 +1,4 @@
-//! [`Session`]: an executor that reads its own writes, and its [`SessionTransaction`].
+//! [`Session`]: an executor that reads its own writes.
 
 use std::fmt;
 use std::sync::Arc;
@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::ReplicaPool;
 use crate::backend::Backend;
 use crate::causal::{CausalToken, SessionState};
-use crate::error::{Error, OutcomeUnknown};
+use crate::error::Error;
 
 /// An executor that reads its own writes, across requests too. Made by
 /// [`ReplicaPool::session`](crate::ReplicaPool::session) or
@@ -64,6 +64,11 @@ impl<DB: Backend> Session<DB> {
     pub async fn settled_token(&self) -> Option<CausalToken> {
         let rules = self.pool.shared.rules();
         self.state.settled(rules.settle).await;
+        if self.state.has_transactions()
+            && let Some(at) = self.pool.shared.fresh_position().await
+        {
+            self.state.recorded(at);
+        }
         self.token()
     }
 
@@ -72,93 +77,30 @@ impl<DB: Backend> Session<DB> {
         &self.pool
     }
 
-    /// Begins a transaction on the primary; committing it through
-    /// [`SessionTransaction::commit`] makes the session's later reads see it.
+    /// Begins a transaction on the primary: a plain `sqlx::Transaction`, so code that takes
+    /// `&mut Transaction<'_, Postgres>` or keeps a `Transaction<'static, Postgres>` takes it
+    /// unchanged. The session's later reads see what it commits.
+    ///
+    /// How, without seeing the commit (it is the driver's): from here on, each of the
+    /// session's reads needs a replica that has replayed the primary's position as read after
+    /// the read began (one query on the primary, shared by the reads waiting at that moment),
+    /// and [`settled_token`](Self::settled_token) reads that position too.
     ///
     /// ```no_run
     /// # async fn demo(session: partypool::Session<sqlx::Postgres>) -> Result<(), Box<dyn std::error::Error>> {
+    /// async fn debit(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<(), sqlx::Error> {
+    ///     sqlx::query("UPDATE accounts SET balance = balance - 10 WHERE id = 1").execute(&mut **tx).await?;
+    ///     Ok(())
+    /// }
     /// let mut tx = session.begin().await?;
-    /// sqlx::query("UPDATE accounts SET balance = balance - 10 WHERE id = 1").execute(&mut *tx).await?;
+    /// debit(&mut tx).await?;
     /// tx.commit().await?;
     /// let b: i64 = sqlx::query_scalar("SELECT balance FROM accounts WHERE id = 1").fetch_one(&session).await?;
     /// # let _ = b; Ok(()) }
     /// ```
-    pub async fn begin(&self) -> Result<SessionTransaction<'_, DB>, Error> {
-        self.begin_owned().await
-    }
-
-    /// [`begin`](Self::begin), for holders that outlive the borrow (SeaORM's transactions).
-    pub(crate) async fn begin_owned(&self) -> Result<SessionTransaction<'static, DB>, Error> {
-        let tx = self.pool.begin().await?;
-        Ok(SessionTransaction {
-            tx: Some(tx),
-            session: self.clone(),
-            _session: std::marker::PhantomData,
-        })
-    }
-}
-
-/// A transaction begun through a [`Session`]. Use `&mut *tx` as the executor, like a
-/// `sqlx::Transaction`; dropping it without `commit` rolls back.
-pub struct SessionTransaction<'s, DB: Backend> {
-    tx: Option<sqlx::Transaction<'static, DB>>,
-    // The same session (a clone shares its state); the lifetime keeps the public API of a
-    // transaction borrowed from its session.
-    session: Session<DB>,
-    _session: std::marker::PhantomData<&'s Session<DB>>,
-}
-
-impl<DB: Backend> SessionTransaction<'_, DB> {
-    /// Commits, then records the primary's position in the session. If the commit fails
-    /// or is cancelled midway, its outcome is unknown: the session reads on the primary
-    /// until it has settled (it never reads a state without the transaction's writes).
-    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
-        let Some(tx) = self.tx.take() else {
-            return Ok(());
-        };
-        let shared = &self.session.pool.shared;
-        let state = &self.session.state;
-        // Until recorded, the session reads on the primary; dropped midway (the future was
-        // cancelled), the guard marks the outcome unknown.
-        let pending = super::PendingWrite::new(shared, state, true);
-        match tx.commit().await {
-            Ok(()) => {
-                // The commit returned: any writer connection's position is past it now.
-                shared.record_commit(state).await;
-                pending.recorded();
-                Ok(())
-            }
-            // `pending` drops: the outcome is unknown. A transport error mid-commit says so.
-            Err(e) if DB::is_unavailable(&e) => Err(OutcomeUnknown::error(
-                &shared.cluster.writer().name,
-                std::io::ErrorKind::ConnectionAborted,
-                "the connection broke during COMMIT".into(),
-                Some(Box::new(e)),
-            )),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Rolls back.
-    pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
-        match self.tx.take() {
-            Some(tx) => tx.rollback().await,
-            None => Ok(()),
-        }
-    }
-}
-
-impl<DB: Backend> std::ops::Deref for SessionTransaction<'_, DB> {
-    type Target = DB::Connection;
-
-    fn deref(&self) -> &DB::Connection {
-        self.tx.as_ref().expect("transaction already finished")
-    }
-}
-
-impl<DB: Backend> std::ops::DerefMut for SessionTransaction<'_, DB> {
-    fn deref_mut(&mut self) -> &mut DB::Connection {
-        self.tx.as_mut().expect("transaction already finished")
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, DB>, Error> {
+        self.state.began_transaction();
+        self.pool.begin_unscoped().await
     }
 }
 

@@ -11,9 +11,12 @@ use tokio::task::JoinHandle;
 use super::builder::Hooks;
 use super::connect;
 use crate::backend::Backend;
-use crate::causal::{CausalSupport, Consistency, Rules, STICKY_FALLBACK, settle_window};
+use crate::causal::{
+    CausalSupport, ClusterKey, Consistency, HighWater, Rules, STICKY_FALLBACK, settle_window,
+};
 use crate::cluster::{Cluster, Settings};
 use crate::config::Config;
+use crate::config::Scope;
 use crate::error::Error;
 use crate::health;
 use crate::refresh::Refresher;
@@ -26,6 +29,9 @@ pub(crate) struct Shared<DB: Backend> {
     pub(crate) router: Router,
     /// Replay positions refreshed on demand for reads that wait for a position.
     pub(crate) refresher: Refresher,
+    /// The cluster's read-your-writes state in this process, shared with every other pool
+    /// of the cluster (backends with log positions only).
+    pub(crate) high_water: Option<Arc<HighWater>>,
     shutdown: Mutex<Option<oneshot::Sender<()>>>,
     task: Mutex<Option<JoinHandle<()>>>,
     closed: AtomicBool,
@@ -57,10 +63,25 @@ fn settings<DB: Backend>(config: &Config) -> Settings {
                 (Consistency::Causal, _) => None,
             },
             settle: settle_window(config.statement_timeout),
+            scope: config.consistency_scope,
         },
         causal_wait: config.causal_wait,
         position_interval: config.position_interval,
     }
+}
+
+/// The cluster's shared read-your-writes state, found by its identity: PostgreSQL's system
+/// identifier, else (MariaDB) the address of the node taking writes at connect. `None` where
+/// there is nothing to track (SQLite's readers see every commit at once) or consistency is off.
+fn high_water<DB: Backend>(cluster: &Cluster<DB>, config: &Config) -> Option<Arc<HighWater>> {
+    if !DB::CAUSAL.by_position() || config.consistency_scope == Scope::Off {
+        return None;
+    }
+    let key = match cluster.cluster_id() {
+        Some(id) => ClusterKey::System(id),
+        None => ClusterKey::Address(crate::topology::host_port(&cluster.writer().url)),
+    };
+    Some(HighWater::shared(key))
 }
 
 impl<DB: Backend> Shared<DB> {
@@ -98,12 +119,14 @@ impl<DB: Backend> Shared<DB> {
                 join_all(warm.iter().map(|n| n.open_min_connections())).await;
             });
         }
+        let high_water = high_water(&cluster, &config);
         let (tx, rx) = oneshot::channel();
         let task = health::spawn(Arc::downgrade(&cluster), settings, rx);
         let shared = Shared {
             cluster,
             router: config.router(DB::DIALECT),
             refresher: Refresher::default(),
+            high_water,
             shutdown: Mutex::new(Some(tx)),
             task: Mutex::new(Some(task)),
             closed: AtomicBool::new(false),
@@ -115,6 +138,21 @@ impl<DB: Backend> Shared<DB> {
         #[cfg(feature = "patroni")]
         shared.apply_patroni_states(&discovered.patroni);
         Ok(shared)
+    }
+
+    /// The shared state plain `&pool` reads follow, when the scope is the process.
+    pub(crate) fn process_high_water(&self) -> Option<&Arc<HighWater>> {
+        match self.cluster.settings.rules.scope {
+            Scope::Process => self.high_water.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Counts something that may write and holds a connection on the primary now.
+    pub(crate) fn wrote(&self) {
+        if let Some(hw) = &self.high_water {
+            hw.wrote();
+        }
     }
 
     /// The consistency rules of this pool's sessions.

@@ -14,7 +14,6 @@ use sqlx::{Executor, Postgres};
 
 use super::{ReplicaConnection, Via, conn_err, exec_err, query_err, sqlx_query};
 use crate::Backend;
-use crate::pool::SessionTransaction;
 /// A transaction begun through a [`ReplicaConnection`]: on the primary, or (read-only
 /// access mode, not through a session) on a replica.
 pub struct ReplicaTransaction<DB: Backend> {
@@ -38,19 +37,9 @@ impl<DB: Backend> Drop for ReplicaTransaction<DB> {
     }
 }
 
-enum Tx<DB: Backend> {
-    Plain(sqlx::Transaction<'static, DB>),
-    Session(SessionTransaction<'static, DB>),
-}
-
-impl<DB: Backend> Tx<DB> {
-    fn conn(&mut self) -> &mut DB::Connection {
-        match self {
-            Tx::Plain(tx) => tx,
-            Tx::Session(tx) => tx,
-        }
-    }
-}
+/// The transaction: a plain one, from the pool or from a session (which then reads what it
+/// commits; see [`Session::begin`](crate::Session::begin)).
+type Tx<DB> = sqlx::Transaction<'static, DB>;
 
 impl<DB: Backend> std::fmt::Debug for ReplicaTransaction<DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -86,7 +75,7 @@ impl ReplicaTransaction<Postgres> {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(depth) = abandoned {
-            let conn = guard.as_mut().ok_or_else(finished)?.conn();
+            let conn: &mut sqlx::PgConnection = guard.as_mut().ok_or_else(finished)?;
             let sql = format!(
                 "ROLLBACK TO SAVEPOINT partypool_{depth}; RELEASE SAVEPOINT partypool_{depth}"
             );
@@ -95,7 +84,7 @@ impl ReplicaTransaction<Postgres> {
                 .map_err(exec_err)?;
         }
         Ok(tokio::sync::MutexGuard::map(guard, |tx| {
-            tx.as_mut().expect("checked above").conn()
+            &mut **tx.as_mut().expect("checked above")
         }))
     }
 
@@ -182,11 +171,8 @@ impl TransactionSession for ReplicaTransaction<Postgres> {
         }
         // Roll back abandoned nested levels first: their writes are not committed.
         drop(self.conn().await?);
-        match self.tx.lock().await.take().ok_or_else(finished)? {
-            Tx::Plain(tx) => tx.commit().await,
-            Tx::Session(tx) => tx.commit().await,
-        }
-        .map_err(exec_err)
+        let tx = self.tx.lock().await.take().ok_or_else(finished)?;
+        tx.commit().await.map_err(exec_err)
     }
 
     async fn rollback(mut self) -> Result<(), DbErr> {
@@ -199,11 +185,8 @@ impl TransactionSession for ReplicaTransaction<Postgres> {
                 ))
                 .await;
         }
-        match self.tx.lock().await.take().ok_or_else(finished)? {
-            Tx::Plain(tx) => tx.rollback().await,
-            Tx::Session(tx) => tx.rollback().await,
-        }
-        .map_err(exec_err)
+        let tx = self.tx.lock().await.take().ok_or_else(finished)?;
+        tx.rollback().await.map_err(exec_err)
     }
 }
 
@@ -254,16 +237,16 @@ impl TransactionTrait for ReplicaConnection<Postgres> {
             (Via::Pool(p), Some(AccessMode::ReadOnly)) if on_replica => {
                 // Already `BEGIN READ ONLY`.
                 let tx = p.begin_read_only().await.map_err(conn_err)?;
-                let txn = ReplicaTransaction::new(Tx::Plain(tx));
+                let txn = ReplicaTransaction::new(tx);
                 return txn.configure(isolation_level, None).await;
             }
-            (Via::Pool(p), _) => Tx::Plain(p.begin().await.map_err(conn_err)?),
+            (Via::Pool(p), _) => p.begin().await.map_err(conn_err)?,
             // Read-only through a session: the primary (never behind the session's writes),
             // and nothing to record at commit.
             (Via::Session(s), Some(AccessMode::ReadOnly)) => {
-                Tx::Plain(s.pool().begin().await.map_err(conn_err)?)
+                s.pool().begin_unscoped().await.map_err(conn_err)?
             }
-            (Via::Session(s), _) => Tx::Session(s.begin_owned().await.map_err(conn_err)?),
+            (Via::Session(s), _) => s.begin().await.map_err(conn_err)?,
         };
         ReplicaTransaction::new(tx)
             .configure(isolation_level, access_mode)

@@ -419,6 +419,16 @@ impl PgCluster {
         );
     }
 
+    /// Makes replica `i` apply each commit `delay` (e.g. `"200ms"`) after the primary made
+    /// it, while streaming continues: a replica that is always a little behind.
+    pub fn apply_delay(&self, i: usize, delay: &str) {
+        self.psql(
+            i,
+            &format!("ALTER SYSTEM SET recovery_min_apply_delay = '{delay}'"),
+        );
+        self.psql(i, "SELECT pg_reload_conf()");
+    }
+
     /// Waits until `n` replicas stream from the primary.
     pub fn wait_streaming(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(60);

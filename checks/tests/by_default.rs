@@ -1,0 +1,291 @@
+//! Correct by default: applications written the ordinary way — repository functions that take
+//! `&pool`, handlers with `State<Pool>`, transactions passed by `&mut Transaction` — read
+//! their writes through a replica that applies every commit 200 ms late, with no session code.
+//! The same flows with consistency off fail, which proves the tests can fail.
+#![cfg(feature = "axum")]
+
+mod support;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{Request, StatusCode};
+use axum::routing::{get, post};
+use partypool::{Config, PgReplicaPool, Scope};
+use sqlx::{Postgres, Transaction};
+use support::PgCluster;
+use tower::ServiceExt;
+
+/// The application's repository: plain sqlx against `&Pool`, as written for a `PgPool`.
+mod repo {
+    use super::*;
+
+    pub type Pool = PgReplicaPool;
+
+    pub async fn create_user(pool: &Pool, name: &str) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("INSERT INTO users (name) VALUES ($1) RETURNING id")
+            .bind(name)
+            .fetch_one(pool)
+            .await
+    }
+
+    pub async fn create_user_in(
+        tx: &mut Transaction<'_, Postgres>,
+        name: &str,
+    ) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("INSERT INTO users (name) VALUES ($1) RETURNING id")
+            .bind(name)
+            .fetch_one(&mut **tx)
+            .await
+    }
+
+    pub async fn find_user(pool: &Pool, name: &str) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query_scalar("SELECT id FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(pool)
+            .await
+    }
+
+    pub async fn store_token(pool: &Pool, token: &str, user: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO tokens (token, user_id) VALUES ($1, $2)")
+            .bind(token)
+            .bind(user)
+            .execute(pool)
+            .await
+            .map(drop)
+    }
+
+    pub async fn token_user(pool: &Pool, token: &str) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query_scalar("SELECT user_id FROM tokens WHERE token = $1")
+            .bind(token)
+            .fetch_optional(pool)
+            .await
+    }
+
+    /// An idempotent submission: the first request with a key does the work and saves the
+    /// response; a second one waits on the first's row lock, inserts nothing, and returns the
+    /// saved response.
+    pub async fn submit(pool: &Pool, key: &str) -> Result<Option<String>, sqlx::Error> {
+        let mut tx = pool.begin().await?;
+        let inserted: Option<String> = sqlx::query_scalar(
+            "INSERT INTO submissions (key) VALUES ($1) ON CONFLICT DO NOTHING RETURNING key",
+        )
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if inserted.is_some() {
+            tokio::time::sleep(Duration::from_millis(100)).await; // the work
+            sqlx::query("UPDATE submissions SET response = 'done ' || key WHERE key = $1")
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(Some(format!("done {key}")));
+        }
+        tx.commit().await?;
+        sqlx::query_scalar::<_, Option<String>>("SELECT response FROM submissions WHERE key = $1")
+            .bind(key)
+            .fetch_optional(pool)
+            .await
+            .map(Option::flatten)
+    }
+}
+
+/// The axum application: handlers take `State<Pool>`, as they did with a `PgPool`.
+fn axum_app(pool: repo::Pool) -> Router {
+    async fn signup(State(pool): State<repo::Pool>, Path(name): Path<String>) -> StatusCode {
+        match repo::create_user(&pool, &name).await {
+            Ok(_) => StatusCode::CREATED,
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+    async fn signup_in_tx(State(pool): State<repo::Pool>, Path(name): Path<String>) -> StatusCode {
+        let Ok(mut tx) = pool.begin().await else {
+            return StatusCode::INTERNAL_SERVER_ERROR;
+        };
+        if repo::create_user_in(&mut tx, &name).await.is_err() || tx.commit().await.is_err() {
+            return StatusCode::INTERNAL_SERVER_ERROR;
+        }
+        StatusCode::CREATED
+    }
+    async fn login(State(pool): State<repo::Pool>, Path(name): Path<String>) -> StatusCode {
+        match repo::find_user(&pool, &name).await {
+            Ok(Some(_)) => StatusCode::OK,
+            Ok(None) => StatusCode::UNAUTHORIZED,
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+    async fn issue(State(pool): State<repo::Pool>, Path(name): Path<String>) -> StatusCode {
+        let Ok(user) = repo::create_user(&pool, &name).await else {
+            return StatusCode::INTERNAL_SERVER_ERROR;
+        };
+        match repo::store_token(&pool, &format!("t-{name}"), user).await {
+            Ok(()) => StatusCode::CREATED,
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+    async fn confirm(State(pool): State<repo::Pool>, Path(token): Path<String>) -> StatusCode {
+        match repo::token_user(&pool, &token).await {
+            Ok(Some(_)) => StatusCode::OK,
+            Ok(None) => StatusCode::UNAUTHORIZED,
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+    async fn submit(State(pool): State<repo::Pool>, Path(key): Path<String>) -> StatusCode {
+        match repo::submit(&pool, &key).await {
+            Ok(Some(_)) => StatusCode::OK,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+    Router::new()
+        .route("/signup/{name}", post(signup))
+        .route("/signup-tx/{name}", post(signup_in_tx))
+        .route("/login/{name}", get(login))
+        .route("/tokens/{name}", post(issue))
+        .route("/confirm/{token}", post(confirm))
+        .route("/submit/{key}", post(submit))
+        .with_state(pool)
+}
+
+async fn call(app: &Router, method: &str, uri: &str) -> StatusCode {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::empty())
+        .unwrap();
+    app.clone().oneshot(req).await.unwrap().status()
+}
+
+/// A primary and one replica that applies every commit 200 ms late.
+fn delayed_cluster() -> PgCluster {
+    let c = PgCluster::start(1);
+    c.psql(
+        0,
+        "CREATE TABLE users (id bigserial PRIMARY KEY, name text UNIQUE NOT NULL);
+         CREATE TABLE tokens (token text PRIMARY KEY, user_id bigint NOT NULL);
+         CREATE TABLE submissions (key text PRIMARY KEY, response text);",
+    );
+    c.wait_replayed();
+    c.apply_delay(1, "200ms");
+    c
+}
+
+async fn pool(c: &PgCluster, scope: Scope) -> PgReplicaPool {
+    PgReplicaPool::builder()
+        .primary(c.primary_url())
+        .replica(c.url(1))
+        .config(
+            Config::default()
+                .consistency_scope(scope)
+                .health_check_interval(Duration::from_millis(200))
+                // The replica is 200 ms behind on purpose: keep it in the rotation.
+                .max_replica_lag(None),
+        )
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// Every flow once, under names made unique by `run`; the number that went wrong.
+async fn flows(app: &Router, harness: &PgReplicaPool, run: &str) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let mut expect = |what: &str, got: StatusCode, want: StatusCode| {
+        if got != want {
+            wrong.push(format!("{what}: {got}"));
+        }
+    };
+    // Create, then read it back on the next request.
+    let name = format!("ann-{run}");
+    expect(
+        "signup",
+        call(app, "POST", &format!("/signup/{name}")).await,
+        StatusCode::CREATED,
+    );
+    expect(
+        "login after signup",
+        call(app, "GET", &format!("/login/{name}")).await,
+        StatusCode::OK,
+    );
+    // The same through a transaction the repository takes as `&mut Transaction`.
+    let name = format!("bob-{run}");
+    expect(
+        "signup in tx",
+        call(app, "POST", &format!("/signup-tx/{name}")).await,
+        StatusCode::CREATED,
+    );
+    expect(
+        "login after tx",
+        call(app, "GET", &format!("/login/{name}")).await,
+        StatusCode::OK,
+    );
+    // A token stored by one request, confirmed by the next.
+    let name = format!("cy-{run}");
+    expect(
+        "issue token",
+        call(app, "POST", &format!("/tokens/{name}")).await,
+        StatusCode::CREATED,
+    );
+    expect(
+        "confirm",
+        call(app, "POST", &format!("/confirm/t-{name}")).await,
+        StatusCode::OK,
+    );
+    // Two identical submissions at once: the second reads the first's saved response.
+    let uri = format!("/submit/k-{run}");
+    let (a, b) = tokio::join!(call(app, "POST", &uri), async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        call(app, "POST", &uri).await
+    });
+    expect("first submission", a, StatusCode::OK);
+    expect("concurrent submission", b, StatusCode::OK);
+    // The test harness writes through its own pool; the application reads it.
+    let name = format!("dee-{run}");
+    repo::create_user(harness, &name).await.unwrap();
+    expect(
+        "login of a harness user",
+        call(app, "GET", &format!("/login/{name}")).await,
+        StatusCode::OK,
+    );
+    wrong
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordinary_axum_app_reads_its_writes_through_a_late_replica() {
+    let c = delayed_cluster();
+    let harness = pool(&c, Scope::Process).await;
+
+    // Consistency off: the same application is wrong (the proof that these checks can fail).
+    let off = axum_app(pool(&c, Scope::Off).await);
+    let mut failures = 0;
+    for run in 0..3 {
+        failures += flows(&off, &harness, &format!("off{run}")).await.len();
+    }
+    assert!(
+        failures >= 6,
+        "with consistency off, a replica 200 ms behind must break these flows (only {failures} failed)"
+    );
+
+    // The default: every flow right, every time.
+    let app = axum_app(pool(&c, Scope::Process).await);
+    for run in 0..5 {
+        let wrong = flows(&app, &harness, &format!("on{run}")).await;
+        assert!(wrong.is_empty(), "run {run}: {wrong:?}");
+    }
+    println!("consistency off: {failures} of 27 checks failed; the default: none");
+
+    // Reads pay nothing once no write is newer than the replica: they stay on it.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let pool = pool(&c, Scope::Process).await;
+    for _ in 0..20 {
+        let standby: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert!(
+            standby,
+            "no write is newer than the replica: reads go there"
+        );
+    }
+}
