@@ -67,6 +67,10 @@ mod refresh;
 // face
 pub mod pool;
 // integrations (and the public face of read-your-writes)
+#[cfg(feature = "actix-web")]
+pub mod actix;
+#[cfg(any(feature = "tower", feature = "actix-web"))]
+mod carrier;
 pub mod consistency;
 #[cfg(feature = "sea-orm")]
 pub mod sea_orm;

@@ -44,33 +44,10 @@ use futures_core::future::BoxFuture;
 use http::header::{COOKIE, HeaderName, HeaderValue, SET_COOKIE};
 use http::{Request, Response};
 
-use crate::{Backend, CausalToken, ReplicaPool, Session};
+use crate::carrier::Carrier;
+use crate::{Backend, ReplicaPool, Session};
 
-/// The default header: `x-partypool-token`.
-pub const DEFAULT_HEADER: &str = "x-partypool-token";
-/// The default cookie: `partypool_token`.
-pub const DEFAULT_COOKIE: &str = "partypool_token";
-
-/// The `SameSite` attribute of the token cookie.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SameSite {
-    /// Sent on same-site requests only.
-    Strict,
-    /// Also sent on top-level navigations from other sites (the default).
-    #[default]
-    Lax,
-    /// Sent on every request (browsers then require `Secure`).
-    None,
-}
-
-#[derive(Debug, Clone)]
-struct Names {
-    header: Option<HeaderName>,
-    cookie: Option<String>,
-    secure: bool,
-    same_site: SameSite,
-    path: String,
-}
+pub use crate::carrier::{DEFAULT_COOKIE, DEFAULT_HEADER, SameSite};
 
 /// A [`tower_layer::Layer`] that gives every request a [`Session`] of `pool`; see the
 /// [module docs](self).
@@ -92,7 +69,7 @@ struct Names {
 /// ```
 pub struct SessionLayer<DB: Backend> {
     pool: ReplicaPool<DB>,
-    names: Arc<Names>,
+    names: Arc<Carrier>,
 }
 
 impl<DB: Backend> SessionLayer<DB> {
@@ -100,23 +77,17 @@ impl<DB: Backend> SessionLayer<DB> {
     pub fn new(pool: ReplicaPool<DB>) -> Self {
         SessionLayer {
             pool,
-            names: Arc::new(Names {
-                header: Some(HeaderName::from_static(DEFAULT_HEADER)),
-                cookie: Some(DEFAULT_COOKIE.to_owned()),
-                secure: false,
-                same_site: SameSite::Lax,
-                path: "/".to_owned(),
-            }),
+            names: Arc::default(),
         }
     }
 
-    fn names(&mut self) -> &mut Names {
+    fn names(&mut self) -> &mut Carrier {
         Arc::make_mut(&mut self.names)
     }
 
     /// Reads and writes the token in header `name` instead of `x-partypool-token`.
     pub fn header(mut self, name: HeaderName) -> Self {
-        self.names().header = Some(name);
+        self.names().header = Some(name.as_str().to_owned());
         self
     }
 
@@ -132,13 +103,7 @@ impl<DB: Backend> SessionLayer<DB> {
     ///
     /// If `name` is not a valid cookie name (empty, or with separators, spaces or `=`).
     pub fn cookie(mut self, name: impl Into<String>) -> Self {
-        let name = name.into();
-        let valid = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
-        assert!(valid, "invalid cookie name {name:?}");
-        self.names().cookie = Some(name);
+        self.names().set_cookie_name(name.into());
         self
     }
 
@@ -167,12 +132,21 @@ impl<DB: Backend> SessionLayer<DB> {
     /// If `path` is not visible ASCII without `;` (it would end the attribute, or not fit
     /// in a header).
     pub fn cookie_path(mut self, path: impl Into<String>) -> Self {
-        let path = path.into();
-        assert!(
-            path.bytes().all(|b| b.is_ascii_graphic() && b != b';'),
-            "invalid cookie path {path:?}"
-        );
-        self.names().path = path;
+        self.names().set_path(path.into());
+        self
+    }
+
+    /// Signs the tokens this layer hands out with HMAC-SHA256 under `secret` (at least 16
+    /// bytes; 32 random ones recommended), and ignores any token without a valid signature
+    /// like a garbled one. Without a secret a client can forge a token that keeps its reads
+    /// on the primary (bounded per token, but re-forgeable on every request); set one in
+    /// production. Every server of the application needs the same secret.
+    ///
+    /// # Panics
+    ///
+    /// If `secret` is shorter than 16 bytes.
+    pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.names().set_secret(secret.as_ref());
         self
     }
 }
@@ -210,7 +184,7 @@ impl<S, DB: Backend> tower_layer::Layer<S> for SessionLayer<DB> {
 pub struct SessionService<S, DB: Backend> {
     inner: S,
     pool: ReplicaPool<DB>,
-    names: Arc<Names>,
+    names: Arc<Carrier>,
 }
 
 impl<S: Clone, DB: Backend> Clone for SessionService<S, DB> {
@@ -248,110 +222,45 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let sent = incoming_token(&self.names, req.headers());
-        let mut rejected = false;
-        let session = match &sent {
-            Some(text) => match continue_session(&self.pool, text) {
-                Ok(session) => session,
-                Err(reason) => {
-                    tracing::warn!(%reason, "ignoring the request's partypool token: reading as a fresh session");
-                    rejected = true;
-                    self.pool.session()
-                }
-            },
-            None => self.pool.session(),
-        };
+        let names = &self.names;
+        let header = names
+            .header
+            .as_deref()
+            .and_then(|h| req.headers().get(h))
+            .map(HeaderValue::as_bytes);
+        let cookies = req
+            .headers()
+            .get_all(COOKIE)
+            .iter()
+            .map(HeaderValue::as_bytes);
+        let sent = names.incoming(header, cookies);
+        let opened = names.open(&self.pool, sent);
+        let session = opened.session.clone();
         req.extensions_mut().insert(session.clone());
         // The service that was polled ready is the one to call (tower's usual swap).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let names = Arc::clone(&self.names);
         Box::pin(async move {
-            let mut response = inner.call(req).await?;
-            // Only when the request changed the session (it wrote, or its token had to be
-            // replaced): a read-only request leaves the client's token alone.
-            if session.token().map(|t| t.to_string()) != sent {
-                match session.settled_token().await {
-                    Some(token) => write_token(&names, response.headers_mut(), &token),
-                    // An unusable token that nothing replaced: clear the cookie, so the
-                    // client stops sending it.
-                    None if rejected => clear_cookie(&names, response.headers_mut()),
-                    None => {}
-                }
+            // The handler runs in the request's scope: plain `&pool` calls are the session's.
+            let mut response = session.scope(inner.call(req)).await?;
+            let out = names.close(opened).await;
+            let headers = response.headers_mut();
+            if let (Some(name), Some(text)) = (&names.header, out.header)
+                && let (Ok(name), Ok(value)) = (
+                    HeaderName::try_from(name.as_str()),
+                    HeaderValue::from_str(&text),
+                )
+            {
+                headers.insert(name, value);
+            }
+            if let Some(cookie) = out.set_cookie
+                && let Ok(value) = HeaderValue::from_str(&cookie)
+            {
+                headers.append(SET_COOKIE, value);
             }
             Ok(response)
         })
-    }
-}
-
-/// The token the client sent: the header first, then the cookie. Cookies are compared as
-/// bytes: another cookie of the site with a non-ASCII value must not hide ours.
-fn incoming_token(names: &Names, headers: &http::HeaderMap) -> Option<String> {
-    if let Some(name) = &names.header
-        && let Some(value) = headers.get(name)
-    {
-        let text = String::from_utf8_lossy(value.as_bytes()).trim().to_owned();
-        if !text.is_empty() {
-            return Some(text);
-        }
-    }
-    let cookie = names.cookie.as_deref()?.as_bytes();
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
-        .filter_map(|pair| {
-            let eq = pair.iter().position(|&b| b == b'=')?;
-            Some((pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii()))
-        })
-        .find(|(name, _)| *name == cookie)
-        .map(|(_, value)| {
-            let value = value.strip_prefix(b"\"").unwrap_or(value);
-            let value = value.strip_suffix(b"\"").unwrap_or(value);
-            String::from_utf8_lossy(value).into_owned()
-        })
-}
-
-fn continue_session<DB: Backend>(
-    pool: &ReplicaPool<DB>,
-    text: &str,
-) -> Result<Session<DB>, String> {
-    let token: CausalToken = text.parse().map_err(|e: crate::Error| e.to_string())?;
-    pool.session_with(token).map_err(|e| e.to_string())
-}
-
-fn write_token(names: &Names, headers: &mut http::HeaderMap, token: &CausalToken) {
-    let text = token.to_string();
-    if let Some(name) = &names.header
-        && let Ok(value) = HeaderValue::from_str(&text)
-    {
-        headers.insert(name.clone(), value);
-    }
-    if let Some(cookie) = &names.cookie {
-        let same_site = match names.same_site {
-            SameSite::Strict => "Strict",
-            SameSite::Lax => "Lax",
-            SameSite::None => "None",
-        };
-        let secure = if names.secure { "; Secure" } else { "" };
-        let value = format!(
-            "{cookie}={text}; Path={}; HttpOnly; SameSite={same_site}{secure}",
-            names.path
-        );
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.append(SET_COOKIE, value);
-        }
-    }
-}
-
-fn clear_cookie(names: &Names, headers: &mut http::HeaderMap) {
-    if let Some(cookie) = &names.cookie
-        && let Ok(value) = HeaderValue::from_str(&format!(
-            "{cookie}=; Path={}; Max-Age=0; HttpOnly",
-            names.path
-        ))
-    {
-        headers.append(SET_COOKIE, value);
     }
 }
 

@@ -149,7 +149,7 @@ fn axum_app(pool: repo::Pool) -> Router {
         .with_state(pool)
 }
 
-async fn call(app: &Router, method: &str, uri: &str) -> StatusCode {
+async fn call(app: &Router, method: &str, uri: String) -> StatusCode {
     let req = Request::builder()
         .method(method)
         .uri(uri)
@@ -189,7 +189,11 @@ async fn pool(c: &PgCluster, scope: Scope) -> PgReplicaPool {
 }
 
 /// Every flow once, under names made unique by `run`; the number that went wrong.
-async fn flows(app: &Router, harness: &PgReplicaPool, run: &str) -> Vec<String> {
+async fn flows(
+    call: impl AsyncFn(&'static str, String) -> StatusCode,
+    harness: &PgReplicaPool,
+    run: &str,
+) -> Vec<String> {
     let mut wrong = Vec::new();
     let mut expect = |what: &str, got: StatusCode, want: StatusCode| {
         if got != want {
@@ -200,43 +204,43 @@ async fn flows(app: &Router, harness: &PgReplicaPool, run: &str) -> Vec<String> 
     let name = format!("ann-{run}");
     expect(
         "signup",
-        call(app, "POST", &format!("/signup/{name}")).await,
+        call("POST", format!("/signup/{name}")).await,
         StatusCode::CREATED,
     );
     expect(
         "login after signup",
-        call(app, "GET", &format!("/login/{name}")).await,
+        call("GET", format!("/login/{name}")).await,
         StatusCode::OK,
     );
     // The same through a transaction the repository takes as `&mut Transaction`.
     let name = format!("bob-{run}");
     expect(
         "signup in tx",
-        call(app, "POST", &format!("/signup-tx/{name}")).await,
+        call("POST", format!("/signup-tx/{name}")).await,
         StatusCode::CREATED,
     );
     expect(
         "login after tx",
-        call(app, "GET", &format!("/login/{name}")).await,
+        call("GET", format!("/login/{name}")).await,
         StatusCode::OK,
     );
     // A token stored by one request, confirmed by the next.
     let name = format!("cy-{run}");
     expect(
         "issue token",
-        call(app, "POST", &format!("/tokens/{name}")).await,
+        call("POST", format!("/tokens/{name}")).await,
         StatusCode::CREATED,
     );
     expect(
         "confirm",
-        call(app, "POST", &format!("/confirm/t-{name}")).await,
+        call("POST", format!("/confirm/t-{name}")).await,
         StatusCode::OK,
     );
     // Two identical submissions at once: the second reads the first's saved response.
     let uri = format!("/submit/k-{run}");
-    let (a, b) = tokio::join!(call(app, "POST", &uri), async {
+    let (a, b) = tokio::join!(call("POST", uri.clone()), async {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        call(app, "POST", &uri).await
+        call("POST", uri.clone()).await
     });
     expect("first submission", a, StatusCode::OK);
     expect("concurrent submission", b, StatusCode::OK);
@@ -245,7 +249,7 @@ async fn flows(app: &Router, harness: &PgReplicaPool, run: &str) -> Vec<String> 
     repo::create_user(harness, &name).await.unwrap();
     expect(
         "login of a harness user",
-        call(app, "GET", &format!("/login/{name}")).await,
+        call("GET", format!("/login/{name}")).await,
         StatusCode::OK,
     );
     wrong
@@ -260,7 +264,13 @@ async fn an_ordinary_axum_app_reads_its_writes_through_a_late_replica() {
     let off = axum_app(pool(&c, Scope::Off).await);
     let mut failures = 0;
     for run in 0..3 {
-        failures += flows(&off, &harness, &format!("off{run}")).await.len();
+        failures += flows(
+            async |m, u| call(&off, m, u).await,
+            &harness,
+            &format!("off{run}"),
+        )
+        .await
+        .len();
     }
     assert!(
         failures >= 6,
@@ -270,7 +280,12 @@ async fn an_ordinary_axum_app_reads_its_writes_through_a_late_replica() {
     // The default: every flow right, every time.
     let app = axum_app(pool(&c, Scope::Process).await);
     for run in 0..5 {
-        let wrong = flows(&app, &harness, &format!("on{run}")).await;
+        let wrong = flows(
+            async |m, u| call(&app, m, u).await,
+            &harness,
+            &format!("on{run}"),
+        )
+        .await;
         assert!(wrong.is_empty(), "run {run}: {wrong:?}");
     }
     println!("consistency off: {failures} of 27 checks failed; the default: none");
@@ -288,4 +303,175 @@ async fn an_ordinary_axum_app_reads_its_writes_through_a_late_replica() {
             "no write is newer than the replica: reads go there"
         );
     }
+}
+
+/// The same application on actix-web: `web::Data<Pool>` handlers over the same repository.
+#[cfg(feature = "actix-web")]
+mod actix_app {
+    use super::*;
+    use actix_web::{HttpResponse, web};
+
+    fn status(s: StatusCode) -> HttpResponse {
+        HttpResponse::build(actix_web::http::StatusCode::from_u16(s.as_u16()).unwrap()).finish()
+    }
+
+    async fn signup(pool: web::Data<repo::Pool>, name: web::Path<String>) -> HttpResponse {
+        status(match repo::create_user(&pool, &name).await {
+            Ok(_) => StatusCode::CREATED,
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        })
+    }
+    async fn signup_in_tx(pool: web::Data<repo::Pool>, name: web::Path<String>) -> HttpResponse {
+        let Ok(mut tx) = pool.begin().await else {
+            return status(StatusCode::INTERNAL_SERVER_ERROR);
+        };
+        if repo::create_user_in(&mut tx, &name).await.is_err() || tx.commit().await.is_err() {
+            return status(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+        status(StatusCode::CREATED)
+    }
+    async fn login(pool: web::Data<repo::Pool>, name: web::Path<String>) -> HttpResponse {
+        status(match repo::find_user(&pool, &name).await {
+            Ok(Some(_)) => StatusCode::OK,
+            Ok(None) => StatusCode::UNAUTHORIZED,
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        })
+    }
+    async fn issue(pool: web::Data<repo::Pool>, name: web::Path<String>) -> HttpResponse {
+        let Ok(user) = repo::create_user(&pool, &name).await else {
+            return status(StatusCode::INTERNAL_SERVER_ERROR);
+        };
+        status(
+            match repo::store_token(&pool, &format!("t-{name}"), user).await {
+                Ok(()) => StatusCode::CREATED,
+                Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        )
+    }
+    async fn confirm(pool: web::Data<repo::Pool>, token: web::Path<String>) -> HttpResponse {
+        status(match repo::token_user(&pool, &token).await {
+            Ok(Some(_)) => StatusCode::OK,
+            Ok(None) => StatusCode::UNAUTHORIZED,
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        })
+    }
+    async fn submit(pool: web::Data<repo::Pool>, key: web::Path<String>) -> HttpResponse {
+        status(match repo::submit(&pool, &key).await {
+            Ok(Some(_)) => StatusCode::OK,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        })
+    }
+
+    pub fn configure(cfg: &mut web::ServiceConfig) {
+        cfg.route("/signup/{name}", web::post().to(signup))
+            .route("/signup-tx/{name}", web::post().to(signup_in_tx))
+            .route("/login/{name}", web::get().to(login))
+            .route("/tokens/{name}", web::post().to(issue))
+            .route("/confirm/{token}", web::post().to(confirm))
+            .route("/submit/{key}", web::post().to(submit));
+    }
+}
+
+#[cfg(feature = "actix-web")]
+#[actix_web::test]
+async fn an_ordinary_actix_app_reads_its_writes_through_a_late_replica() {
+    use actix_web::{App, test, web};
+    use partypool::actix::SessionMiddleware;
+
+    let c = delayed_cluster();
+    let harness = pool(&c, Scope::Process).await;
+    let request = |m: &str, u: String| {
+        let r = if m == "GET" {
+            test::TestRequest::get()
+        } else {
+            test::TestRequest::post()
+        };
+        r.uri(&u).to_request()
+    };
+
+    let off_pool = pool(&c, Scope::Off).await;
+    let off = test::init_service(
+        App::new()
+            .app_data(web::Data::new(off_pool.clone()))
+            .configure(actix_app::configure),
+    )
+    .await;
+    let mut failures = 0;
+    for run in 0..3 {
+        let caller = async |m: &'static str, u: String| {
+            let res = test::call_service(&off, request(m, u)).await;
+            StatusCode::from_u16(res.status().as_u16()).unwrap()
+        };
+        failures += flows(caller, &harness, &format!("xoff{run}")).await.len();
+    }
+    assert!(
+        failures >= 6,
+        "with consistency off the flows must break ({failures} failed)"
+    );
+
+    // The default, with the middleware as an application that also serves other processes
+    // would install it.
+    let on_pool = pool(&c, Scope::Process).await;
+    let on = test::init_service(
+        App::new()
+            .app_data(web::Data::new(on_pool.clone()))
+            .wrap(
+                SessionMiddleware::new(on_pool.clone()).secret("a secret of 32 bytes, not really"),
+            )
+            .configure(actix_app::configure),
+    )
+    .await;
+    for run in 0..5 {
+        let caller = async |m: &'static str, u: String| {
+            let res = test::call_service(&on, request(m, u)).await;
+            StatusCode::from_u16(res.status().as_u16()).unwrap()
+        };
+        let wrong = flows(caller, &harness, &format!("xon{run}")).await;
+        assert!(wrong.is_empty(), "run {run}: {wrong:?}");
+    }
+
+    // Another process (a pool that shares nothing with this one: session scope only) reads
+    // the writes of a request of this one through the token the response carried.
+    let other_pool = pool(&c, Scope::Session).await;
+    let other = test::init_service(
+        App::new()
+            .app_data(web::Data::new(other_pool.clone()))
+            .wrap(
+                SessionMiddleware::new(other_pool.clone())
+                    .secret("a secret of 32 bytes, not really"),
+            )
+            .configure(actix_app::configure),
+    )
+    .await;
+    let res = test::call_service(&on, request("POST", "/signup/eve".into())).await;
+    assert_eq!(res.status().as_u16(), 201);
+    let token = res
+        .headers()
+        .get("x-partypool-token")
+        .expect("a request that wrote hands out a token")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let with_token = test::TestRequest::get()
+        .uri("/login/eve")
+        .insert_header(("x-partypool-token", token.clone()))
+        .to_request();
+    assert_eq!(
+        test::call_service(&other, with_token)
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    // The same without the token, or with a forged one, reads the late replica: not there yet.
+    let res = test::call_service(&on, request("POST", "/signup/fay".into())).await;
+    assert_eq!(res.status().as_u16(), 201);
+    let forged = test::TestRequest::get()
+        .uri("/login/fay")
+        .insert_header(("x-partypool-token", token.replace('.', ".0")))
+        .to_request();
+    assert_eq!(
+        test::call_service(&other, forged).await.status().as_u16(),
+        401
+    );
 }

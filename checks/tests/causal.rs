@@ -5,11 +5,13 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use partypool::{CausalToken, Config, Consistency, Error, PgReplicaPool};
+use partypool::{CausalToken, Config, Consistency, Error, PgReplicaPool, Scope};
 use support::PgCluster;
 
 fn config() -> Config {
     Config::default()
+        // These tests are about sessions: plain reads must not read the process's writes.
+        .consistency_scope(Scope::Session)
         .health_check_interval(Duration::from_millis(200))
         // Keep paused replicas in the rotation: this is about sessions, not lag limits.
         .max_replica_lag(None)

@@ -545,9 +545,11 @@ async fn sessions_read_their_writes_by_gtid() {
     let c = items_cluster();
     let pool = connect(
         &c,
+        // Session scope: plain reads must show what sessions add.
         Config::default()
             .causal_wait(Duration::from_millis(2))
-            .max_replica_lag(None),
+            .max_replica_lag(None)
+            .consistency_scope(partypool::Scope::Session),
     )
     .await;
 

@@ -71,7 +71,10 @@ async fn entities_route_and_sessions_read_their_writes() {
     let pool = PgReplicaPool::connect(
         &c.primary_url(),
         &[&c.url(1)],
-        Config::default().max_replica_lag(None),
+        // Session scope: what a session adds must show against plain reads.
+        Config::default()
+            .max_replica_lag(None)
+            .consistency_scope(partypool::Scope::Session),
     )
     .await
     .unwrap();

@@ -79,7 +79,10 @@ async fn a_cookie_carries_read_your_writes_across_requests() {
     let pool = PgReplicaPool::connect(
         &c.primary_url(),
         &[&c.url(1)],
-        Config::default().max_replica_lag(None),
+        // Session scope: the layer's tokens, not the process's memory, must carry the writes.
+        Config::default()
+            .max_replica_lag(None)
+            .consistency_scope(partypool::Scope::Session),
     )
     .await
     .unwrap();

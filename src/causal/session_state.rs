@@ -178,10 +178,15 @@ impl SessionState {
         }
     }
 
-    /// The session's token, if it wrote (or was made from a token).
-    pub(crate) fn token(&self, cluster: u64) -> Option<CausalToken> {
+    /// The session's token, if it wrote (or was made from a token). `settled`: the
+    /// primary's position was just recorded, after every transaction the session began
+    /// ended; else a session that began a transaction (whose commit it does not see) gets a
+    /// pending token.
+    pub(crate) fn token(&self, cluster: u64, settled: bool) -> Option<CausalToken> {
         let m = *self.marks();
-        let mark = if self.unrecorded.load(Ordering::Acquire) > 0 {
+        let mark = if self.unrecorded.load(Ordering::Acquire) > 0
+            || (!settled && self.has_transactions())
+        {
             Mark::Pending(
                 m.unknown_since_ms
                     .unwrap_or(0)

@@ -75,7 +75,7 @@ fn gtid_tokens_round_trip_and_compare_per_domain() {
     }
     s.recorded(gat("0-1-201,1-1-4,2-1-1"));
     s.recorded(gat("0-1-150"));
-    let g = s.token(0).unwrap().gtids().unwrap();
+    let g = s.token(0, false).unwrap().gtids().unwrap();
     assert_eq!((g.seq(0), g.seq(1), g.seq(2)), (201, 4, 1));
 }
 
@@ -108,7 +108,7 @@ fn the_read_decision() {
     // A write being recorded: the primary.
     s.write_started();
     assert_eq!(s.read_at(&RULES, Some(1), 0), ReadAt::Primary);
-    assert_eq!(s.token(7).unwrap().kind(), TokenKind::Pending);
+    assert_eq!(s.token(7, false).unwrap().kind(), TokenKind::Pending);
     s.write_recorded();
     // A write whose position is unknown: the primary until it settles, then the
     // primary once more to record its position.
@@ -119,7 +119,7 @@ fn the_read_decision() {
         ReadAt::PrimaryThenRecord
     );
     assert_eq!(
-        s.token(7).unwrap().to_string(),
+        s.token(7, false).unwrap().to_string(),
         "pp2-p-0000000000000007-3e8"
     );
     s.reconcile(at(500, 1), &RULES, 11_000);
@@ -141,19 +141,19 @@ fn settling_too_early_records_nothing() {
 fn positions_ahead_of_the_primary_are_clamped() {
     let s = SessionState::from_token("pp2-l-7-1-ffffffffffff".parse().unwrap());
     s.reconcile(at(0x5000, 1), &RULES, 0);
-    assert_eq!(s.token(7).unwrap().position(), Some(0x5000));
+    assert_eq!(s.token(7, false).unwrap().position(), Some(0x5000));
     // A position this session recorded is never lowered (a concurrent write of the same
     // session may have recorded it after the primary's position was read).
     s.recorded(at(0x6000, 1));
     s.reconcile(at(0x5800, 1), &RULES, 0);
-    assert_eq!(s.token(7).unwrap().position(), Some(0x6000));
+    assert_eq!(s.token(7, false).unwrap().position(), Some(0x6000));
 }
 
 #[test]
 fn a_forged_position_is_replaced_by_the_sessions_first_write() {
     let s = SessionState::from_token("pp2-l-7-1-ffffffffffff".parse().unwrap());
     s.recorded(at(0x5000, 1));
-    assert_eq!(s.token(7).unwrap().position(), Some(0x5000));
+    assert_eq!(s.token(7, false).unwrap().position(), Some(0x5000));
 }
 
 #[test]
@@ -179,10 +179,10 @@ fn timelines_only_move_forward() {
     let s = SessionState::default();
     s.recorded(at(900, 2));
     s.recorded(at(5_000, 1));
-    assert_eq!(s.token(1).unwrap().timeline(), Some(2));
-    assert_eq!(s.token(1).unwrap().position(), Some(900));
+    assert_eq!(s.token(1, false).unwrap().timeline(), Some(2));
+    assert_eq!(s.token(1, false).unwrap().position(), Some(900));
     s.recorded(at(10, 3));
-    assert_eq!(s.token(1).unwrap().position(), Some(10));
+    assert_eq!(s.token(1, false).unwrap().position(), Some(10));
 }
 
 #[test]
@@ -196,5 +196,5 @@ fn time_based_sessions() {
     s.wrote_now();
     assert_eq!(s.read_at(&rules, None, now_ms()), ReadAt::Primary);
     assert_eq!(s.read_at(&rules, None, now_ms() + 2_000), ReadAt::Anywhere);
-    assert_eq!(s.token(0).unwrap().kind(), TokenKind::Time);
+    assert_eq!(s.token(0, false).unwrap().kind(), TokenKind::Time);
 }

@@ -144,9 +144,15 @@ impl<DB: Backend> Shared<DB> {
         // The session's position is checked against the primary's when no replica has it.
         let reconcile = at.is_some();
         let process = self.process_high_water();
+        // What the process asks, kept apart from the session's: only it may raise the floor
+        // (a session's position can come from a token, which is untrusted input).
+        let mut process_at = None;
         if let Some(hw) = process {
             match self.process_needs(hw).await {
-                Some(need) => at = need.map(|need| merge(at, need)).or(at),
+                Some(need) => {
+                    process_at = need;
+                    at = need.map(|need| merge(at, need)).or(at);
+                }
                 None => return Ok((self.acquire_on_writer(false).await?, false)),
             }
         }
@@ -205,7 +211,7 @@ impl<DB: Backend> Shared<DB> {
         }
         // No replica (that has the session's writes): the writer. A session's position is
         // then checked against the primary's (a forged token ahead of it is clamped).
-        if let (Some(hw), Some(at)) = (process, at) {
+        if let (Some(hw), Some(at)) = (process, process_at) {
             hw.raise(at);
         }
         Ok((self.acquire_on_writer(false).await?, reconcile))

@@ -48,7 +48,7 @@ impl<DB: Backend> Session<DB> {
     /// the primary. [`settled_token`](Self::settled_token) waits for the position instead.
     pub fn token(&self) -> Option<CausalToken> {
         self.state
-            .token(self.pool.shared.cluster.cluster_id().unwrap_or(0))
+            .token(self.pool.shared.cluster.cluster_id().unwrap_or(0), false)
     }
 
     /// Like [`token`](Self::token), but first waits (bounded by the settle window:
@@ -64,12 +64,15 @@ impl<DB: Backend> Session<DB> {
     pub async fn settled_token(&self) -> Option<CausalToken> {
         let rules = self.pool.shared.rules();
         self.state.settled(rules.settle).await;
+        let mut settled = false;
         if self.state.has_transactions()
             && let Some(at) = self.pool.shared.fresh_position().await
         {
             self.state.recorded(at);
+            settled = true;
         }
-        self.token()
+        self.state
+            .token(self.pool.shared.cluster.cluster_id().unwrap_or(0), settled)
     }
 
     /// The pool this session reads and writes through.
