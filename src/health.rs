@@ -52,6 +52,7 @@ pub(crate) async fn probe<DB: Backend>(
     if node.probe_options.is_none()
         && let Some(mut conn) = node.pool.try_acquire()
     {
+        node.lending.lend();
         match DB::probe(&mut conn, status).await {
             Ok(p) => return Ok(p),
             Err(_) => conn.close_on_drop(),
@@ -138,6 +139,11 @@ pub(crate) async fn round<DB: Backend>(cluster: &Cluster<DB>) {
             .collect()
     };
     join_all(due.into_iter().map(|i| check(cluster, i))).await;
+    // Counts that connections closed without coming back left behind.
+    for node in cluster.snapshot().nodes.iter() {
+        node.lending
+            .reset_if(|| crate::node::checked_out(&node.pool) == 0);
+    }
     cluster.apply(&[Event::Round]);
     cluster.round_took(started.elapsed());
 }

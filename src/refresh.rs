@@ -13,22 +13,6 @@ use crate::causal::HighWater;
 use crate::cluster::Cluster;
 use crate::positions::At;
 
-/// How many of `pool`'s connections are checked out (or being opened or returned): its size
-/// less its idle ones, read until the size holds still around the idle count. A connection
-/// counts in the size from before it is handed out until after it is back among the idle
-/// ones, so this is never less than the true number unless, between the reads (a few
-/// instructions), a connection is opened, used, returned and closed again: retrying while the
-/// size moves makes that need a preemption at exactly that point and a reaper in it.
-fn checked_out<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> usize {
-    loop {
-        let size = pool.size() as usize;
-        let idle = pool.num_idle();
-        if pool.size() as usize == size {
-            return size.saturating_sub(idle);
-        }
-    }
-}
-
 /// The primary's position read by a fetch that started after [`HighWater::covered`] returned
 /// `seen`: it covers every write acknowledged before that. Concurrent callers share fetches:
 /// one runs at a time, and each waiting caller takes the first result newer than its own
@@ -52,7 +36,7 @@ pub(crate) async fn primary_after<DB: Backend>(
         // was out on the primary is read after the fetch started and before the position.
         match node.take_probe_connection() {
             Some(mut conn) => {
-                let clean = checked_out(&node.pool) == 0;
+                let clean = !node.lending.any_held();
                 let position = DB::capture_position(&mut conn).await;
                 if position.is_ok() {
                     node.keep_probe_connection(conn);
@@ -61,7 +45,8 @@ pub(crate) async fn primary_after<DB: Backend>(
             }
             None => {
                 let mut conn = node.pool.acquire().await.ok()?;
-                let clean = checked_out(&node.pool) <= 1;
+                node.lending.lend();
+                let clean = !node.lending.any_held();
                 let position = DB::capture_position(&mut conn).await;
                 Some((position.ok().flatten().map(At::from_log), clean))
             }
@@ -135,6 +120,7 @@ impl Refresher {
         futures_util::future::join_all(nodes.iter().map(|n| async move {
             let read = async {
                 if let Some(mut conn) = n.pool.try_acquire() {
+                    n.lending.lend();
                     return DB::replayed_position(&mut conn).await;
                 }
                 let Some(mut conn) = n.take_probe_connection() else {

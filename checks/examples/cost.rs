@@ -14,7 +14,11 @@
 //! - `pgpool`: the point-select workload through Pgpool-II too, when `pgpool` is installed
 //!   (`apt-get install pgpool2`), with routing checked by `pg_stat_statements`.
 //!
-//! `cargo run --release --example cost -- [latency|mixed|rows|replicas|idle|pgpool|all] [secs]`
+//! - `consistency`: read-your-writes by scope — the process (the default), request scopes only,
+//!   off — beside plain pools, read-only and 80/20, at 1, 8 and 32 tasks: throughput, p50,
+//!   p99, the share of reads replicas served, and statements on the primary per write.
+//!
+//! `cargo run --release --example cost -- [latency|mixed|consistency|rows|replicas|idle|pgpool|all] [secs]`
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -70,6 +74,9 @@ enum Side {
     /// application makes by hand.
     PlainPair(sqlx::PgPool, sqlx::PgPool),
     Party(PgReplicaPool),
+    /// partypool with every operation in its own request scope (`Session::scope`), as the
+    /// tower layer and the actix-web middleware run requests.
+    Scoped(PgReplicaPool),
     /// Plain pools over several replicas, taken in turn: what partypool's round-robin
     /// does, without anything else.
     RoundRobin(Arc<(Vec<sqlx::PgPool>, AtomicU64)>),
@@ -81,6 +88,7 @@ impl Side {
             Side::Plain(_) => "plain PgPool",
             Side::PlainPair(..) => "plain PgPools (replica + primary)",
             Side::Party(_) => "partypool",
+            Side::Scoped(_) => "partypool, request scopes",
             Side::RoundRobin(_) => "plain pools in turn",
         }
     }
@@ -90,6 +98,7 @@ impl Side {
         match self {
             Side::Plain(p) | Side::PlainPair(p, _) => q.fetch_one(p).await,
             Side::Party(p) => q.fetch_one(p).await,
+            Side::Scoped(p) => p.session().scope(q.fetch_one(p)).await,
             Side::RoundRobin(rr) => {
                 let i = rr.1.fetch_add(1, Ordering::Relaxed) as usize % rr.0.len();
                 q.fetch_one(&rr.0[i]).await
@@ -103,6 +112,7 @@ impl Side {
         match self {
             Side::PlainPair(_, primary) => q.execute(primary).await.map(drop),
             Side::Party(p) => q.execute(p).await.map(drop),
+            Side::Scoped(p) => p.session().scope(q.execute(p)).await.map(drop),
             _ => unreachable!("writes need a primary"),
         }
     }
@@ -304,6 +314,105 @@ async fn latency(secs: f64, mixed: bool) {
                 allocs[i].0 as f64 / lat.len() as f64,
                 allocs[i].1 as f64 / lat.len() as f64,
             );
+        }
+    }
+}
+
+/// Read-your-writes by scope, side by side (interleaved in 1 s slices).
+async fn consistency(secs: f64) {
+    use partypool::Scope;
+    let cluster = cluster_with_data(1);
+    // Every statement the primary runs is logged, for every side alike: the position
+    // queries read-your-writes adds are counted from the log.
+    cluster.log_statements(0);
+    let (primary, replica) = (cluster.primary_url(), cluster.url(1));
+    let party = |scope: Scope| {
+        PgReplicaPool::builder()
+            .primary(primary.clone())
+            .replica(replica.clone())
+            .config(
+                party_config(CONNECTIONS)
+                    .primary_max_connections(Some(CONNECTIONS))
+                    .consistency_scope(scope),
+            )
+            .connect()
+    };
+    let sides = [
+        Side::PlainPair(
+            plain_on(&cluster.url(1), CONNECTIONS).await,
+            plain_on(&cluster.primary_url(), CONNECTIONS).await,
+        ),
+        Side::Party(party(Scope::Process).await.expect("partypool")),
+        Side::Scoped(party(Scope::Session).await.expect("partypool")),
+        Side::Party(party(Scope::Off).await.expect("partypool")),
+    ];
+    let names = [
+        "plain PgPools (replica + primary)",
+        "partypool, process scope (default)",
+        "partypool, request scopes only",
+        "partypool, consistency off",
+    ];
+    let replica_queries = |side: &Side| match side {
+        Side::Party(p) | Side::Scoped(p) => p.status().node("replica-1").map_or(0, |n| n.queries),
+        _ => 0,
+    };
+    for mixed in [false, true] {
+        let what = if mixed {
+            "80% point selects, 20% one-row updates"
+        } else {
+            "point selects only"
+        };
+        println!(
+            "\n## Read-your-writes by scope: {what} ({secs} s per side, interleaved in 1 s slices)\n"
+        );
+        println!(
+            "| tasks | pool | ops/s | p50 | p99 | reads on the replica | statements on the primary per write |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        for tasks in [1usize, 8, 32] {
+            for side in &sides {
+                drive_mix(side, tasks, 0.3, mixed).await;
+            }
+            let slices = secs.ceil() as usize;
+            let mut runs: Vec<Vec<Duration>> = vec![Vec::new(); sides.len()];
+            let mut on_replica = vec![0u64; sides.len()];
+            let mut positions = vec![0usize; sides.len()];
+            for slice in 0..slices {
+                for k in 0..sides.len() {
+                    let i = (k + slice) % sides.len();
+                    let side = &sides[i];
+                    let (q0, p0) = (
+                        replica_queries(side),
+                        cluster.statements_logged_matching(0, &["pg_current_wal_insert_lsn"]),
+                    );
+                    runs[i].extend(drive_mix(side, tasks, 1.0, mixed).await);
+                    on_replica[i] += replica_queries(side) - q0;
+                    positions[i] +=
+                        cluster.statements_logged_matching(0, &["pg_current_wal_insert_lsn"]) - p0;
+                }
+            }
+            for (i, lat) in runs.iter_mut().enumerate() {
+                lat.sort();
+                let ops = lat.len();
+                let writes = if mixed { ops / 5 } else { 0 };
+                let reads = ops - writes;
+                let share = match &sides[i] {
+                    Side::PlainPair(..) => "100%".to_owned(),
+                    _ => format!("{:.0}%", 100.0 * on_replica[i] as f64 / reads.max(1) as f64),
+                };
+                let per_write = if writes == 0 {
+                    format!("- ({} position queries)", positions[i])
+                } else {
+                    format!("{:.2}", 1.0 + positions[i] as f64 / writes as f64)
+                };
+                println!(
+                    "| {tasks} | {} | {:.0} | {} | {} | {share} | {per_write} |",
+                    names[i],
+                    ops as f64 / slices as f64,
+                    ms(pct(lat, 0.5)),
+                    ms(pct(lat, 0.99)),
+                );
+            }
         }
     }
 }
@@ -690,6 +799,9 @@ async fn main() {
     }
     if matches!(what, "mixed" | "all") {
         latency(secs, true).await;
+    }
+    if matches!(what, "consistency" | "all") {
+        consistency(secs).await;
     }
     if matches!(what, "rows" | "all") {
         rows(secs).await;

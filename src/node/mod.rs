@@ -2,10 +2,13 @@
 //! no decisions: whether it serves reads or takes the writes is the cluster's
 //! [`View`](crate::cluster::View).
 
+mod lending;
 mod metrics;
 
 use std::fmt;
 use std::sync::Arc;
+
+pub(crate) use lending::{Lending, checked_out};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -79,6 +82,8 @@ pub(crate) struct Node<DB: Database> {
     /// it still answers. Every statement registers here, so the waiter list is sharded by
     /// thread: statements on different worker threads never contend for one lock.
     left: [Notify; LEFT_SHARDS],
+    /// Connections out for partypool's statements and held by the application.
+    pub(crate) lending: Arc<Lending>,
 }
 
 impl<DB: Backend> Node<DB> {
@@ -113,7 +118,14 @@ impl<DB: Backend> Node<DB> {
             latency: PeakEwma::default(),
             metrics,
             left: std::array::from_fn(|_| Notify::new()),
+            lending: Arc::default(),
         }
+    }
+
+    /// Shares `lending` with the pool's `after_release` hook, which counts returns into it.
+    pub(crate) fn with_lending(mut self, lending: Arc<Lending>) -> Self {
+        self.lending = lending;
+        self
     }
 
     /// Probes connect with these options (a monitor credential), whose password is
@@ -348,6 +360,7 @@ impl<DB: Backend> Node<DB> {
         let mut held = Vec::new();
         while let Some(outcome) = opening.next().await {
             let Ok(conn) = outcome else { break };
+            self.lending.lend();
             if self.pool.size() < min {
                 held.push(conn);
             } else {

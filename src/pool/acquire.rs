@@ -69,6 +69,9 @@ impl<DB: Backend> Shared<DB> {
                 conn = node.pool.acquire() => conn,
                 _ = moved => continue,
             };
+            if acquired.is_ok() {
+                node.lending.lend();
+            }
             return match acquired {
                 // Writes moved while the connection was handed over: nothing is sent yet.
                 Ok(_) if self.cluster.snapshot().view.writer != index => continue,
@@ -167,15 +170,31 @@ impl<DB: Backend> Shared<DB> {
                         .map(|i| (i, Arc::clone(&snapshot.nodes[i])))
                 }
                 Some(at) => {
-                    let index = self.refresher.replica_at(cluster, tried, at).await;
-                    index.map(|i| (i, cluster.node(i)))
+                    // A replica known to have it; else ask the next replica where it is, on
+                    // the connection the read will use (one light query, no waiting for the
+                    // shared refresh); else wait for one to catch up.
+                    let snapshot = cluster.snapshot();
+                    match cluster.pick(&snapshot, tried, Some(&at), false) {
+                        Some(i) => Some((i, Arc::clone(&snapshot.nodes[i]))),
+                        None => match self.checked_replica(&snapshot, tried, &at).await {
+                            Some(checkout) => return Ok((checkout, false)),
+                            None => {
+                                let index = self.refresher.replica_at(cluster, tried, at).await;
+                                index.map(|i| (i, cluster.node(i)))
+                            }
+                        },
+                    }
                 }
             };
             let Some((index, node)) = chosen else { break };
             let busy = node.start_call();
             let had_room = node.has_free_connection();
             let serves = || cluster.snapshot().view.serves_reads(index);
-            match node.acquire_while_in_rotation(serves).await {
+            let acquired = node.acquire_while_in_rotation(serves).await;
+            if let Some(Ok(_)) = &acquired {
+                node.lending.lend();
+            }
+            match acquired {
                 Some(Ok(conn)) => {
                     node.served();
                     // Later reads in the process must not see an older state than this one.
@@ -215,6 +234,62 @@ impl<DB: Backend> Shared<DB> {
             hw.raise(at);
         }
         Ok((self.acquire_on_writer(false).await?, reconcile))
+    }
+
+    /// The next replica with a free connection, if the replay position read on that
+    /// connection shows it has replayed `at` (its known position advances either way).
+    async fn checked_replica(
+        self: &Arc<Self>,
+        snapshot: &crate::cluster::Snapshot<DB>,
+        tried: &[usize],
+        at: &At,
+    ) -> Option<Checkout<DB>> {
+        let index = self.cluster.pick(snapshot, tried, None, true)?;
+        let node = Arc::clone(&snapshot.nodes[index]);
+        let busy = node.start_call();
+        let mut conn = node.pool.try_acquire()?;
+        node.lending.lend();
+        let bound = self.cluster.settings.health_check_timeout;
+        // A healthy replica replays a commit within a millisecond or so: ask again at once a
+        // few times (each answer takes a round trip; tokio's timers cannot wait less than a
+        // millisecond), within `causal_wait`.
+        let deadline = tokio::time::Instant::now() + self.cluster.settings.causal_wait;
+        let mut asked = 0;
+        loop {
+            match tokio::time::timeout(bound, DB::replayed_position(&mut conn)).await {
+                Ok(Ok(Some(p))) => node.advance_position(p),
+                Ok(Ok(None)) => return None,
+                Ok(Err(e)) => {
+                    health::report(&self.cluster, index, &e);
+                    return None;
+                }
+                Err(_) => {
+                    conn.close_on_drop();
+                    return None;
+                }
+            }
+            asked += 1;
+            if node.covers(at) || asked == 8 || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+        }
+        if !node.covers(at) || !self.cluster.snapshot().view.serves_reads(index) {
+            return None;
+        }
+        node.served();
+        if let Some(hw) = self.process_high_water()
+            && let Some(known) = node.known_at()
+        {
+            hw.raise(known);
+        }
+        Some(Checkout {
+            index,
+            node,
+            conn,
+            busy: busy.connected(),
+            serves_reads: true,
+            standby: true,
+        })
     }
 
     /// A primary position that covers every write acknowledged before now: the last one

@@ -323,6 +323,11 @@ where
                         }
                     }
                 }
+                // A write has its outcome (or failed): reads from now on need a position
+                // fetched after this (see `HighWater`).
+                if !on_replica {
+                    self.wrote();
+                }
                 // The bookkeeping after a statement is one light query on its connection, bounded
                 // like a probe: a node that stalls now must not hold the call.
                 let bound = self.cluster.settings.health_check_timeout;

@@ -278,6 +278,13 @@ pub(super) fn node<DB: Backend>(
         .idle_timeout(config.idle_timeout)
         .max_lifetime(config.max_lifetime)
         .test_before_acquire(config.test_before_acquire);
+    // Counts every connection that comes back, for read-your-writes (see `Lending`).
+    let lending = Arc::new(crate::node::Lending::default());
+    let returns = Arc::clone(&lending);
+    pool = pool.after_release(move |_, _| {
+        returns.returned();
+        Box::pin(async { Ok(true) })
+    });
     if let Some(hook) = &hooks.after_connect {
         let hook = hook.clone();
         pool = pool.after_connect(move |conn, meta| hook(conn, meta));
@@ -302,7 +309,7 @@ pub(super) fn node<DB: Backend>(
         }
     };
     let pool = pool.connect_lazy_with(options);
-    let mut node = Node::new(name, role, url, secret, pool);
+    let mut node = Node::new(name, role, url, secret, pool).with_lending(lending);
     if let Some(options) = probe_options {
         node = node.with_probe_options(options, hooks.monitor.as_ref().map(|(_, p)| p.clone()));
     }

@@ -184,7 +184,9 @@ impl<DB: Backend> ReplicaPool<DB> {
             .begin()
             .await
             .map_err(|e| self.node_error(index, &writer, e))?;
-        // Its commit is the driver's: counted as a write from now on (see `HighWater`).
+        // Its commit is the driver's: counted as a write, and held until its connection
+        // comes back (see `HighWater`).
+        writer.lending.hold();
         self.shared.wrote();
         Ok(tx)
     }
@@ -212,6 +214,7 @@ impl<DB: Backend> ReplicaPool<DB> {
             .begin_with(statement)
             .await
             .map_err(|e| self.node_error(index, &writer, e))?;
+        writer.lending.hold();
         self.shared.wrote();
         Ok(tx)
     }
@@ -232,10 +235,13 @@ impl<DB: Backend> ReplicaPool<DB> {
         self.check_open()?;
         let (index, node) = self.shared.cluster.reader();
         node.served();
-        node.pool
+        let tx = node
+            .pool
             .begin_with(DB::BEGIN_READ_ONLY)
             .await
-            .map_err(|e| self.node_error(index, &node, e))
+            .map_err(|e| self.node_error(index, &node, e))?;
+        node.lending.hold();
+        Ok(tx)
     }
 
     /// `Error::Closed` after [`close`](Self::close).
@@ -425,9 +431,12 @@ impl<'a, DB: Backend> Acquire<'a> for &'_ ReplicaPool<DB> {
     ) -> futures_core::future::BoxFuture<'static, Result<Self::Connection, sqlx::Error>> {
         let shared = Arc::clone(&self.shared);
         Box::pin(async move {
-            let conn = shared.acquire_writer().await?.conn;
+            let checkout = shared.acquire_writer().await?;
+            // Handed over: held (it was counted as partypool's own at checkout).
+            checkout.node.lending.hold();
+            checkout.node.lending.returned();
             shared.wrote();
-            Ok(conn)
+            Ok(checkout.conn)
         })
     }
 
