@@ -475,3 +475,51 @@ async fn an_ordinary_actix_app_reads_its_writes_through_a_late_replica() {
         401
     );
 }
+
+/// Reads never go back in time in the process, also across replicas: one replica is paused
+/// behind a write made outside the process (which the process cannot know of); once a read
+/// has seen that write on the other replica, no later read misses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_never_go_back_in_time_across_replicas() {
+    let c = PgCluster::start(2);
+    c.psql(0, "CREATE TABLE events (id bigint PRIMARY KEY)");
+    c.wait_replayed();
+    let pool = PgReplicaPool::builder()
+        .primary(c.primary_url())
+        .replica(c.url(1))
+        .replica(c.url(2))
+        .config(
+            Config::default()
+                .health_check_interval(Duration::from_millis(100))
+                .max_replica_lag(None)
+                .causal_wait(Duration::from_millis(5)),
+        )
+        .connect()
+        .await
+        .unwrap();
+    tokio::task::block_in_place(|| {
+        c.pause_replay(2);
+        c.psql(0, "INSERT INTO events VALUES (1)");
+        c.wait_replayed_on(1);
+    });
+    // Let the probes learn replica 1's new position.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut seen = false;
+    let mut on = std::collections::BTreeSet::new();
+    for i in 0..40 {
+        let (n, port): (i64, i32) =
+            sqlx::query_as("SELECT (SELECT count(*) FROM events), inet_server_port()")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        on.insert(port);
+        if n == 1 {
+            seen = true;
+        } else {
+            assert!(!seen, "read {i} went back in time (on port {port})");
+        }
+    }
+    assert!(seen, "the caught-up replica served reads");
+    tokio::task::block_in_place(|| c.resume_replay(2));
+    pool.close().await;
+}
