@@ -105,13 +105,16 @@ pub(crate) fn observation<DB: Backend>(
             node.observed(&p);
             Observation::Up(p)
         }
+        Ok(Err(e)) if DB::is_missing_database(&e) => {
+            Observation::Behind(format!("not caught up: {}", node.scrub(&e.to_string())))
+        }
         Ok(Err(e)) => Observation::Down(node.scrub(&e.to_string())),
         Err(_) => Observation::Down(format!("health check timed out after {timeout:?}")),
     }
 }
 
 /// Probes member `index` and hands what it saw to the cluster.
-pub(crate) async fn check<DB: Backend>(cluster: &Cluster<DB>, index: usize) {
+pub(crate) async fn check<DB: Backend>(cluster: &Arc<Cluster<DB>>, index: usize) {
     let (node, status) = {
         let snapshot = cluster.snapshot();
         let (node, view) = snapshot.member(index);
@@ -121,12 +124,41 @@ pub(crate) async fn check<DB: Backend>(cluster: &Cluster<DB>, index: usize) {
         )
     };
     let seen = observe(&node, status, cluster.settings.health_check_timeout).await;
+    let behind = matches!(seen, Observation::Behind(_));
     cluster.apply(&[Event::Observed(index, seen)]);
+    if behind {
+        recheck_soon(cluster, index);
+    }
+}
+
+/// How soon a node that is behind (not down) is probed again.
+const BEHIND_RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Probes member `index` again shortly (a node that is behind catches up in moments; the
+/// next round may be seconds away). Holds the cluster only weakly while it waits.
+pub(crate) fn recheck_soon<DB: Backend>(cluster: &Arc<Cluster<DB>>, index: usize) {
+    let cluster = Arc::downgrade(cluster);
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let wait = BEHIND_RECHECK.min(
+            cluster
+                .upgrade()
+                .map_or(BEHIND_RECHECK, |c| c.settings.health_check_interval),
+        );
+        tokio::time::sleep(wait).await;
+        if let Some(cluster) = cluster.upgrade()
+            && !cluster.is_closing()
+        {
+            suspect(&cluster, index);
+        }
+    });
 }
 
 /// One round: probe every member in the pool that is not banned, and the writer, at once
 /// (each outcome is applied as it arrives); then choose the writer and measure lag.
-pub(crate) async fn round<DB: Backend>(cluster: &Cluster<DB>) {
+pub(crate) async fn round<DB: Backend>(cluster: &Arc<Cluster<DB>>) {
     let started = Instant::now();
     let due: Vec<usize> = {
         let snapshot = cluster.snapshot();
@@ -171,6 +203,40 @@ pub(crate) fn suspect<DB: Backend>(cluster: &Arc<Cluster<DB>>, index: usize) {
 pub(crate) fn report<DB: Backend>(cluster: &Arc<Cluster<DB>>, index: usize, e: &sqlx::Error) {
     if cluster.node(index).record_error(e) {
         suspect(cluster, index);
+    }
+}
+
+/// Waits up to `limit` until every member but the writer serves reads, probing the ones that
+/// do not (bans aside) every 100 ms; then logs the ones still missing. The pool works either
+/// way: reads skip replicas that are not in the rotation.
+pub(crate) async fn wait_for_replicas<DB: Backend>(
+    cluster: &Arc<Cluster<DB>>,
+    limit: std::time::Duration,
+) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let missing: Vec<usize> = {
+            let snapshot = cluster.snapshot();
+            let view = &snapshot.view;
+            (0..view.nodes.len())
+                .filter(|&i| i != view.writer && !view.nodes[i].removed && !view.serves_reads(i))
+                .collect()
+        };
+        if missing.is_empty() {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let snapshot = cluster.snapshot();
+            let names: Vec<&str> = missing
+                .iter()
+                .map(|&i| snapshot.view.nodes[i].name.as_str())
+                .collect();
+            tracing::warn!(nodes = ?names, ?limit, "replicas not in the rotation after waiting; the pool starts without them");
+            return;
+        }
+        join_all(missing.iter().map(|&i| check(cluster, i))).await;
+        cluster.apply(&[Event::Round]);
+        tokio::time::sleep(std::time::Duration::from_millis(100).min(limit)).await;
     }
 }
 

@@ -173,6 +173,14 @@ pub trait Backend: Database<Arguments: Clone> + sealed::Sealed {
     /// Whether `e` is a read-only replica refusing to write. Such a statement did not run, so
     /// it is safe to run it again on the primary.
     fn is_standby_rejection(e: &sqlx::Error) -> bool;
+
+    /// Whether `e` says the database does not exist on this node (yet): on a replica, a
+    /// database just created on the primary that it has not replayed. The node is behind,
+    /// not down.
+    fn is_missing_database(e: &sqlx::Error) -> bool {
+        let _ = e;
+        false
+    }
 }
 
 /// Errors of the transport, the same for every database. Not `PoolTimedOut`: a full pool

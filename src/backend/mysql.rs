@@ -125,6 +125,11 @@ impl Backend for sqlx::MySql {
 
     /// Errors 1290 (`--read-only` / `--super-read-only`), 1792 (read-only transaction) and
     /// 1836 (read-only mode).
+    /// Error 1049 (`Unknown database`).
+    fn is_missing_database(e: &sqlx::Error) -> bool {
+        mysql_errno(e) == Some(1049)
+    }
+
     fn is_standby_rejection(e: &sqlx::Error) -> bool {
         mysql_errno(e).is_some_and(|n| matches!(n, 1290 | 1792 | 1836))
     }

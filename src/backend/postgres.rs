@@ -71,6 +71,12 @@ impl Backend for sqlx::Postgres {
     /// transaction", "… during recovery"), and 0A000 / 55000 / XX000 when the message says
     /// it is because of recovery ("cannot use serializable mode in a hot standby", "cannot
     /// assign OIDs during recovery"), as measured on a PostgreSQL 15 standby.
+    /// SQLSTATE 3D000 (`database "…" does not exist`).
+    fn is_missing_database(e: &sqlx::Error) -> bool {
+        e.as_database_error()
+            .is_some_and(|d| d.code().as_deref() == Some("3D000"))
+    }
+
     fn is_standby_rejection(e: &sqlx::Error) -> bool {
         let Some(db) = e.as_database_error() else {
             return false;

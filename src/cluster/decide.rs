@@ -25,6 +25,9 @@ pub(crate) enum Observation {
     Up(Probe),
     /// The probe failed or timed out, and why (passwords already scrubbed).
     Down(String),
+    /// The node answered but lacks what the primary has (a database created there that it
+    /// has not replayed yet): out of the rotation, probed again soon, never banned for it.
+    Behind(String),
 }
 
 /// Something that happened since the last view.
@@ -70,6 +73,13 @@ pub(crate) fn decide(previous: &View, events: &[Event], settings: &Settings, now
                 let writer = *i == view.writer;
                 down(&mut view.nodes[*i], why, writer, settings, now);
             }
+            Event::Observed(i, Observation::Behind(why)) => {
+                let n = &mut view.nodes[*i];
+                n.probed = true;
+                n.behind = true;
+                n.healthy = false;
+                n.last_error = Some(why.clone());
+            }
             Event::Removed(i) => view.nodes[*i].removed = true,
             Event::Veto(i, why) => view.nodes[*i].veto.clone_from(why),
             Event::Elect => elect(&mut view, settings.follow_promotion),
@@ -88,6 +98,8 @@ pub(crate) fn decide(previous: &View, events: &[Event], settings: &Settings, now
 /// A probe succeeded: what it saw, its identity checked against the cluster's first, so a
 /// node of another cluster never enters the rotation, not even for one view.
 fn up(n: &mut NodeView, probe: &Probe, cluster: Option<u64>, now: Instant) {
+    n.probed = true;
+    n.behind = false;
     n.system_id = probe.cluster_id;
     n.foreign = matches!((probe.cluster_id, cluster), (Some(a), Some(b)) if a != b);
     n.in_recovery = probe.in_recovery;
@@ -126,6 +138,8 @@ fn up(n: &mut NodeView, probe: &Probe, cluster: Option<u64>, now: Instant) {
 /// A probe failed: the node leaves the rotation; unless it takes the writes (probed every
 /// round), it is banned from probing for a while, longer each time it fails again soon.
 fn down(n: &mut NodeView, why: &str, writer: bool, settings: &Settings, now: Instant) {
+    n.probed = true;
+    n.behind = false;
     let was_healthy = std::mem::replace(&mut n.healthy, false);
     if !writer {
         n.ban.fail(now, was_healthy, settings.ban_backoff);

@@ -22,7 +22,7 @@ pub(super) fn publish<DB: Backend>(old: &Snapshot<DB>, new: &Snapshot<DB>, write
         }
         let Some(before) = old.view.nodes.get(i) else {
             if after.healthy {
-                tracing::info!(node = %node.name, "node is healthy, in the rotation");
+                tracing::debug!(node = %node.name, "node is healthy, in the rotation");
             }
             continue;
         };
@@ -44,12 +44,19 @@ fn log_changes(node: &str, before: &NodeView, after: &NodeView) {
     if before.removed != after.removed {
         tracing::info!(node, "node removed from the pool; draining");
     }
+    let error = after.last_error.as_deref().unwrap_or_default();
     match (before.healthy, after.healthy) {
-        (true, false) => {
-            let error = after.last_error.as_deref().unwrap_or_default();
-            tracing::warn!(node, error, "node is unhealthy, leaving the rotation");
+        (true, false) => tracing::warn!(node, error, "node is unhealthy, leaving the rotation"),
+        // The first probe's good news is routine (a pool per test, three nodes each).
+        (false, true) if !before.probed => {
+            tracing::debug!(node, "node is healthy, in the rotation")
         }
         (false, true) => tracing::info!(node, "node is healthy, in the rotation"),
+        (false, false) if !before.probed && after.probed => tracing::warn!(
+            node,
+            error,
+            "node did not answer its first probe; it stays out of the rotation and is probed again"
+        ),
         _ => {}
     }
     if !before.foreign && after.foreign {

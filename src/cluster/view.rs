@@ -47,6 +47,10 @@ pub(crate) struct NodeView {
     pub(crate) veto: Option<String>,
 
     // What its last probe observed.
+    /// It was probed at least once.
+    pub(crate) probed: bool,
+    /// Its last probe found it behind (a database the primary has, it has not yet).
+    pub(crate) behind: bool,
     /// The last probe succeeded.
     pub(crate) healthy: bool,
     /// A standby (`Some(true)`), writable (`Some(false)`), or unknown.
@@ -103,6 +107,8 @@ impl NodeView {
             role,
             removed: false,
             veto: None,
+            probed: false,
+            behind: false,
             healthy: false,
             in_recovery: None,
             position: None,

@@ -44,6 +44,8 @@ pub(crate) struct Hooks<DB: Backend> {
     /// Patroni clusters whose members are members.
     #[cfg(feature = "patroni")]
     pub(crate) patroni: Vec<Arc<crate::discovery::patroni::PatroniSource>>,
+    /// How long `connect` waits for every replica to join the rotation.
+    pub(crate) wait_for_replicas: Option<std::time::Duration>,
 }
 
 impl<DB: Backend> Default for Hooks<DB> {
@@ -56,6 +58,7 @@ impl<DB: Backend> Default for Hooks<DB> {
             dns: Vec::new(),
             #[cfg(feature = "patroni")]
             patroni: Vec::new(),
+            wait_for_replicas: None,
         }
     }
 }
@@ -353,6 +356,27 @@ impl<DB: Backend> Builder<DB> {
         password: impl Into<String>,
     ) -> Self {
         self.hooks.monitor = Some((user.into(), password.into()));
+        self
+    }
+
+    /// Makes [`connect`](Self::connect) wait up to `limit` until every replica serves
+    /// reads (probing the missing ones every 100 ms), e.g. in tests that start replicas
+    /// together with the application or create a database just before. Replicas still
+    /// missing then are logged at WARN and join when they answer; `connect` does not fail
+    /// for them. Without it, `connect` returns after one round of probes.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), partypool::Error> {
+    /// let pool = partypool::PgReplicaPool::builder()
+    ///     .primary("postgres://app@db-primary/app")
+    ///     .replica("postgres://app@db-replica-1/app")
+    ///     .wait_for_replicas(std::time::Duration::from_secs(5))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn wait_for_replicas(mut self, limit: std::time::Duration) -> Self {
+        self.hooks.wait_for_replicas = Some(limit);
         self
     }
 

@@ -105,6 +105,20 @@ impl<DB: Backend> Shared<DB> {
         let settings = settings::<DB>(&config);
         let cluster = Arc::new(Cluster::new(nodes, settings, config.balance.policy()));
         connect::first_round(&cluster, &config).await?;
+        // Replicas that lack a database just created on the primary catch up in moments.
+        let behind: Vec<usize> = {
+            let snapshot = cluster.snapshot();
+            let view = &snapshot.view;
+            (0..view.nodes.len())
+                .filter(|&i| view.nodes[i].behind)
+                .collect()
+        };
+        for i in behind {
+            health::recheck_soon(&cluster, i);
+        }
+        if let Some(limit) = hooks.wait_for_replicas {
+            health::wait_for_replicas(&cluster, limit).await;
+        }
         // Warm the pools of the nodes that answered, in the background: `connect` does not
         // wait for (or fail on) a slow replica's connections.
         if config.min_connections > 0 {
