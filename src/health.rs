@@ -246,12 +246,16 @@ pub(crate) fn spawn<DB: Backend>(
     cluster: Weak<Cluster<DB>>,
     settings: Settings,
     mut shutdown: oneshot::Receiver<()>,
+    probe_now: bool,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut probes = tokio::time::interval(settings.health_check_interval);
         probes.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        // The pool probed every node while connecting; skip the immediate first tick.
-        probes.tick().await;
+        // The pool probed every node while connecting (unless it connected lazily); skip the
+        // immediate first tick.
+        if !probe_now {
+            probes.tick().await;
+        }
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,

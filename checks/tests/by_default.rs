@@ -523,3 +523,68 @@ async fn reads_never_go_back_in_time_across_replicas() {
     tokio::task::block_in_place(|| c.resume_replay(2));
     pool.close().await;
 }
+
+/// An application that builds its pool synchronously (`connect_lazy`, from per-node connect
+/// options) is correct from its first statement: a write made before the first probe
+/// answered is seen by the first read after the replica joined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lazily_built_pool_from_connect_options_reads_its_writes() {
+    use sqlx::postgres::PgConnectOptions;
+
+    let c = delayed_cluster();
+    // The application's own synchronous `get_connection_pool(&settings)`.
+    fn get_connection_pool(primary: &str, replica: &str) -> PgReplicaPool {
+        let options = |url: &str| {
+            url.parse::<PgConnectOptions>()
+                .unwrap()
+                .application_name("by-default-app")
+        };
+        PgReplicaPool::builder()
+            .primary_with(options(primary))
+            .replica_with(options(replica))
+            .config(Config::default().max_replica_lag(None))
+            .connect_lazy()
+            .expect("valid settings")
+    }
+    let pool = get_connection_pool(&c.primary_url(), &c.url(1));
+    // At once, before any probe has answered: the write goes to the primary.
+    repo::create_user(&pool, "early").await.unwrap();
+    // Wait until the replica is in the rotation (reads go there when nothing is newer).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !pool.status().node("replica-1").is_some_and(|n| n.healthy) {
+        assert!(std::time::Instant::now() < deadline, "{}", pool.status());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        repo::find_user(&pool, "early").await.unwrap().is_some(),
+        "the write from before the first probe is seen"
+    );
+    // Every node got the options it was given.
+    for target in [pool.on_primary(), pool.on_replica()] {
+        let name: String = sqlx::query_scalar("SELECT current_setting('application_name')")
+            .fetch_one(target)
+            .await
+            .unwrap();
+        assert_eq!(name, "by-default-app");
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let standby: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(standby, "reads use the replica once it has everything");
+    // Outside a runtime, a clear error instead of a panic.
+    let err = std::thread::spawn({
+        let url = c.primary_url();
+        move || {
+            PgReplicaPool::builder()
+                .primary(url)
+                .connect_lazy()
+                .unwrap_err()
+        }
+    })
+    .join()
+    .unwrap();
+    assert!(err.to_string().contains("Tokio runtime"), "{err}");
+    pool.close().await;
+}

@@ -82,9 +82,13 @@ pub(crate) fn decide(previous: &View, events: &[Event], settings: &Settings, now
             }
             Event::Removed(i) => view.nodes[*i].removed = true,
             Event::Veto(i, why) => view.nodes[*i].veto.clone_from(why),
-            Event::Elect => elect(&mut view, settings.follow_promotion),
+            Event::Elect => {
+                elect(&mut view, settings.follow_promotion);
+                adopt_identity(&mut view);
+            }
             Event::Round => {
                 elect(&mut view, settings.follow_promotion);
+                adopt_identity(&mut view);
                 measure_lag(&mut view, settings, now);
             }
         }
@@ -132,6 +136,15 @@ fn up(n: &mut NodeView, probe: &Probe, cluster: Option<u64>, now: Instant) {
     if !n.healthy {
         n.ban.readmit(now);
         n.healthy = true;
+    }
+}
+
+/// A pool that connected lazily learns the cluster's identity from the first writer it
+/// elects (an eager one from its primary's probe at connect, with `Event::Identity`).
+fn adopt_identity(view: &mut View) {
+    let w = &view.nodes[view.writer];
+    if view.cluster_id.is_none() && w.healthy && w.in_recovery == Some(false) {
+        view.cluster_id = w.system_id;
     }
 }
 

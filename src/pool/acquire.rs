@@ -296,7 +296,7 @@ impl<DB: Backend> Shared<DB> {
     /// fetched while it still does, else one fetched after now (shared). `None` when the
     /// primary does not answer, or there are no positions to read.
     pub(crate) async fn fresh_position(&self) -> Option<At> {
-        let hw = self.high_water.as_ref()?;
+        let hw = self.high_water()?;
         match hw.covered() {
             Ok(at) => Some(at),
             Err(seen) => refresh::primary_after(&self.cluster, hw, seen).await,

@@ -46,6 +46,8 @@ pub(crate) struct Hooks<DB: Backend> {
     pub(crate) patroni: Vec<Arc<crate::discovery::patroni::PatroniSource>>,
     /// How long `connect` waits for every replica to join the rotation.
     pub(crate) wait_for_replicas: Option<std::time::Duration>,
+    /// Nodes given as connect options rather than URLs, by the URL they print as.
+    pub(crate) options: std::collections::HashMap<String, ConnectOptionsOf<DB>>,
 }
 
 impl<DB: Backend> Default for Hooks<DB> {
@@ -59,6 +61,7 @@ impl<DB: Backend> Default for Hooks<DB> {
             #[cfg(feature = "patroni")]
             patroni: Vec::new(),
             wait_for_replicas: None,
+            options: std::collections::HashMap::new(),
         }
     }
 }
@@ -106,6 +109,53 @@ impl<DB: Backend> Builder<DB> {
     /// probes discover (see [`nodes`](Self::nodes)).
     pub fn primary(self, url: impl Into<String>) -> Self {
         self.add(url.into(), Role::Primary)
+    }
+
+    /// Sets the primary from connect options, as an application builds a `PgPool` with
+    /// `PgPoolOptions::connect_with(PgConnectOptions)`: every option is kept (TLS files,
+    /// statement cache, `options`, application name…). The node's name and its `status()`
+    /// URL come from the options' [`to_url_lossy`](sqlx::ConnectOptions::to_url_lossy)
+    /// (password redacted). [`connect_options`](Self::connect_options) still applies on top.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), partypool::Error> {
+    /// use sqlx::postgres::PgConnectOptions;
+    ///
+    /// let base = PgConnectOptions::new().username("app").database("app").application_name("billing");
+    /// let pool = partypool::PgReplicaPool::builder()
+    ///     .primary_with(base.clone().host("db-primary"))
+    ///     .replica_with(base.clone().host("db-replica-1"))
+    ///     .replica_with(base.host("db-replica-2"))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn primary_with(self, options: ConnectOptionsOf<DB>) -> Self {
+        self.add_with(options, Role::Primary)
+    }
+
+    /// Adds a replica from connect options; see [`primary_with`](Self::primary_with).
+    pub fn replica_with(self, options: ConnectOptionsOf<DB>) -> Self {
+        self.add_with(options, Role::Replica)
+    }
+
+    /// Adds a node of discovered role from connect options; see
+    /// [`primary_with`](Self::primary_with) and [`node`](Self::node).
+    pub fn node_with(self, options: ConnectOptionsOf<DB>) -> Self {
+        self.add_with(options, Role::Discovered)
+    }
+
+    fn add_with(mut self, options: ConnectOptionsOf<DB>, role: Role) -> Self {
+        use sqlx::ConnectOptions;
+        let url = options.to_url_lossy().to_string();
+        self.hooks.options.insert(url.clone(), options);
+        self.members.push(Member {
+            url,
+            role,
+            origin: Origin::Declared,
+            name: None,
+        });
+        self
     }
 
     /// Adds a replica's URL (a multi-host URL: one replica per host). Call once per replica;
@@ -357,6 +407,31 @@ impl<DB: Backend> Builder<DB> {
     ) -> Self {
         self.hooks.monitor = Some((user.into(), password.into()));
         self
+    }
+
+    /// Builds the pool without waiting for any node, like sqlx's
+    /// [`PoolOptions::connect_lazy_with`](sqlx::pool::PoolOptions::connect_lazy_with), so an
+    /// application's synchronous `get_connection_pool(&settings)` stays synchronous. The
+    /// first round of probes starts at once in the background; until a replica has answered
+    /// it is out of the rotation and reads use the primary, and a database that does not
+    /// answer fails statements rather than this call. Names given to
+    /// [`dns`](Self::dns) and Patroni are looked up by the discovery task. Fails on bad URLs
+    /// or settings, and outside a Tokio runtime (it starts the health task).
+    ///
+    /// ```no_run
+    /// fn get_connection_pool(url: &str, replica: &str) -> partypool::PgReplicaPool {
+    ///     partypool::PgReplicaPool::builder()
+    ///         .primary(url)
+    ///         .replica(replica)
+    ///         .connect_lazy()
+    ///         .expect("valid database settings")
+    /// }
+    /// ```
+    pub fn connect_lazy(self) -> Result<ReplicaPool<DB>, Error> {
+        if let Some(e) = self.bad_url {
+            return Err(e);
+        }
+        ReplicaPool::connect_lazy_with(self.members, self.config, self.hooks)
     }
 
     /// Makes [`connect`](Self::connect) wait up to `limit` until every replica serves

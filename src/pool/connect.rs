@@ -257,9 +257,13 @@ pub(super) fn node<DB: Backend>(
             expected.join(" or ")
         )));
     }
-    let options: Options<DB> = raw
-        .parse()
-        .map_err(|e: sqlx::Error| invalid(redact::scrub(&e.to_string(), secret.as_deref())))?;
+    // Given as options (`primary_with`, …): those, else the URL parsed.
+    let options: Options<DB> = match hooks.options.get(raw) {
+        Some(options) => options.clone(),
+        None => raw
+            .parse()
+            .map_err(|e: sqlx::Error| invalid(redact::scrub(&e.to_string(), secret.as_deref())))?,
+    };
     let max = match role {
         Role::Primary => config
             .primary_max_connections

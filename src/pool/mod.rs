@@ -127,6 +127,16 @@ impl<DB: Backend> ReplicaPool<DB> {
         Ok(ReplicaPool { shared })
     }
 
+    pub(crate) fn connect_lazy_with(
+        members: Vec<crate::topology::Member>,
+        config: Config,
+        hooks: Hooks<DB>,
+    ) -> Result<Self, Error> {
+        let shared = Arc::new(Shared::connect_lazy(members, config, hooks)?);
+        membership::spawn_discovery(&shared);
+        Ok(ReplicaPool { shared })
+    }
+
     /// A builder: `.primary(url)`, `.replica(url)` (repeatable), `.config(..)`, `.connect()`.
     ///
     /// ```no_run

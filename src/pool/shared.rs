@@ -1,7 +1,7 @@
 //! [`Shared`]: what every handle of one pool shares, how it starts and how it closes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use futures_util::future::join_all;
 use sqlx::Connection;
@@ -30,8 +30,15 @@ pub(crate) struct Shared<DB: Backend> {
     /// Replay positions refreshed on demand for reads that wait for a position.
     pub(crate) refresher: Refresher,
     /// The cluster's read-your-writes state in this process, shared with every other pool
-    /// of the cluster (backends with log positions only).
-    pub(crate) high_water: Option<Arc<HighWater>>,
+    /// of the cluster: found once the cluster's identity is known (see
+    /// [`high_water`](Self::high_water)).
+    high_water: OnceLock<Arc<HighWater>>,
+    /// Whether this pool tracks positions for read-your-writes at all (backends with log
+    /// positions, consistency not off).
+    tracks: bool,
+    /// A write was counted before the shared state was found (a lazily connected pool
+    /// before its first probe): counted into it once found.
+    early_write: AtomicBool,
     shutdown: Mutex<Option<oneshot::Sender<()>>>,
     task: Mutex<Option<JoinHandle<()>>>,
     closed: AtomicBool,
@@ -70,18 +77,17 @@ fn settings<DB: Backend>(config: &Config) -> Settings {
     }
 }
 
-/// The cluster's shared read-your-writes state, found by its identity: PostgreSQL's system
-/// identifier, else (MariaDB) the address of the node taking writes at connect. `None` where
-/// there is nothing to track (SQLite's readers see every commit at once) or consistency is off.
-fn high_water<DB: Backend>(cluster: &Cluster<DB>, config: &Config) -> Option<Arc<HighWater>> {
-    if !DB::CAUSAL.by_position() || config.consistency_scope == Scope::Off {
-        return None;
+/// The cluster's identity in the process, for its shared read-your-writes state:
+/// PostgreSQL's system identifier (`None` until a probe has read it), else (MariaDB) the
+/// address of the node taking writes.
+fn cluster_key<DB: Backend>(cluster: &Cluster<DB>) -> Option<ClusterKey> {
+    match (DB::CAUSAL, cluster.cluster_id()) {
+        (_, Some(id)) => Some(ClusterKey::System(id)),
+        (CausalSupport::Positions, None) => None,
+        _ => Some(ClusterKey::Address(crate::topology::host_port(
+            &cluster.writer().url,
+        ))),
     }
-    let key = match cluster.cluster_id() {
-        Some(id) => ClusterKey::System(id),
-        None => ClusterKey::Address(crate::topology::host_port(&cluster.writer().url)),
-    };
-    Some(HighWater::shared(key))
 }
 
 impl<DB: Backend> Shared<DB> {
@@ -133,14 +139,50 @@ impl<DB: Backend> Shared<DB> {
                 join_all(warm.iter().map(|n| n.open_min_connections())).await;
             });
         }
-        let high_water = high_water(&cluster, &config);
+        let shared = Shared::start(cluster, settings, config, hooks, false);
+        shared.high_water();
+        #[cfg(feature = "patroni")]
+        shared.apply_patroni_states(&discovered.patroni);
+        Ok(shared)
+    }
+
+    /// Builds the nodes and starts the health task without waiting for any node: its first
+    /// round runs at once, in the background. Until a node has answered it is out of the
+    /// rotation (reads use the declared primary). Needs a Tokio runtime.
+    pub(crate) fn connect_lazy(
+        members: Vec<Member>,
+        config: Config,
+        hooks: Hooks<DB>,
+    ) -> Result<Self, Error> {
+        config.validate().map_err(Error::Config)?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::Config(
+                "connect_lazy must be called inside a Tokio runtime (it starts the health task)"
+                    .into(),
+            ));
+        }
+        let nodes = connect::build_nodes(members, &config, &hooks)?;
+        let settings = settings::<DB>(&config);
+        let cluster = Arc::new(Cluster::new(nodes, settings, config.balance.policy()));
+        Ok(Shared::start(cluster, settings, config, hooks, true))
+    }
+
+    fn start(
+        cluster: Arc<Cluster<DB>>,
+        settings: Settings,
+        config: Config,
+        hooks: Hooks<DB>,
+        probe_now: bool,
+    ) -> Self {
         let (tx, rx) = oneshot::channel();
-        let task = health::spawn(Arc::downgrade(&cluster), settings, rx);
-        let shared = Shared {
+        let task = health::spawn(Arc::downgrade(&cluster), settings, rx, probe_now);
+        Shared {
             cluster,
             router: config.router(DB::DIALECT),
             refresher: Refresher::default(),
-            high_water,
+            high_water: OnceLock::new(),
+            tracks: DB::CAUSAL.by_position() && config.consistency_scope != Scope::Off,
+            early_write: AtomicBool::new(false),
             shutdown: Mutex::new(Some(tx)),
             task: Mutex::new(Some(task)),
             closed: AtomicBool::new(false),
@@ -148,24 +190,45 @@ impl<DB: Backend> Shared<DB> {
             hooks,
             membership: tokio::sync::Mutex::new(()),
             discovery: Mutex::new(None),
-        };
-        #[cfg(feature = "patroni")]
-        shared.apply_patroni_states(&discovered.patroni);
-        Ok(shared)
+        }
+    }
+
+    /// The cluster's shared read-your-writes state, once its identity is known.
+    pub(crate) fn high_water(&self) -> Option<&Arc<HighWater>> {
+        if let Some(hw) = self.high_water.get() {
+            return Some(hw);
+        }
+        if !self.tracks {
+            return None;
+        }
+        let key = cluster_key(&self.cluster)?;
+        let hw = self.high_water.get_or_init(|| HighWater::shared(key));
+        if self.early_write.load(Ordering::SeqCst) {
+            hw.wrote();
+        }
+        Some(hw)
     }
 
     /// The shared state plain `&pool` reads follow, when the scope is the process.
     pub(crate) fn process_high_water(&self) -> Option<&Arc<HighWater>> {
         match self.cluster.settings.rules.scope {
-            Scope::Process => self.high_water.as_ref(),
+            Scope::Process => self.high_water(),
             _ => None,
         }
     }
 
     /// Counts something that may write and holds a connection on the primary now.
     pub(crate) fn wrote(&self) {
-        if let Some(hw) = &self.high_water {
-            hw.wrote();
+        match self.high_water() {
+            Some(hw) => hw.wrote(),
+            None if self.tracks => {
+                self.early_write.store(true, Ordering::SeqCst);
+                // Found meanwhile: it may have looked at the flag before we set it.
+                if let Some(hw) = self.high_water.get() {
+                    hw.wrote();
+                }
+            }
+            None => {}
         }
     }
 
