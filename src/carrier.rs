@@ -200,10 +200,11 @@ impl Carrier {
     ) -> Opened<DB> {
         let mut rejected = false;
         let session = match &sent {
-            Some(text) => match self
-                .unseal(text)
-                .and_then(|t| pool.session_with(t).map_err(|e| e.to_string()))
-            {
+            Some(text) => match self.unseal(text).and_then(|t| {
+                // A verified signature makes it ours; unsigned, its cost is bounded.
+                let trusted = self.secret.is_some();
+                pool.session_from(t, trusted).map_err(|e| e.to_string())
+            }) {
                 Ok(session) => session,
                 Err(reason) => {
                     tracing::warn!(%reason, "ignoring the request's partypool token: reading as a fresh session");

@@ -195,3 +195,128 @@ async fn the_extractor_without_the_layer_is_a_clear_500() {
     assert_eq!(status, 500);
     assert!(body.contains("SessionLayer"), "{body}");
 }
+
+/// Against a layer that signs its tokens: a genuine token carries the write; unsigned,
+/// tampered, otherwise-signed and foreign tokens are ignored (a fresh session: the paused
+/// replica, without the write) and their cookie is cleared; a replayed old genuine token
+/// costs nothing (its position is old: replicas have it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_layer_ignores_forged_unsigned_and_foreign_tokens() {
+    let c = support::PgCluster::start(1);
+    let other = support::PgCluster::start(0);
+    for cluster in [&c, &other] {
+        cluster.psql(
+            0,
+            "CREATE TABLE notes (id bigserial PRIMARY KEY, body text NOT NULL)",
+        );
+    }
+    c.wait_replayed();
+    let config = Config::default()
+        .max_replica_lag(None)
+        .consistency_scope(partypool::Scope::Session);
+    let pool = PgReplicaPool::connect(&c.primary_url(), &[&c.url(1)], config.clone())
+        .await
+        .unwrap();
+    let foreign_pool = PgReplicaPool::connect(&other.primary_url(), &[], config)
+        .await
+        .unwrap();
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+    let app = |pool: PgReplicaPool, key: &str| -> Router {
+        Router::new()
+            .route("/notes", post(create))
+            .route("/notes/{id}", get(read))
+            .layer(SessionLayer::new(pool).secret(key))
+    };
+    let (ours, theirs) = (app(pool.clone(), KEY), app(foreign_pool.clone(), KEY));
+    let call = async |app: &Router, method: &str, uri: &str, token: Option<&str>| {
+        use tower::ServiceExt;
+        let mut req = http::Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header("x-partypool-token", t);
+        }
+        let res = app
+            .clone()
+            .oneshot(req.body(axum::body::Body::from("hello")).unwrap())
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned(), headers)
+    };
+
+    // A token from before the pause: replayed later, it is old news.
+    let (_, _, h) = call(&ours, "POST", "/notes", None).await;
+    let old = h["x-partypool-token"].to_str().unwrap().to_owned();
+    assert!(
+        old.rsplit_once('.').is_some_and(|(_, tag)| tag.len() == 32),
+        "{old}"
+    );
+    tokio::task::block_in_place(|| {
+        c.wait_replayed();
+        c.pause_replay(1);
+    });
+    let (status, id, h) = call(&ours, "POST", "/notes", None).await;
+    assert_eq!(status, 200, "{id}");
+    let genuine = h["x-partypool-token"].to_str().unwrap().to_owned();
+    let path = format!("/notes/{id}");
+
+    let (status, node, _) = call(&ours, "GET", &path, Some(&genuine)).await;
+    assert_eq!(
+        (status, node.as_str()),
+        (200, "primary"),
+        "a genuine token carries the write"
+    );
+
+    let (text, tag) = genuine.rsplit_once('.').unwrap();
+    let mut flipped = tag.to_owned().into_bytes();
+    flipped[0] = if flipped[0] == b'0' { b'1' } else { b'0' };
+    let other_key = {
+        let (_, _, h) = call(
+            &app(pool.clone(), "another key, sixteen bytes+"),
+            "POST",
+            "/notes",
+            None,
+        )
+        .await;
+        h["x-partypool-token"].to_str().unwrap().to_owned()
+    };
+    let (_, _, h) = call(&theirs, "POST", "/notes", None).await;
+    let foreign = h["x-partypool-token"].to_str().unwrap().to_owned();
+    for (what, token) in [
+        ("unsigned", text.to_owned()),
+        (
+            "badly signed",
+            format!("{text}.{}", String::from_utf8(flipped).unwrap()),
+        ),
+        ("signed with another key", other_key),
+        ("of another cluster", foreign),
+        ("garbage", "pp2-l-zz".to_owned()),
+    ] {
+        let (status, node, headers) = call(&ours, "GET", &path, Some(&token)).await;
+        assert_eq!(
+            (status, node.as_str()),
+            (404, "replica"),
+            "{what} token: ignored"
+        );
+        let cleared = headers
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        assert!(
+            cleared.contains("Max-Age=0"),
+            "{what}: the cookie is cleared ({cleared})"
+        );
+    }
+    // Replayed: a genuine old token reads on the replica (it has that position).
+    let (status, node, _) = call(&ours, "GET", "/notes/1", Some(&old)).await;
+    assert_eq!(
+        (status, node.as_str()),
+        (200, "replica"),
+        "a replayed old token costs nothing"
+    );
+
+    tokio::task::block_in_place(|| c.resume_replay(1));
+    pool.close().await;
+    foreign_pool.close().await;
+}

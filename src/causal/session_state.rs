@@ -204,9 +204,18 @@ impl SessionState {
         Some(CausalToken { cluster, mark })
     }
 
-    /// Starts from a token that [`ReplicaPool::session_with`](crate::ReplicaPool::session_with)
-    /// accepted.
+    /// Starts from a trusted token.
+    #[cfg(test)]
     pub(crate) fn from_token(token: CausalToken) -> Self {
+        Self::from_client_token(token, true)
+    }
+
+    /// Starts from a token; `trusted`: it is known to be one of ours (signed and verified,
+    /// or handed over by the application itself). An untrusted pending token costs one
+    /// read on the primary, which records the primary's position, instead of the primary
+    /// for the whole settle window: a client that forges one on every request costs one
+    /// primary read per request, never more.
+    pub(crate) fn from_client_token(token: CausalToken, trusted: bool) -> Self {
         let state = SessionState::default();
         // Times from the future (a forged token, a skewed clock) count as now, so no token
         // pins its holders to the primary for longer than its window.
@@ -218,7 +227,10 @@ impl SessionState {
                     m.at = Some(at);
                     m.from_token = true;
                 }
-                Mark::Pending(ms) => m.unknown_since_ms = Some(ms.min(now)),
+                Mark::Pending(ms) if trusted => m.unknown_since_ms = Some(ms.min(now)),
+                // Already settled: the first read goes to the primary and records its
+                // position ([`ReadAt::PrimaryThenRecord`]).
+                Mark::Pending(_) => m.unknown_since_ms = Some(0),
                 Mark::WrittenAt(ms) => m.written_at_ms = ms.min(now),
             }
         }

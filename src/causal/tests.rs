@@ -198,3 +198,27 @@ fn time_based_sessions() {
     assert_eq!(s.read_at(&rules, None, now_ms() + 2_000), ReadAt::Anywhere);
     assert_eq!(s.token(0, false).unwrap().kind(), TokenKind::Time);
 }
+
+#[test]
+fn an_untrusted_pending_token_costs_one_primary_read() {
+    let now = now_ms();
+    let token: CausalToken = format!("pp2-p-7-{now:x}").parse().unwrap();
+    let trusted = SessionState::from_client_token(token, true);
+    assert_eq!(trusted.read_at(&RULES, Some(1), now), ReadAt::Primary);
+    let untrusted = SessionState::from_client_token(token, false);
+    assert_eq!(
+        untrusted.read_at(&RULES, Some(1), now),
+        ReadAt::PrimaryThenRecord
+    );
+    // That read records the primary's position: the next ones may use replicas.
+    let primary = At {
+        position: 100,
+        timeline: Some(1),
+        gtids: None,
+    };
+    untrusted.reconcile(primary, &RULES, now);
+    assert_eq!(
+        untrusted.read_at(&RULES, Some(1), now),
+        ReadAt::AtLeast(primary)
+    );
+}

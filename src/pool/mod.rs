@@ -312,7 +312,7 @@ impl<DB: Backend> ReplicaPool<DB> {
     /// # let _ = n; Ok(()) }
     /// ```
     pub fn session(&self) -> Session<DB> {
-        Session::new(self.clone(), None)
+        Session::new(self.clone(), None, true)
     }
 
     /// A session that continues from a token another request (or process) handed over.
@@ -321,7 +321,21 @@ impl<DB: Backend> ReplicaPool<DB> {
     /// with [`Error::WrongTokenKind`] when it is of a kind this pool does not use (a time
     /// token on a pool that tracks positions, or the reverse). A pending token
     /// ([`TokenKind::Pending`](crate::TokenKind::Pending)) is accepted where positions are.
+    ///
+    /// The token is trusted as the application's own: a pending token keeps its holder's
+    /// reads on the primary until the write it stands for has settled (up to the settle
+    /// window). Tokens straight from clients belong in the tower layer or the actix-web
+    /// middleware, which verify signed tokens and bound what an unsigned one can cost.
     pub fn session_with(&self, token: CausalToken) -> Result<Session<DB>, Error> {
+        self.session_from(token, true)
+    }
+
+    /// [`session_with`](Self::session_with), saying whether the token is trusted.
+    pub(crate) fn session_from(
+        &self,
+        token: CausalToken,
+        trusted: bool,
+    ) -> Result<Session<DB>, Error> {
         use crate::error::TokenKind;
         let expected = self.shared.cluster.cluster_id().unwrap_or(0);
         if token.cluster() != expected {
@@ -343,7 +357,7 @@ impl<DB: Backend> ReplicaPool<DB> {
                 found: token.kind(),
             });
         }
-        Ok(Session::new(self.clone(), Some(token)))
+        Ok(Session::new(self.clone(), Some(token), trusted))
     }
 
     /// Adds a node of discovered role while the pool runs: it is probed at once (its

@@ -32,10 +32,14 @@ impl<DB: Backend> Clone for Session<DB> {
 }
 
 impl<DB: Backend> Session<DB> {
-    pub(crate) fn new(pool: ReplicaPool<DB>, token: Option<CausalToken>) -> Self {
+    pub(crate) fn new(pool: ReplicaPool<DB>, token: Option<CausalToken>, trusted: bool) -> Self {
+        let state = match token {
+            Some(token) => SessionState::from_client_token(token, trusted),
+            None => SessionState::default(),
+        };
         Session {
             pool,
-            state: Arc::new(token.map(SessionState::from_token).unwrap_or_default()),
+            state: Arc::new(state),
         }
     }
 
