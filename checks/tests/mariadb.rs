@@ -675,3 +675,59 @@ async fn sessions_read_their_writes_by_gtid() {
         p.close().await;
     }
 }
+
+/// The process scope on MariaDB: two pools of one cluster in the process (the same primary
+/// address) share what was written; with both replicas' SQL threads stopped, a write through
+/// one is read back through the other (from the primary), while consistency off reads the
+/// stale replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_process_scope_covers_every_pool_of_the_cluster() {
+    let c = items_cluster();
+    let config = Config::default()
+        .causal_wait(Duration::from_millis(2))
+        .max_replica_lag(None);
+    let writer = connect(&c, config.clone()).await;
+    let reader = connect(&c, config.clone()).await;
+    let off = connect(&c, config.consistency_scope(partypool::Scope::Off)).await;
+    tokio::task::block_in_place(|| {
+        c.stop_sql_thread(1);
+        c.stop_sql_thread(2);
+    });
+    for i in 0..50 {
+        sqlx::query("INSERT INTO items VALUES (?, 'w')")
+            .bind(10_000 + i)
+            .execute(&writer)
+            .await
+            .unwrap();
+        let seen: Option<String> = sqlx::query_scalar("SELECT v FROM items WHERE id = ?")
+            .bind(10_000 + i)
+            .fetch_optional(&reader)
+            .await
+            .unwrap();
+        assert!(
+            seen.is_some(),
+            "write {i}: another pool of the process reads it"
+        );
+        let stale: Option<String> = sqlx::query_scalar("SELECT v FROM items WHERE id = ?")
+            .bind(10_000 + i)
+            .fetch_optional(&off)
+            .await
+            .unwrap();
+        assert!(
+            stale.is_none(),
+            "with consistency off, the stalled replicas answer"
+        );
+    }
+    tokio::task::block_in_place(|| {
+        c.start_sql_thread(1);
+        c.start_sql_thread(2);
+        c.wait_replayed();
+    });
+    // Caught up: reads go back to the replicas.
+    let (port, read_only) = who(&reader).await;
+    assert!(
+        read_only,
+        "the replicas have everything again (read on {port}): {}",
+        reader.status()
+    );
+}

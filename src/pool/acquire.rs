@@ -247,9 +247,16 @@ impl<DB: Backend> Shared<DB> {
         let index = self.cluster.pick(snapshot, tried, None, true)?;
         let node = Arc::clone(&snapshot.nodes[index]);
         let busy = node.start_call();
-        let mut conn = node.pool.try_acquire()?;
-        node.lending.lend();
         let bound = self.cluster.settings.health_check_timeout;
+        // An idle connection, or a new one (the node was chosen with room for one).
+        let mut conn = match node.pool.try_acquire() {
+            Some(conn) => conn,
+            None => tokio::time::timeout(bound, node.pool.acquire())
+                .await
+                .ok()?
+                .ok()?,
+        };
+        node.lending.lend();
         // A healthy replica replays a commit within a millisecond or so: ask again at once a
         // few times (each answer takes a round trip; tokio's timers cannot wait less than a
         // millisecond), within `causal_wait`.
