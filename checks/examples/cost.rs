@@ -325,6 +325,7 @@ async fn consistency(secs: f64) {
     // Every statement the primary runs is logged, for every side alike: the position
     // queries read-your-writes adds are counted from the log.
     cluster.log_statements(0);
+    cluster.log_statements(1);
     let (primary, replica) = (cluster.primary_url(), cluster.url(1));
     let party = |scope: Scope| {
         PgReplicaPool::builder()
@@ -377,18 +378,22 @@ async fn consistency(secs: f64) {
             let mut runs: Vec<Vec<Duration>> = vec![Vec::new(); sides.len()];
             let mut on_replica = vec![0u64; sides.len()];
             let mut positions = vec![0usize; sides.len()];
+            let mut checks = vec![0usize; sides.len()];
+            let replay = || cluster.statements_logged_matching(1, &["pg_last_wal_replay_lsn"]);
             for slice in 0..slices {
                 for k in 0..sides.len() {
                     let i = (k + slice) % sides.len();
                     let side = &sides[i];
-                    let (q0, p0) = (
+                    let (q0, p0, r0) = (
                         replica_queries(side),
                         cluster.statements_logged_matching(0, &["pg_current_wal_insert_lsn"]),
+                        replay(),
                     );
                     runs[i].extend(drive_mix(side, tasks, 1.0, mixed).await);
                     on_replica[i] += replica_queries(side) - q0;
                     positions[i] +=
                         cluster.statements_logged_matching(0, &["pg_current_wal_insert_lsn"]) - p0;
+                    checks[i] += replay() - r0;
                 }
             }
             for (i, lat) in runs.iter_mut().enumerate() {
@@ -405,8 +410,13 @@ async fn consistency(secs: f64) {
                 } else {
                     format!("{:.2}", 1.0 + positions[i] as f64 / writes as f64)
                 };
+                let per_write_checks = if writes == 0 {
+                    format!("- ({})", checks[i])
+                } else {
+                    format!("{:.2}", checks[i] as f64 / writes as f64)
+                };
                 println!(
-                    "| {tasks} | {} | {:.0} | {} | {} | {share} | {per_write} |",
+                    "| {tasks} | {} | {:.0} | {} | {} | {share} | {per_write} | {per_write_checks} |",
                     names[i],
                     ops as f64 / slices as f64,
                     ms(pct(lat, 0.5)),

@@ -244,17 +244,17 @@ impl<DB: Backend> Shared<DB> {
         tried: &[usize],
         at: &At,
     ) -> Option<Checkout<DB>> {
-        let index = self.cluster.pick(snapshot, tried, None, true)?;
+        let index = self
+            .cluster
+            .pick(snapshot, tried, None, true)
+            .or_else(|| self.cluster.pick(snapshot, tried, None, false))?;
         let node = Arc::clone(&snapshot.nodes[index]);
         let busy = node.start_call();
         let bound = self.cluster.settings.health_check_timeout;
-        // An idle connection, or a new one (the node was chosen with room for one).
-        let mut conn = match node.pool.try_acquire() {
-            Some(conn) => conn,
-            None => tokio::time::timeout(bound, node.pool.acquire())
-                .await
-                .ok()?
-                .ok()?,
+        // Waited for like any read's connection (a busy replica is not a down one).
+        let serves = || self.cluster.snapshot().view.serves_reads(index);
+        let Some(Ok(mut conn)) = node.acquire_while_in_rotation(serves).await else {
+            return None;
         };
         node.lending.lend();
         // A healthy replica replays a commit within a millisecond or so: ask again at once a
