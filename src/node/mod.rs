@@ -84,6 +84,10 @@ pub(crate) struct Node<DB: Database> {
     left: [Notify; LEFT_SHARDS],
     /// Connections out for partypool's statements and held by the application.
     pub(crate) lending: Arc<Lending>,
+    /// A read is asking this node for its replay position; `asked` wakes the reads that
+    /// wait for that answer instead of asking too.
+    asking: AtomicBool,
+    asked: Notify,
 }
 
 impl<DB: Backend> Node<DB> {
@@ -119,6 +123,30 @@ impl<DB: Backend> Node<DB> {
             metrics,
             left: std::array::from_fn(|_| Notify::new()),
             lending: Arc::default(),
+            asking: AtomicBool::new(false),
+            asked: Notify::new(),
+        }
+    }
+
+    /// Starts asking for the replay position unless a read already is: `true` when the
+    /// caller asks (and must call [`done_asking`](Self::done_asking)).
+    pub(crate) fn start_asking(&self) -> bool {
+        !self.asking.swap(true, Ordering::AcqRel)
+    }
+
+    /// The answer is in (or the ask failed): wakes the reads that waited for it.
+    pub(crate) fn done_asking(&self) {
+        self.asking.store(false, Ordering::Release);
+        self.asked.notify_waiters();
+    }
+
+    /// Waits (up to `limit`) for the read that is asking to get its answer.
+    pub(crate) async fn wait_asked(&self, limit: std::time::Duration) {
+        let asked = self.asked.notified();
+        tokio::pin!(asked);
+        asked.as_mut().enable();
+        if self.asking.load(Ordering::Acquire) {
+            let _ = tokio::time::timeout(limit, asked).await;
         }
     }
 

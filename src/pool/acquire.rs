@@ -15,6 +15,14 @@ use crate::node::{Busy, Node};
 use crate::positions::At;
 use crate::refresh;
 
+/// What the process scope asks of a read.
+enum Need {
+    /// A replica that has replayed this (or anything, with `None`).
+    Known(Option<At>),
+    /// A primary position read after `seen`, and not below `floor`.
+    Fetch { seen: u64, floor: Option<At> },
+}
+
 /// A connection, the member it came from, and what the view said of it when it was chosen.
 pub(crate) struct Checkout<DB: Backend> {
     /// The member's index.
@@ -151,12 +159,34 @@ impl<DB: Backend> Shared<DB> {
         // (a session's position can come from a token, which is untrusted input).
         let mut process_at = None;
         if let Some(hw) = process {
-            match self.process_needs(hw).await {
-                Some(need) => {
-                    process_at = need;
-                    at = need.map(|need| merge(at, need)).or(at);
+            match self.process_needs(hw) {
+                Need::Known(need) => process_at = need,
+                Need::Fetch { seen, floor } => {
+                    // The primary's position and a replica's, asked at once: when the
+                    // replica has replayed it already, the read costs one round trip more,
+                    // not two.
+                    let snapshot = arc_swap::Guard::into_inner(cluster.snapshot());
+                    let (fetched, asked) = tokio::join!(
+                        refresh::primary_after(cluster, hw, seen),
+                        self.asked_replica_once(&snapshot, tried)
+                    );
+                    let Some(fetched) = fetched else {
+                        return Ok((self.acquire_on_writer(false).await?, false));
+                    };
+                    let need = merge(floor, fetched);
+                    process_at = Some(need);
+                    at = Some(merge(at, need));
+                    if let Some(checkout) = asked
+                        && let Some(checkout) = self
+                            .confirmed(checkout, &merge(Some(need), at.expect("set")), 1)
+                            .await
+                    {
+                        return Ok((checkout, false));
+                    }
                 }
-                None => return Ok((self.acquire_on_writer(false).await?, false)),
+            }
+            if let Some(need) = process_at {
+                at = Some(merge(at, need));
             }
         }
         loop {
@@ -244,59 +274,128 @@ impl<DB: Backend> Shared<DB> {
         tried: &[usize],
         at: &At,
     ) -> Option<Checkout<DB>> {
+        let checkout = self.asked_replica(snapshot, tried).await?;
+        self.confirmed(checkout, at, 1).await
+    }
+
+    /// A connection to the next replica, chosen like any read's (a free one first, else
+    /// waiting for one: a busy replica is not a down one), with the replica's replay
+    /// position asked once on it.
+    async fn asked_replica(
+        self: &Arc<Self>,
+        snapshot: &crate::cluster::Snapshot<DB>,
+        tried: &[usize],
+    ) -> Option<Checkout<DB>> {
         let index = self
             .cluster
             .pick(snapshot, tried, None, true)
             .or_else(|| self.cluster.pick(snapshot, tried, None, false))?;
+        self.asked_on(snapshot, index).await
+    }
+
+    /// A connection to member `index` with its replay position asked once on it.
+    async fn asked_on(
+        self: &Arc<Self>,
+        snapshot: &crate::cluster::Snapshot<DB>,
+        index: usize,
+    ) -> Option<Checkout<DB>> {
         let node = Arc::clone(&snapshot.nodes[index]);
         let busy = node.start_call();
-        let bound = self.cluster.settings.health_check_timeout;
-        // Waited for like any read's connection (a busy replica is not a down one).
         let serves = || self.cluster.snapshot().view.serves_reads(index);
-        let Some(Ok(mut conn)) = node.acquire_while_in_rotation(serves).await else {
+        let Some(Ok(conn)) = node.acquire_while_in_rotation(serves).await else {
             return None;
         };
         node.lending.lend();
-        // A healthy replica replays a commit within a millisecond or so: ask again at once a
-        // few times (each answer takes a round trip; tokio's timers cannot wait less than a
-        // millisecond), within `causal_wait`.
-        let deadline = tokio::time::Instant::now() + self.cluster.settings.causal_wait;
-        let mut asked = 0;
-        loop {
-            match tokio::time::timeout(bound, DB::replayed_position(&mut conn)).await {
-                Ok(Ok(Some(p))) => node.advance_position(p),
-                Ok(Ok(None)) => return None,
-                Ok(Err(e)) => {
-                    health::report(&self.cluster, index, &e);
-                    return None;
-                }
-                Err(_) => {
-                    conn.close_on_drop();
-                    return None;
-                }
-            }
-            asked += 1;
-            if node.covers(at) || asked == 8 || tokio::time::Instant::now() >= deadline {
-                break;
-            }
-        }
-        if !node.covers(at) || !self.cluster.snapshot().view.serves_reads(index) {
-            return None;
-        }
-        node.served();
-        if let Some(hw) = self.process_high_water()
-            && let Some(known) = node.known_at()
-        {
-            hw.raise(known);
-        }
-        Some(Checkout {
+        let mut checkout = Checkout {
             index,
             node,
             conn,
             busy: busy.connected(),
             serves_reads: true,
             standby: true,
-        })
+        };
+        self.ask(&mut checkout).await.then_some(checkout)
+    }
+
+    /// [`asked_replica`](Self::asked_replica), unless a read is asking that replica already:
+    /// then its answer, without a connection (concurrent reads after a write ask each
+    /// replica once, not once each).
+    async fn asked_replica_once(
+        self: &Arc<Self>,
+        snapshot: &crate::cluster::Snapshot<DB>,
+        tried: &[usize],
+    ) -> Option<Checkout<DB>> {
+        let index = self
+            .cluster
+            .pick(snapshot, tried, None, true)
+            .or_else(|| self.cluster.pick(snapshot, tried, None, false))?;
+        let node = &snapshot.nodes[index];
+        if !node.start_asking() {
+            node.wait_asked(self.cluster.settings.health_check_timeout)
+                .await;
+            return None;
+        }
+        struct Asking<'a, DB: Backend>(&'a Node<DB>);
+        impl<DB: Backend> Drop for Asking<'_, DB> {
+            fn drop(&mut self) {
+                self.0.done_asking();
+            }
+        }
+        let _asking = Asking(node);
+        self.asked_on(snapshot, index).await
+    }
+
+    /// Reads the replay position on `checkout`'s connection into its node; `false` when
+    /// that failed (the connection is then not reused).
+    async fn ask(&self, checkout: &mut Checkout<DB>) -> bool {
+        let bound = self.cluster.settings.health_check_timeout;
+        match tokio::time::timeout(bound, DB::replayed_position(&mut checkout.conn)).await {
+            Ok(Ok(Some(p))) => {
+                checkout.node.advance_position(p);
+                true
+            }
+            Ok(Ok(None)) => false,
+            Ok(Err(e)) => {
+                health::report(&self.cluster, checkout.index, &e);
+                false
+            }
+            Err(_) => {
+                checkout.conn.close_on_drop();
+                false
+            }
+        }
+    }
+
+    /// `checkout` once its replica has replayed `at`, asking again at once (a healthy
+    /// replica replays a commit within a millisecond or so; each answer takes a round trip,
+    /// and tokio's timers cannot wait less than a millisecond) up to 8 asks in all, within
+    /// `causal_wait`. `asked`: how many asks were made already.
+    async fn confirmed(
+        self: &Arc<Self>,
+        mut checkout: Checkout<DB>,
+        at: &At,
+        mut asked: usize,
+    ) -> Option<Checkout<DB>> {
+        let deadline = tokio::time::Instant::now() + self.cluster.settings.causal_wait;
+        while !checkout.node.covers(at) {
+            if asked >= 8 || tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            if !self.ask(&mut checkout).await {
+                return None;
+            }
+            asked += 1;
+        }
+        if !self.cluster.snapshot().view.serves_reads(checkout.index) {
+            return None;
+        }
+        checkout.node.served();
+        if let Some(hw) = self.process_high_water()
+            && let Some(known) = checkout.node.known_at()
+        {
+            hw.raise(known);
+        }
+        Some(checkout)
     }
 
     /// A primary position that covers every write acknowledged before now: the last one
@@ -310,8 +409,7 @@ impl<DB: Backend> Shared<DB> {
         }
     }
 
-    /// What the process scope asks of a read: `Some(None)` nothing, `Some(Some(at))` a
-    /// replica that has replayed `at`, `None` the primary (its position could not be read).
+    /// What the process scope asks of a read.
     ///
     /// Nothing until something wrote; then the last fetched primary position while it still
     /// covers every write ([`HighWater::covered`]), else one fetched after now, shared with
@@ -319,13 +417,13 @@ impl<DB: Backend> Shared<DB> {
     /// floor of earlier reads. While the view says the writer is down, the newest position
     /// known: the replicas keep serving reads (a write it acknowledged that no replica
     /// received is lost with it anyway, unless replication is synchronous).
-    async fn process_needs(&self, hw: &HighWater) -> Option<Option<At>> {
+    fn process_needs(&self, hw: &HighWater) -> Need {
         let floor = hw.floor();
         if !hw.ever_written() {
-            return Some(floor);
+            return Need::Known(floor);
         }
-        let covering = match hw.covered() {
-            Ok(at) => at,
+        match hw.covered() {
+            Ok(at) => Need::Known(Some(merge(floor, at))),
             Err(seen) => {
                 let writer_up = {
                     let snapshot = self.cluster.snapshot();
@@ -333,16 +431,12 @@ impl<DB: Backend> Shared<DB> {
                     view.nodes[view.writer].healthy
                 };
                 if writer_up {
-                    refresh::primary_after(&self.cluster, hw, seen).await?
+                    Need::Fetch { seen, floor }
                 } else {
-                    match hw.last_known() {
-                        Some(at) => at,
-                        None => return Some(floor),
-                    }
+                    Need::Known(hw.last_known().map(|at| merge(floor, at)).or(floor))
                 }
             }
-        };
-        Some(Some(merge(floor, covering)))
+        }
     }
 }
 

@@ -243,14 +243,34 @@ impl<DB: Backend> ReplicaPool<DB> {
     /// ```
     pub async fn begin_read_only(&self) -> Result<Transaction<'static, DB>, Error> {
         self.check_open()?;
-        let (index, node) = self.shared.cluster.reader();
-        node.served();
-        let tx = node
-            .pool
-            .begin_with(DB::BEGIN_READ_ONLY)
+        // Chosen like any read: a replica that has what this process (or the request's
+        // session) wrote, else the primary.
+        let session = scope::current(&self.shared);
+        let (checkout, _) = self
+            .shared
+            .acquire_reader(&mut Vec::new(), session.as_deref())
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::PoolClosed => Error::Closed {
+                    url: self.shared.cluster.first().url.clone(),
+                },
+                e => Error::Node {
+                    node: "the read's node".into(),
+                    url: String::new(),
+                    reason: e.to_string(),
+                    source: e,
+                },
+            })?;
+        let acquire::Checkout {
+            index, node, conn, ..
+        } = checkout;
+        let tx = Transaction::begin(conn, Some(DB::BEGIN_READ_ONLY.into_sql_str()))
             .await
             .map_err(|e| self.node_error(index, &node, e))?;
+        // Handed to the application: held until it comes back (it was counted as
+        // partypool's own at checkout).
         node.lending.hold();
+        node.lending.returned();
         Ok(tx)
     }
 
