@@ -115,7 +115,11 @@ impl Refresher {
         let nodes: Vec<_> = {
             let snapshot = cluster.snapshot();
             let readable = snapshot.view.readable.iter();
-            readable.map(|&i| snapshot.nodes[i].clone()).collect()
+            // A node a read found behind moments ago waits out its interval.
+            readable
+                .map(|&i| snapshot.nodes[i].clone())
+                .filter(|n| n.may_ask())
+                .collect()
         };
         futures_util::future::join_all(nodes.iter().map(|n| async move {
             let read = async {
@@ -135,6 +139,8 @@ impl Refresher {
             if let Ok(Ok(Some(p))) = tokio::time::timeout(timeout, read).await {
                 n.advance_position(p);
             }
+            // Read now: no read asks it again before the next refresh may.
+            n.close_gate(settings.position_interval);
         }))
         .await;
         drop(refreshing);

@@ -88,6 +88,16 @@ pub(crate) struct Node<DB: Database> {
     /// wait for that answer instead of asking too.
     asking: AtomicBool,
     asked: Notify,
+    /// Until when (ms on [`gate_clock`]) its replay position is not asked again: a query
+    /// found it behind what a read needed, or the shared refresh just read it. Waiting
+    /// reads cost each replica at most one query per `position_interval`.
+    ask_gate: AtomicU64,
+}
+
+/// Milliseconds since the first use, for [`Node`]'s ask gate.
+fn gate_clock() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
 impl<DB: Backend> Node<DB> {
@@ -125,7 +135,24 @@ impl<DB: Backend> Node<DB> {
             lending: Arc::default(),
             asking: AtomicBool::new(false),
             asked: Notify::new(),
+            ask_gate: AtomicU64::new(0),
         }
+    }
+
+    /// Whether its replay position may be asked now (see `ask_gate`).
+    pub(crate) fn may_ask(&self) -> bool {
+        self.ask_gate.load(Ordering::Acquire) <= gate_clock()
+    }
+
+    /// No more asks for `interval`: it was found behind, or was just read.
+    pub(crate) fn close_gate(&self, interval: Duration) {
+        let until = gate_clock() + interval.as_millis() as u64;
+        self.ask_gate.fetch_max(until, Ordering::AcqRel);
+    }
+
+    /// An ask found what a read needed: later reads may ask at once again.
+    pub(crate) fn open_gate(&self) {
+        self.ask_gate.store(0, Ordering::Release);
     }
 
     /// Starts asking for the replay position unless a read already is: `true` when the

@@ -170,16 +170,21 @@ impl<DB: Backend> Shared<DB> {
                         refresh::primary_after(cluster, hw, seen),
                         self.asked_replica_once(&snapshot, tried)
                     );
-                    let Some(fetched) = fetched else {
-                        return Ok((self.acquire_on_writer(false).await?, false));
-                    };
-                    let need = merge(floor, fetched);
-                    process_at = Some(need);
-                    at = Some(merge(at, need));
-                    if let Some(checkout) = asked
-                        && let Some(checkout) = self
-                            .confirmed(checkout, &merge(Some(need), at.expect("set")), 1)
-                            .await
+                    // The primary did not answer (it is going away: a write it acknowledged
+                    // that no replica has is lost with it anyway): the newest position known.
+                    let fetched = fetched.or_else(|| hw.last_known());
+                    let need = fetched.map(|f| merge(floor, f)).or(floor);
+                    process_at = need;
+                    if let Some(need) = need {
+                        let want = merge(at, need);
+                        at = Some(want);
+                        if let Some(checkout) = asked
+                            && let Some(checkout) = self.confirmed(checkout, &want)
+                        {
+                            return Ok((checkout, false));
+                        }
+                    } else if let Some(checkout) = asked
+                        && let Some(checkout) = self.confirmed_any(checkout)
                     {
                         return Ok((checkout, false));
                     }
@@ -200,19 +205,34 @@ impl<DB: Backend> Shared<DB> {
                         .map(|i| (i, Arc::clone(&snapshot.nodes[i])))
                 }
                 Some(at) => {
-                    // A replica known to have it; else ask the next replica where it is, on
-                    // the connection the read will use (one light query, no waiting for the
-                    // shared refresh); else wait for one to catch up.
-                    let snapshot = cluster.snapshot();
-                    match cluster.pick(&snapshot, tried, Some(&at), false) {
-                        Some(i) => Some((i, Arc::clone(&snapshot.nodes[i]))),
-                        None => match self.checked_replica(&snapshot, tried, &at).await {
-                            Some(checkout) => return Ok((checkout, false)),
-                            None => {
-                                let index = self.refresher.replica_at(cluster, tried, at).await;
-                                index.map(|i| (i, cluster.node(i)))
+                    // The next replica by the balancing policy (a free one first): if it is
+                    // not known to have `at`, ask it, on the connection the read will use;
+                    // else another replica known to have it; else (a session's position)
+                    // wait for one to catch up, or (the process's) read on the primary.
+                    let snapshot = arc_swap::Guard::into_inner(cluster.snapshot());
+                    let next = cluster
+                        .pick(&snapshot, tried, None, true)
+                        .or_else(|| cluster.pick(&snapshot, tried, None, false));
+                    match next {
+                        None => None,
+                        Some(i) if snapshot.nodes[i].covers(&at) => {
+                            Some((i, Arc::clone(&snapshot.nodes[i])))
+                        }
+                        Some(i) => {
+                            if let Some(checkout) = self.asked_once(&snapshot, i).await
+                                && let Some(checkout) = self.confirmed(checkout, &at)
+                            {
+                                return Ok((checkout, false));
                             }
-                        },
+                            match cluster.pick(&snapshot, tried, Some(&at), false) {
+                                Some(j) => Some((j, Arc::clone(&snapshot.nodes[j]))),
+                                None if reconcile => {
+                                    let index = self.refresher.replica_at(cluster, tried, at).await;
+                                    index.map(|i| (i, cluster.node(i)))
+                                }
+                                None => None,
+                            }
+                        }
                     }
                 }
             };
@@ -266,22 +286,9 @@ impl<DB: Backend> Shared<DB> {
         Ok((self.acquire_on_writer(false).await?, reconcile))
     }
 
-    /// The next replica with a free connection, if the replay position read on that
-    /// connection shows it has replayed `at` (its known position advances either way).
-    async fn checked_replica(
-        self: &Arc<Self>,
-        snapshot: &crate::cluster::Snapshot<DB>,
-        tried: &[usize],
-        at: &At,
-    ) -> Option<Checkout<DB>> {
-        let checkout = self.asked_replica(snapshot, tried).await?;
-        self.confirmed(checkout, at, 1).await
-    }
-
-    /// A connection to the next replica, chosen like any read's (a free one first, else
-    /// waiting for one: a busy replica is not a down one), with the replica's replay
-    /// position asked once on it.
-    async fn asked_replica(
+    /// The next replica by the balancing policy, asked for its replay position (see
+    /// [`asked_once`](Self::asked_once)).
+    async fn asked_replica_once(
         self: &Arc<Self>,
         snapshot: &crate::cluster::Snapshot<DB>,
         tried: &[usize],
@@ -290,17 +297,38 @@ impl<DB: Backend> Shared<DB> {
             .cluster
             .pick(snapshot, tried, None, true)
             .or_else(|| self.cluster.pick(snapshot, tried, None, false))?;
-        self.asked_on(snapshot, index).await
+        self.asked_once(snapshot, index).await
     }
 
-    /// A connection to member `index` with its replay position asked once on it.
-    async fn asked_on(
+    /// A connection to member `index` with its replay position asked once on it, the answer
+    /// in the node's known position. `None` when it may not be asked now (a query found it
+    /// behind less than `position_interval` ago), or another read is asking it (then after
+    /// that answer is in: concurrent reads after a write ask each replica once, not once
+    /// each), or the ask failed.
+    async fn asked_once(
         self: &Arc<Self>,
         snapshot: &crate::cluster::Snapshot<DB>,
         index: usize,
     ) -> Option<Checkout<DB>> {
-        let node = Arc::clone(&snapshot.nodes[index]);
+        let node = &snapshot.nodes[index];
+        if !node.may_ask() {
+            return None;
+        }
+        if !node.start_asking() {
+            node.wait_asked(self.cluster.settings.health_check_timeout)
+                .await;
+            return None;
+        }
+        struct Asking<'a, DB: Backend>(&'a Node<DB>);
+        impl<DB: Backend> Drop for Asking<'_, DB> {
+            fn drop(&mut self) {
+                self.0.done_asking();
+            }
+        }
+        let _asking = Asking(node);
+        let node = Arc::clone(node);
         let busy = node.start_call();
+        // Waited for like any read's connection (a busy replica is not a down one).
         let serves = || self.cluster.snapshot().view.serves_reads(index);
         let Some(Ok(conn)) = node.acquire_while_in_rotation(serves).await else {
             return None;
@@ -314,78 +342,40 @@ impl<DB: Backend> Shared<DB> {
             serves_reads: true,
             standby: true,
         };
-        self.ask(&mut checkout).await.then_some(checkout)
-    }
-
-    /// [`asked_replica`](Self::asked_replica), unless a read is asking that replica already:
-    /// then its answer, without a connection (concurrent reads after a write ask each
-    /// replica once, not once each).
-    async fn asked_replica_once(
-        self: &Arc<Self>,
-        snapshot: &crate::cluster::Snapshot<DB>,
-        tried: &[usize],
-    ) -> Option<Checkout<DB>> {
-        let index = self
-            .cluster
-            .pick(snapshot, tried, None, true)
-            .or_else(|| self.cluster.pick(snapshot, tried, None, false))?;
-        let node = &snapshot.nodes[index];
-        if !node.start_asking() {
-            node.wait_asked(self.cluster.settings.health_check_timeout)
-                .await;
-            return None;
-        }
-        struct Asking<'a, DB: Backend>(&'a Node<DB>);
-        impl<DB: Backend> Drop for Asking<'_, DB> {
-            fn drop(&mut self) {
-                self.0.done_asking();
-            }
-        }
-        let _asking = Asking(node);
-        self.asked_on(snapshot, index).await
-    }
-
-    /// Reads the replay position on `checkout`'s connection into its node; `false` when
-    /// that failed (the connection is then not reused).
-    async fn ask(&self, checkout: &mut Checkout<DB>) -> bool {
         let bound = self.cluster.settings.health_check_timeout;
         match tokio::time::timeout(bound, DB::replayed_position(&mut checkout.conn)).await {
             Ok(Ok(Some(p))) => {
                 checkout.node.advance_position(p);
-                true
+                Some(checkout)
             }
-            Ok(Ok(None)) => false,
+            Ok(Ok(None)) => None,
             Ok(Err(e)) => {
-                health::report(&self.cluster, checkout.index, &e);
-                false
+                health::report(&self.cluster, index, &e);
+                None
             }
             Err(_) => {
                 checkout.conn.close_on_drop();
-                false
+                None
             }
         }
     }
 
-    /// `checkout` once its replica has replayed `at`, asking again at once (a healthy
-    /// replica replays a commit within a millisecond or so; each answer takes a round trip,
-    /// and tokio's timers cannot wait less than a millisecond) up to 8 asks in all, within
-    /// `causal_wait`. `asked`: how many asks were made already.
-    async fn confirmed(
-        self: &Arc<Self>,
-        mut checkout: Checkout<DB>,
-        at: &At,
-        mut asked: usize,
-    ) -> Option<Checkout<DB>> {
-        let deadline = tokio::time::Instant::now() + self.cluster.settings.causal_wait;
-        while !checkout.node.covers(at) {
-            if asked >= 8 || tokio::time::Instant::now() >= deadline {
-                return None;
-            }
-            if !self.ask(&mut checkout).await {
-                return None;
-            }
-            asked += 1;
+    /// `checkout` if its replica has replayed `at` as asked. If not, the replica is not
+    /// asked again for `position_interval`: a replica behind a read stays behind for a while,
+    /// and waiting reads cost it at most one query per interval.
+    fn confirmed(&self, checkout: Checkout<DB>, at: &At) -> Option<Checkout<DB>> {
+        if !checkout.node.covers(at) {
+            checkout
+                .node
+                .close_gate(self.cluster.settings.position_interval);
+            return None;
         }
+        checkout.node.open_gate();
+        self.confirmed_any(checkout)
+    }
+
+    /// `checkout` for a read with no position to reach, if its node still serves reads.
+    fn confirmed_any(&self, checkout: Checkout<DB>) -> Option<Checkout<DB>> {
         if !self.cluster.snapshot().view.serves_reads(checkout.index) {
             return None;
         }
