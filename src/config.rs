@@ -76,7 +76,7 @@ macro_rules! optional_setters {
 /// | `consistency` | `causal` | how reads see earlier writes: by log position, or by time |
 /// | `consistency_scope` | `process` | whose writes a read sees: every pool's in the process, a session's, or none |
 /// | `causal_wait` | 50 ms | how long a session read waits for a replica to catch up |
-/// | `position_interval` | 5 ms | the shortest time between two refreshes of replay positions (only while sessions wait) |
+/// | `position_interval` | 5 ms | how long a replica found behind is not asked its replay position again |
 /// | `discovery_interval` | 5 s | how often DNS names (`Builder::dns`) and Patroni are asked for the members |
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -157,11 +157,11 @@ pub struct Config {
     /// it reads on the primary instead. Default: 50 ms.
     #[serde(with = "humantime_serde")]
     pub causal_wait: Duration,
-    /// The shortest time between two refreshes of replicas' replay positions (one light
-    /// query per replica). Positions are refreshed only while a session waits for a replica
-    /// to catch up, and every waiting session shares the same refresh: at most one query per
-    /// replica per interval per pool, however many sessions wait, and none while none does.
-    /// Default: 5 ms (measured: see BENCHMARKS.md).
+    /// The shortest time between two queries of a replica's replay position once one found
+    /// it behind what a read needed (and between two shared refreshes while sessions wait
+    /// for replicas to catch up): a lagging replica costs at most one query per interval per
+    /// pool, however many reads wait for it, and none while none does. Default: 5 ms
+    /// (measured: see BENCHMARKS.md).
     #[serde(with = "humantime_serde")]
     pub position_interval: Duration,
     /// How often membership sources are asked again: DNS names given to

@@ -92,6 +92,8 @@ pub(crate) struct Node<DB: Database> {
     /// found it behind what a read needed, or the shared refresh just read it. Waiting
     /// reads cost each replica at most one query per `position_interval`.
     ask_gate: AtomicU64,
+    /// Asks in a row that found it behind what their read needed.
+    behind_asks: AtomicU32,
 }
 
 /// Milliseconds since the first use, for [`Node`]'s ask gate.
@@ -136,7 +138,23 @@ impl<DB: Backend> Node<DB> {
             asking: AtomicBool::new(false),
             asked: Notify::new(),
             ask_gate: AtomicU64::new(0),
+            behind_asks: AtomicU32::new(0),
         }
+    }
+
+    /// An ask found it behind what its read needed. Once in a while that is a write a moment
+    /// old; several in a row is a replica that lags: it is not asked again for `interval`.
+    pub(crate) fn found_behind(&self, interval: Duration) {
+        const LAGGING: u32 = 4;
+        if self.behind_asks.fetch_add(1, Ordering::AcqRel) + 1 >= LAGGING {
+            self.close_gate(interval);
+        }
+    }
+
+    /// An ask found what its read needed.
+    pub(crate) fn found_ahead(&self) {
+        self.behind_asks.store(0, Ordering::Release);
+        self.open_gate();
     }
 
     /// Whether its replay position may be asked now (see `ask_gate`).

@@ -178,10 +178,14 @@ impl<DB: Backend> Shared<DB> {
                     if let Some(need) = need {
                         let want = merge(at, need);
                         at = Some(want);
-                        if let Some(checkout) = asked
-                            && let Some(checkout) = self.confirmed(checkout, &want)
-                        {
-                            return Ok((checkout, false));
+                        if let Some(mut checkout) = asked {
+                            // Asked before the primary's position was known: not having it
+                            // yet says little (the write may be a moment old). Ask once more.
+                            if (checkout.node.covers(&want) || self.ask(&mut checkout).await)
+                                && let Some(checkout) = self.confirmed(checkout, &want)
+                            {
+                                return Ok((checkout, false));
+                            }
                         }
                     } else if let Some(checkout) = asked
                         && let Some(checkout) = self.confirmed_any(checkout)
@@ -342,35 +346,41 @@ impl<DB: Backend> Shared<DB> {
             serves_reads: true,
             standby: true,
         };
+        self.ask(&mut checkout).await.then_some(checkout)
+    }
+
+    /// Reads the replay position on `checkout`'s connection into its node; `false` when
+    /// that failed (the connection is then not reused).
+    async fn ask(&self, checkout: &mut Checkout<DB>) -> bool {
         let bound = self.cluster.settings.health_check_timeout;
         match tokio::time::timeout(bound, DB::replayed_position(&mut checkout.conn)).await {
             Ok(Ok(Some(p))) => {
                 checkout.node.advance_position(p);
-                Some(checkout)
+                true
             }
-            Ok(Ok(None)) => None,
+            Ok(Ok(None)) => false,
             Ok(Err(e)) => {
-                health::report(&self.cluster, index, &e);
-                None
+                health::report(&self.cluster, checkout.index, &e);
+                false
             }
             Err(_) => {
                 checkout.conn.close_on_drop();
-                None
+                false
             }
         }
     }
 
-    /// `checkout` if its replica has replayed `at` as asked. If not, the replica is not
-    /// asked again for `position_interval`: a replica behind a read stays behind for a while,
-    /// and waiting reads cost it at most one query per interval.
+    /// `checkout` if its replica has replayed `at` as asked. If not, and that keeps
+    /// happening, the replica is not asked again for `position_interval`: a lagging replica
+    /// stays behind for a while, and waiting reads cost it at most one query per interval.
     fn confirmed(&self, checkout: Checkout<DB>, at: &At) -> Option<Checkout<DB>> {
         if !checkout.node.covers(at) {
             checkout
                 .node
-                .close_gate(self.cluster.settings.position_interval);
+                .found_behind(self.cluster.settings.position_interval);
             return None;
         }
-        checkout.node.open_gate();
+        checkout.node.found_ahead();
         self.confirmed_any(checkout)
     }
 
