@@ -164,7 +164,14 @@ async fn a_switchover_moves_the_writes_without_losing_any() {
         acked.len(),
         failed_reads.len()
     );
-    assert!(failed_reads.is_empty(), "failed reads: {failed_reads:?}");
+    // A read that had to run on the leader (read-your-writes: the replicas had not replayed
+    // the loop's newest write yet) fails like a write when the leader is stopped under it,
+    // and says so honestly; any other failed read is a bug.
+    let on_the_old_leader = |e: &String| e.contains("may have committed");
+    assert!(
+        failed_reads.iter().all(on_the_old_leader) && failed_reads.len() <= 3,
+        "failed reads: {failed_reads:?}"
+    );
     assert!(
         moved <= INTERVAL + Duration::from_millis(250),
         "writes reached the new leader {moved:?} after it became writable"

@@ -155,6 +155,10 @@ impl<DB: Backend> Shared<DB> {
         // The session's position is checked against the primary's when no replica has it.
         let reconcile = at.is_some();
         let process = self.process_high_water();
+        // A lazily built pool whose cluster is not identified yet, after a write: the primary.
+        if process.is_none() && self.wrote_before_identified() {
+            return Ok((self.acquire_on_writer(false).await?, reconcile));
+        }
         // What the process asks, kept apart from the session's: only it may raise the floor
         // (a session's position can come from a token, which is untrusted input).
         let mut process_at = None;

@@ -193,6 +193,14 @@ impl<DB: Backend> Shared<DB> {
         }
     }
 
+    /// Whether this pool (process scope) wrote before its cluster was identified (a lazily
+    /// built pool before its first probes): its reads go to the primary until then.
+    pub(crate) fn wrote_before_identified(&self) -> bool {
+        self.cluster.settings.rules.scope == Scope::Process
+            && self.early_write.load(Ordering::SeqCst)
+            && self.high_water().is_none()
+    }
+
     /// The cluster's shared read-your-writes state, once its identity is known.
     pub(crate) fn high_water(&self) -> Option<&Arc<HighWater>> {
         if let Some(hw) = self.high_water.get() {
