@@ -1,6 +1,16 @@
-//! Read-your-writes across requests: causal tokens from the primary's log position.
+//! Read-your-writes: within the process by default, across requests and processes with
+//! sessions and causal tokens.
 //!
-//! A [`Session`] is an executor like the pool. After a statement that runs on the primary,
+//! **The process scope** ([`Scope::Process`], the default): every pool of one cluster in the
+//! process shares a high-water mark. A plain `&pool` read never sees a state older than a
+//! write partypool acknowledged in this process before the read began, nor older than an
+//! earlier read saw. Writes pay two atomic increments; the first reads after a write read the
+//! primary's position once (shared) and ask a replica for its own. See the README's "Read your
+//! writes, by default" for the mechanism and BENCHMARKS.md for the cost.
+//!
+//! **Sessions and request scopes** carry writes to other processes. A [`Session`] is an
+//! executor like the pool, and [`Session::scope`] makes plain `&pool` calls inside a future
+//! belong to it (the tower layer and the actix-web middleware run each request that way). After a statement that runs on the primary,
 //! it records the primary's WAL insert position (one extra `SELECT` on the same connection,
 //! see [`Backend::capture_position`](crate::Backend::capture_position)). Its reads then go
 //! only to replicas known to have replayed at least that far; when none has, the read waits
