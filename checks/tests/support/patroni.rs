@@ -100,10 +100,13 @@ impl PatroniCluster {
             watchdog: None,
         };
         // Patroni first (so it cannot restart its postgres), then everything under the
-        // folder, then the folder.
+        // folder, then the folder. Each pattern has one character in brackets: the regex
+        // still matches the servers, but no longer this script's own command line, which
+        // contains the pattern's text (a plain pattern made `pkill` kill the watchdog itself
+        // before it had killed anything, and the servers outlived the tests).
         cluster.watchdog = Some(Watchdog::spawn(&format!(
-            "cat >/dev/null; cd /; pkill -KILL -f 'patroni {b}/' ; pkill -KILL -f '{b}/etcd'; \
-             sleep 0.3; pkill -KILL -f '{b}/'; sleep 0.3; rm -rf '{b}'",
+            "cat >/dev/null; cd /; pkill -KILL -f '[p]atroni {b}/' ; pkill -KILL -f '{b}/[e]tcd'; \
+             sleep 0.3; pkill -KILL -f '{b}[/]'; sleep 0.3; rm -rf '{b}'",
             b = base.display()
         )));
         let bin = pg_bin();
