@@ -66,6 +66,7 @@ macro_rules! optional_setters {
 /// | `test_before_acquire` | `true` | ping an idle connection before handing it out |
 /// | `write_functions` | none | your functions that write: calls go to the primary |
 /// | `strict_functions` | `false` | any function not known read-only sends a statement to the primary |
+/// | `strict_replicas` | `true` | replica sessions are read-only: a misrouted write is refused there and runs on the primary |
 /// | `read_only_functions` | none | your read-only functions, for strict mode |
 /// | `max_read_retries` | 2 | retries of a read that failed with a connection error before any row |
 /// | `statement_timeout` | none | longest wait for a statement's next result |
@@ -120,6 +121,16 @@ pub struct Config {
     /// Strict mode: a statement that calls any function not known to be read-only (the
     /// built-in allow-list plus `read_only_functions`) goes to the primary. Default: off.
     pub strict_functions: bool,
+    /// Every session on a declared replica is read-only (PostgreSQL
+    /// `default_transaction_read_only`, a startup parameter; MariaDB `SET SESSION
+    /// TRANSACTION READ ONLY` on each new connection), so a write the router took for a read
+    /// fails on any replica — also one that would accept it (a logical replica, a replica
+    /// with write forwarding) — and runs again on the primary. Should such a replica take
+    /// the writes (a promotion with [`follow_promotion`](Self::follow_promotion)), each write
+    /// and transaction on it first makes its connection writable (one statement). Nodes of
+    /// discovered role are not made read-only: the probes may give them the writes at any
+    /// time. Default: on.
+    pub strict_replicas: bool,
     /// Your own read-only functions, for strict mode. Default: none.
     pub read_only_functions: Vec<String>,
     /// How often a read that failed on a replica with a connection-class error (before any
@@ -223,6 +234,7 @@ impl Default for Config {
             test_before_acquire: true,
             write_functions: Vec::new(),
             strict_functions: false,
+            strict_replicas: true,
             read_only_functions: Vec::new(),
             max_read_retries: 2,
             statement_timeout: None,
@@ -271,6 +283,8 @@ impl Config {
         test_before_acquire: bool,
         /// Sets [`Config::strict_functions`].
         strict_functions: bool,
+        /// Sets [`Config::strict_replicas`].
+        strict_replicas: bool,
         /// Sets [`Config::max_read_retries`].
         max_read_retries: u32,
         /// Sets [`Config::ban_backoff`].

@@ -731,3 +731,35 @@ async fn the_process_scope_covers_every_pool_of_the_cluster() {
         reader.status()
     );
 }
+
+/// Strict replica sessions on MariaDB: a replica read runs in a read-only session, the
+/// primary's statements do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_sessions_are_read_only() {
+    let c = items_cluster();
+    let pool = connect(&c, Config::default()).await;
+    for _ in 0..4 {
+        let (on_replica, read_only): (i64, i64) =
+            sqlx::query_as("SELECT @@read_only, @@session.tx_read_only")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            (on_replica, read_only),
+            (1, 1),
+            "a replica read, in a read-only session"
+        );
+        let (on_replica, read_only): (i64, i64) =
+            sqlx::query_as("SELECT @@read_only, @@session.tx_read_only")
+                .fetch_one(pool.on_primary())
+                .await
+                .unwrap();
+        assert_eq!((on_replica, read_only), (0, 0), "the primary");
+    }
+    let lax = connect(&c, Config::default().strict_replicas(false)).await;
+    let (_, read_only): (i64, i64) = sqlx::query_as("SELECT @@read_only, @@session.tx_read_only")
+        .fetch_one(&lax)
+        .await
+        .unwrap();
+    assert_eq!(read_only, 0, "without strict sessions");
+}

@@ -128,6 +128,34 @@ pub trait Backend: Database<Arguments: Clone> + sealed::Sealed {
     /// How to begin a read-only transaction on a replica.
     const BEGIN_READ_ONLY: &'static str;
 
+    /// Makes every session of a replica's pool read-only ([`Config::strict_replicas`]), so a
+    /// write misrouted to a replica that would accept it (a logical replica, write
+    /// forwarding) is refused, and the safety net runs it on the primary: the connect options
+    /// to use, and a statement to run on each new connection when options cannot say it.
+    ///
+    /// [`Config::strict_replicas`]: crate::Config::strict_replicas
+    fn read_only_sessions(
+        options: <Self::Connection as sqlx::Connection>::Options,
+    ) -> (
+        <Self::Connection as sqlx::Connection>::Options,
+        Option<&'static str>,
+    ) {
+        (options, None)
+    }
+
+    /// Undoes [`read_only_sessions`](Self::read_only_sessions) on one connection (a strict
+    /// node that now takes the writes). Empty: nothing to undo.
+    const READ_WRITE_SESSION: &'static str = "";
+
+    /// Runs one statement of session state (`SET …`) on `conn`.
+    fn set_session(
+        conn: &mut Self::Connection,
+        sql: &'static str,
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send {
+        let _ = (conn, sql);
+        std::future::ready(Ok(()))
+    }
+
     /// One light query, on one connection, that proves the node answers and tells its role.
     /// `replication_status`: also read replication status where that takes a privilege the
     /// user may lack (MySQL/MariaDB's `SHOW ALL SLAVES STATUS`); the probe reports a denial

@@ -13,6 +13,23 @@ impl Backend for sqlx::MySql {
     const SCHEMES: &'static [&'static str] = &["mysql", "mariadb"];
     const DEFAULT_PORT: u16 = 3306;
     const BEGIN_READ_ONLY: &'static str = "START TRANSACTION READ ONLY";
+    const READ_WRITE_SESSION: &'static str = "SET SESSION TRANSACTION READ WRITE";
+
+    async fn set_session(
+        conn: &mut Self::Connection,
+        sql: &'static str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::Executor::execute(&mut *conn, sqlx::raw_sql(sql))
+            .await
+            .map(drop)
+    }
+
+    /// One statement on each new connection (MySQL's options have no session variables).
+    fn read_only_sessions(
+        options: sqlx::mysql::MySqlConnectOptions,
+    ) -> (sqlx::mysql::MySqlConnectOptions, Option<&'static str>) {
+        (options, Some("SET SESSION TRANSACTION READ ONLY"))
+    }
     const CAUSAL: crate::positions::CausalSupport = crate::positions::CausalSupport::Gtids;
 
     /// MariaDB: `@@read_only` and both GTID positions (every user may read them), then

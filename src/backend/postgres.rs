@@ -11,6 +11,26 @@ impl Backend for sqlx::Postgres {
     const SCHEMES: &'static [&'static str] = &["postgres", "postgresql"];
     const DEFAULT_PORT: u16 = 5432;
     const BEGIN_READ_ONLY: &'static str = "BEGIN READ ONLY";
+    const READ_WRITE_SESSION: &'static str = "SET SESSION default_transaction_read_only = off";
+
+    async fn set_session(
+        conn: &mut Self::Connection,
+        sql: &'static str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::Executor::execute(&mut *conn, sqlx::raw_sql(sql))
+            .await
+            .map(drop)
+    }
+
+    /// A startup parameter: no statement, no round trip.
+    fn read_only_sessions(
+        options: sqlx::postgres::PgConnectOptions,
+    ) -> (sqlx::postgres::PgConnectOptions, Option<&'static str>) {
+        (
+            options.options([("default_transaction_read_only", "on")]),
+            None,
+        )
+    }
     const CAUSAL: crate::positions::CausalSupport = crate::positions::CausalSupport::Positions;
 
     /// The WAL *insert* position: past the commit record of every transaction that has

@@ -94,6 +94,9 @@ pub(crate) struct Node<DB: Database> {
     ask_gate: AtomicU64,
     /// Asks in a row that found it behind what their read needed.
     behind_asks: AtomicU32,
+    /// Its sessions are read-only ([`Config::strict_replicas`](crate::Config::strict_replicas)):
+    /// a connection must be made writable before it writes.
+    pub(crate) strict: bool,
 }
 
 /// Milliseconds since the first use, for [`Node`]'s ask gate.
@@ -139,6 +142,7 @@ impl<DB: Backend> Node<DB> {
             asked: Notify::new(),
             ask_gate: AtomicU64::new(0),
             behind_asks: AtomicU32::new(0),
+            strict: false,
         }
     }
 

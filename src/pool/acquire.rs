@@ -38,6 +38,17 @@ pub(crate) struct Checkout<DB: Backend> {
     pub(crate) standby: bool,
 }
 
+impl<DB: Backend> Checkout<DB> {
+    /// Makes the connection writable when its node's sessions are read-only (a strict
+    /// replica that took the writes): one statement, only on such a node.
+    pub(crate) async fn writable(&mut self) -> Result<(), sqlx::Error> {
+        if self.node.strict {
+            DB::set_session(&mut self.conn, DB::READ_WRITE_SESSION).await?;
+        }
+        Ok(())
+    }
+}
+
 impl<DB: Backend> Shared<DB> {
     /// A connection to the node that takes writes. Fails at once when writes are blocked
     /// (the primary is gone and `follow_promotion` is off). If writes move to another node

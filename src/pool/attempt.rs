@@ -279,10 +279,11 @@ where
                 let (checkout, reconcile) = if on_replica {
                     self.acquire_reader(&mut tried, via.session.as_deref()).await?
                 } else {
-                    let checkout = self.acquire_writer().await?;
+                    let mut checkout = self.acquire_writer().await?;
                     // Holding its connection, before anything is sent: reads that start from
                     // now on need a primary position fetched after it.
                     self.wrote();
+                    checkout.writable().await?;
                     (checkout, false)
                 };
                 // How this attempt is watched and judged, from the view it was chosen in:

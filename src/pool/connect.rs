@@ -275,6 +275,14 @@ pub(super) fn node<DB: Backend>(
         Some(f) => f(options),
         None => options,
     };
+    // Strict replicas: every session of a declared replica is read-only. (Nodes of discovered
+    // role take the writes whenever the probes say so: theirs stay writable.)
+    let strict = config.strict_replicas && role == Role::Replica;
+    let (options, on_connect) = if strict {
+        DB::read_only_sessions(options)
+    } else {
+        (options, None)
+    };
     let mut pool = PoolOptions::<DB>::new()
         .max_connections(max)
         .min_connections(config.min_connections.min(max))
@@ -289,9 +297,22 @@ pub(super) fn node<DB: Backend>(
         returns.returned();
         Box::pin(async { Ok(true) })
     });
-    if let Some(hook) = &hooks.after_connect {
-        let hook = hook.clone();
-        pool = pool.after_connect(move |conn, meta| hook(conn, meta));
+    match (hooks.after_connect.clone(), on_connect) {
+        (None, None) => {}
+        (hook, on_connect) => {
+            pool = pool.after_connect(move |conn, meta| {
+                let hook = hook.clone();
+                Box::pin(async move {
+                    if let Some(sql) = on_connect {
+                        DB::set_session(conn, sql).await?;
+                    }
+                    match hook {
+                        Some(hook) => hook(conn, meta).await,
+                        None => Ok(()),
+                    }
+                })
+            });
+        }
     }
     // The monitor credential: the node's URL with another user and password (and, where
     // the backend says so, no database: a monitor user rarely may use the application's),
@@ -314,6 +335,7 @@ pub(super) fn node<DB: Backend>(
     };
     let pool = pool.connect_lazy_with(options);
     let mut node = Node::new(name, role, url, secret, pool).with_lending(lending);
+    node.strict = strict;
     if let Some(options) = probe_options {
         node = node.with_probe_options(options, hooks.monitor.as_ref().map(|(_, p)| p.clone()));
     }

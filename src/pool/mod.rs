@@ -187,15 +187,28 @@ impl<DB: Backend> ReplicaPool<DB> {
 
     /// [`begin`](Self::begin) without looking at the task's session scope.
     pub(crate) async fn begin_unscoped(&self) -> Result<Transaction<'static, DB>, Error> {
+        self.begin_on_writer(None).await
+    }
+
+    /// A transaction on the writer, begun with `statement` (else `BEGIN`). Its commit is the
+    /// driver's: counted as a write, and held until its connection comes back (see
+    /// `HighWater`). On a strict replica that took the writes, the connection is made
+    /// writable first.
+    async fn begin_on_writer(
+        &self,
+        statement: Option<sqlx::SqlStr>,
+    ) -> Result<Transaction<'static, DB>, Error> {
         let (index, writer) = self.writable()?;
         writer.served();
-        let tx = writer
-            .pool
-            .begin()
-            .await
-            .map_err(|e| self.node_error(index, &writer, e))?;
-        // Its commit is the driver's: counted as a write, and held until its connection
-        // comes back (see `HighWater`).
+        let tx = async {
+            let mut conn = writer.pool.acquire().await?;
+            if writer.strict {
+                DB::set_session(&mut conn, DB::READ_WRITE_SESSION).await?;
+            }
+            Transaction::begin(conn, statement).await
+        }
+        .await
+        .map_err(|e| self.node_error(index, &writer, e))?;
         writer.lending.hold();
         self.shared.wrote();
         Ok(tx)
@@ -217,16 +230,7 @@ impl<DB: Backend> ReplicaPool<DB> {
         if let Some(session) = scope::current(&self.shared) {
             session.began_transaction();
         }
-        let (index, writer) = self.writable()?;
-        writer.served();
-        let tx = writer
-            .pool
-            .begin_with(statement)
-            .await
-            .map_err(|e| self.node_error(index, &writer, e))?;
-        writer.lending.hold();
-        self.shared.wrote();
-        Ok(tx)
+        self.begin_on_writer(Some(statement.into_sql_str())).await
     }
 
     /// Begins a read-only transaction on a replica (the primary when none is in the
@@ -475,7 +479,8 @@ impl<'a, DB: Backend> Acquire<'a> for &'_ ReplicaPool<DB> {
     ) -> futures_core::future::BoxFuture<'static, Result<Self::Connection, sqlx::Error>> {
         let shared = Arc::clone(&self.shared);
         Box::pin(async move {
-            let checkout = shared.acquire_writer().await?;
+            let mut checkout = shared.acquire_writer().await?;
+            checkout.writable().await?;
             // Handed over: held (it was counted as partypool's own at checkout).
             checkout.node.lending.hold();
             checkout.node.lending.returned();
