@@ -175,6 +175,11 @@ pub struct Config {
     /// (measured: see BENCHMARKS.md).
     #[serde(with = "humantime_serde")]
     pub position_interval: Duration,
+    /// How old the data a simulated replica serves is
+    /// ([`Builder::simulate_replicas`](crate::Builder::simulate_replicas)): a read there sees
+    /// the database as it was between this and an eighth more ago. Default: 200 ms.
+    #[serde(with = "humantime_serde")]
+    pub simulated_lag: Duration,
     /// How often membership sources are asked again: DNS names given to
     /// [`Builder::dns`](crate::Builder::dns) are looked up, Patroni's `/cluster` is read.
     /// Default: 5 s.
@@ -247,6 +252,7 @@ impl Default for Config {
             causal_wait: Duration::from_millis(50),
             position_interval: Duration::from_millis(5),
             discovery_interval: Duration::from_secs(5),
+            simulated_lag: Duration::from_millis(200),
         }
     }
 }
@@ -297,6 +303,8 @@ impl Config {
         consistency_scope: Scope,
         /// Sets [`Config::causal_wait`].
         causal_wait: Duration,
+        /// Sets [`Config::simulated_lag`].
+        simulated_lag: Duration,
         /// Sets [`Config::position_interval`].
         position_interval: Duration,
         /// Sets [`Config::discovery_interval`].
@@ -387,6 +395,9 @@ impl Config {
         }
         if self.statement_timeout.is_some_and(|t| t.is_zero()) {
             return Err("statement_timeout must be greater than zero".into());
+        }
+        if self.simulated_lag > Duration::from_secs(3600) {
+            return Err("simulated_lag must be at most an hour".into());
         }
         if self.min_connections > self.max_connections {
             return Err("min_connections must not exceed max_connections".into());

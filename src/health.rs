@@ -49,6 +49,17 @@ pub(crate) async fn probe<DB: Backend>(
     node: &Node<DB>,
     status: bool,
 ) -> Result<Probe, sqlx::Error> {
+    let probe = probe_server(node, status).await?;
+    // A simulated replica: the primary's server answered; its role and position are the
+    // snapshot's it serves.
+    Ok(match &node.simulated {
+        Some(ring) => ring.as_replica(probe),
+        None => probe,
+    })
+}
+
+/// [`probe`] of the server behind `node`.
+async fn probe_server<DB: Backend>(node: &Node<DB>, status: bool) -> Result<Probe, sqlx::Error> {
     if node.probe_options.is_none()
         && let Some(mut conn) = node.pool.try_acquire()
     {

@@ -64,6 +64,7 @@ mod cluster;
 pub mod discovery;
 mod health;
 mod refresh;
+mod simulate;
 // face
 pub mod pool;
 // integrations (and the public face of read-your-writes)

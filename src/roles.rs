@@ -44,6 +44,8 @@ pub enum Origin {
     Dns,
     /// A member Patroni reports (`Builder::patroni`).
     Patroni,
+    /// A replica simulated on the primary's server (`Builder::simulate_replicas`).
+    Simulated,
 }
 
 impl fmt::Display for Origin {
@@ -54,6 +56,7 @@ impl fmt::Display for Origin {
             Origin::Added => "added",
             Origin::Dns => "dns",
             Origin::Patroni => "patroni",
+            Origin::Simulated => "simulated",
         })
     }
 }

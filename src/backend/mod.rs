@@ -202,6 +202,31 @@ pub trait Backend: Database<Arguments: Clone> + sealed::Sealed {
     /// it is safe to run it again on the primary.
     fn is_standby_rejection(e: &sqlx::Error) -> bool;
 
+    /// Whether it can simulate replicas on the primary's server
+    /// ([`Builder::simulate_replicas`](crate::Builder::simulate_replicas)).
+    const SIMULATES: bool = false;
+
+    /// Simulated replicas: on `conn` (not in a transaction), begins a transaction that holds
+    /// a snapshot of the database as it is now and that other connections can enter, and
+    /// returns the snapshot's name with the log position it is known to have (every write
+    /// acknowledged at or below it is visible in it; `None` when that is uncertain — a
+    /// transaction was committing just then). The transaction stays open until rolled back.
+    fn hold_snapshot(
+        conn: &mut Self::Connection,
+    ) -> impl Future<Output = Result<(String, Option<LogPosition>), sqlx::Error>> + Send {
+        let _ = conn;
+        std::future::ready(Err(sqlx::Error::Configuration(
+            "this database cannot simulate replicas".into(),
+        )))
+    }
+
+    /// The statement that begins a read-only transaction in the held snapshot `name` (from
+    /// [`hold_snapshot`](Self::hold_snapshot)).
+    fn enter_snapshot(name: &str) -> String {
+        let _ = name;
+        Self::BEGIN_READ_ONLY.to_owned()
+    }
+
     /// Whether `e` says the database does not exist on this node (yet): on a replica, a
     /// database just created on the primary that it has not replayed. The node is behind,
     /// not down.

@@ -48,6 +48,60 @@ impl Backend for sqlx::Postgres {
         Ok(p.map(|p| LogPosition::new(p.max(0) as u64, tl.map(|t| t.max(0) as u64))))
     }
 
+    const SIMULATES: bool = true;
+
+    /// An exported snapshot (`pg_export_snapshot()` in a `REPEATABLE READ` transaction),
+    /// known to have the WAL insert position read just before it was taken — unless a
+    /// transaction holding an xid then (one whose commit record may be at or below that
+    /// position) is still invisible in it: then `None`.
+    ///
+    /// Why that is enough: a write's client reads its position after its commit returned. If
+    /// that position is at or below the one read here, the commit record was inserted before
+    /// it; the transaction then either ended before the lock table was read (and is visible
+    /// in a snapshot taken after), or still held its xid lock, and is checked.
+    async fn hold_snapshot(
+        conn: &mut Self::Connection,
+    ) -> Result<(String, Option<LogPosition>), sqlx::Error> {
+        use sqlx::SqlSafeStr;
+        use sqlx_core::transaction::TransactionManager;
+        let before = Self::capture_position(conn).await?;
+        let holders: Vec<i64> = sqlx::query_scalar(
+            "SELECT transactionid::text::int8 FROM pg_locks \
+             WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        sqlx::postgres::PgTransactionManager::begin(
+            conn,
+            Some("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".into_sql_str()),
+        )
+        .await?;
+        // Invisible: at or after xmax, or in progress (32-bit xids, compared modulo 2^32).
+        let (name, settled): (String, bool) = sqlx::query_as(
+            "SELECT pg_export_snapshot(), NOT EXISTS ( \
+               SELECT 1 FROM unnest($1::int8[]) AS t, pg_current_snapshot() AS s \
+               WHERE ((t - pg_snapshot_xmax(s)::text::int8 % 4294967296) % 4294967296 \
+                      + 4294967296) % 4294967296 < 2147483648 \
+                  OR t IN (SELECT x::text::int8 % 4294967296 FROM pg_snapshot_xip(s) AS x))",
+        )
+        .bind(&holders)
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok((name, before.filter(|_| settled)))
+    }
+
+    fn enter_snapshot(name: &str) -> String {
+        // A name from `pg_export_snapshot()` (hex digits and dashes); anything else is
+        // never sent.
+        let name: String = name
+            .chars()
+            .filter(|c| c.is_ascii_hexdigit() || *c == '-')
+            .collect();
+        format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{name}'"
+        )
+    }
+
     async fn replayed_position(
         conn: &mut Self::Connection,
     ) -> Result<Option<LogPosition>, sqlx::Error> {

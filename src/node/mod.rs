@@ -4,6 +4,7 @@
 
 mod lending;
 mod metrics;
+mod ring;
 
 use std::fmt;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::positions::{At, GtidSet, LogPosition};
 use crate::redact;
 use crate::roles::{Origin, Role};
 pub(crate) use metrics::NodeMetrics;
+pub(crate) use ring::{Held, Ring};
 
 const UNKNOWN: u64 = u64::MAX;
 
@@ -97,6 +99,9 @@ pub(crate) struct Node<DB: Database> {
     /// Its sessions are read-only ([`Config::strict_replicas`](crate::Config::strict_replicas)):
     /// a connection must be made writable before it writes.
     pub(crate) strict: bool,
+    /// A simulated replica ([`Builder::simulate_replicas`](crate::Builder::simulate_replicas)):
+    /// the primary's server, read in snapshots from this ring.
+    pub(crate) simulated: Option<Arc<Ring>>,
 }
 
 /// Milliseconds since the first use, for [`Node`]'s ask gate.
@@ -143,6 +148,7 @@ impl<DB: Backend> Node<DB> {
             ask_gate: AtomicU64::new(0),
             behind_asks: AtomicU32::new(0),
             strict: false,
+            simulated: None,
         }
     }
 

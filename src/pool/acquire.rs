@@ -138,7 +138,24 @@ impl<DB: Backend> Shared<DB> {
     /// pool never moves reads to the primary or takes a replica out. A replica that cannot
     /// give a connection because it is unavailable (refused, it left the rotation while we
     /// waited) is probed and the next one is tried; with none left, the writer.
+    ///
+    /// On a simulated replica, the connection is in a read-only transaction in the snapshot
+    /// the replica serves (ended when the connection comes back to the pool).
     pub(crate) async fn acquire_reader(
+        self: &Arc<Self>,
+        tried: &mut Vec<usize>,
+        session: Option<&SessionState>,
+    ) -> Result<(Checkout<DB>, bool), sqlx::Error> {
+        let (mut checkout, reconcile) = self.choose_reader(tried, session).await?;
+        if let Some(ring) = checkout.node.simulated.clone() {
+            let limit = self.cluster.settings.health_check_timeout;
+            crate::simulate::enter::<DB>(&ring, &mut checkout.conn, limit).await?;
+        }
+        Ok((checkout, reconcile))
+    }
+
+    /// [`acquire_reader`](Self::acquire_reader) but for the simulated replicas' snapshot.
+    async fn choose_reader(
         self: &Arc<Self>,
         tried: &mut Vec<usize>,
         session: Option<&SessionState>,
@@ -368,6 +385,12 @@ impl<DB: Backend> Shared<DB> {
     /// that failed (the connection is then not reused).
     async fn ask(&self, checkout: &mut Checkout<DB>) -> bool {
         let bound = self.cluster.settings.health_check_timeout;
+        if let Some(p) = crate::simulate::replayed(&checkout.node) {
+            if let Some(p) = p {
+                checkout.node.advance_position(p);
+            }
+            return p.is_some();
+        }
         match tokio::time::timeout(bound, DB::replayed_position(&mut checkout.conn)).await {
             Ok(Ok(Some(p))) => {
                 checkout.node.advance_position(p);

@@ -46,6 +46,8 @@ pub(crate) struct Hooks<DB: Backend> {
     pub(crate) patroni: Vec<Arc<crate::discovery::patroni::PatroniSource>>,
     /// How long `connect` waits for every replica to join the rotation.
     pub(crate) wait_for_replicas: Option<std::time::Duration>,
+    /// How many simulated replicas to add on the primary's server.
+    pub(crate) simulated_replicas: usize,
     /// Nodes given as connect options rather than URLs, by the URL they print as.
     pub(crate) options: std::collections::HashMap<String, ConnectOptionsOf<DB>>,
 }
@@ -61,6 +63,7 @@ impl<DB: Backend> Default for Hooks<DB> {
             #[cfg(feature = "patroni")]
             patroni: Vec::new(),
             wait_for_replicas: None,
+            simulated_replicas: 0,
             options: std::collections::HashMap::new(),
         }
     }
@@ -452,6 +455,34 @@ impl<DB: Backend> Builder<DB> {
     /// ```
     pub fn wait_for_replicas(mut self, limit: std::time::Duration) -> Self {
         self.hooks.wait_for_replicas = Some(limit);
+        self
+    }
+
+    /// Adds `n` simulated replicas on the primary's own server, for development and CI: a
+    /// read routed to one sees the database as it was [`Config::simulated_lag`] ago (200 ms
+    /// by default), and a write sent to one is refused as on a real standby — so code that
+    /// reads its own writes from a replica fails on a laptop the way it would in production,
+    /// and correct code passes. Positions, sessions, tokens and the process scope treat them
+    /// as real replicas that far behind. PostgreSQL only (exported snapshots); see the
+    /// README's "Testing with replicas" for the cost. Never in production.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), partypool::Error> {
+    /// use std::time::Duration;
+    /// use partypool::{Config, PgReplicaPool};
+    ///
+    /// let pool = PgReplicaPool::builder()
+    ///     .primary("postgres://app@localhost/app")
+    ///     .simulate_replicas(2)
+    ///     .config(Config::default().simulated_lag(Duration::from_millis(200)))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// [`Config::simulated_lag`]: crate::Config::simulated_lag
+    pub fn simulate_replicas(mut self, n: usize) -> Self {
+        self.hooks.simulated_replicas = n;
         self
     }
 

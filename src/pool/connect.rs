@@ -102,6 +102,7 @@ pub(super) fn build_nodes<DB: Backend>(
     }
     let (mut ordered, rest): (Vec<Member>, Vec<Member>) =
         members.into_iter().partition(|m| m.role == Role::Primary);
+    let primary_url = ordered.first().map(|m| m.url.clone());
     ordered.extend(rest);
     let mut nodes = Vec::with_capacity(ordered.len());
     let mut replicas = 0;
@@ -129,7 +130,36 @@ pub(super) fn build_nodes<DB: Backend>(
                 .with_origin(m.origin),
         ));
     }
+    if hooks.simulated_replicas > 0 {
+        let Some(url) = primary_url else {
+            return Err(Error::Config(
+                "simulate_replicas needs a declared primary: call .primary(url)".into(),
+            ));
+        };
+        if !DB::SIMULATES {
+            return Err(Error::Config(
+                "simulated replicas are available for PostgreSQL only (for now)".into(),
+            ));
+        }
+        let ring = Arc::new(crate::node::Ring::new(config.simulated_lag));
+        for i in 1..=hooks.simulated_replicas {
+            let name = unique_name(&format!("simulated-{i}"), |n| names.contains(n));
+            names.insert(name.clone());
+            let mut node = node::<DB>(name, Role::Replica, &url, &simulated(config), hooks)?
+                .with_origin(crate::roles::Origin::Simulated);
+            node.simulated = Some(Arc::clone(&ring));
+            nodes.push(Arc::new(node));
+        }
+    }
     Ok(nodes)
+}
+
+/// A simulated replica's settings: its sessions are read-only whatever
+/// `strict_replicas` says (it is the primary's server).
+fn simulated(config: &Config) -> Config {
+    let mut config = config.clone();
+    config.strict_replicas = true;
+    config
 }
 
 /// `base`, or `base#2`, `base#3`, … : the first that is not `taken`.
@@ -293,9 +323,14 @@ pub(super) fn node<DB: Backend>(
     // Counts every connection that comes back, for read-your-writes (see `Lending`).
     let lending = Arc::new(crate::node::Lending::default());
     let returns = Arc::clone(&lending);
-    pool = pool.after_release(move |_, _| {
+    // A read on a simulated replica runs in a snapshot's transaction, ended here (on any
+    // other connection there is none: a check of a counter).
+    pool = pool.after_release(move |conn, _| {
         returns.returned();
-        Box::pin(async { Ok(true) })
+        Box::pin(async move {
+            crate::simulate::leave::<DB>(conn).await?;
+            Ok(true)
+        })
     });
     match (hooks.after_connect.clone(), on_connect) {
         (None, None) => {}

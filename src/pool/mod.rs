@@ -268,7 +268,13 @@ impl<DB: Backend> ReplicaPool<DB> {
         let acquire::Checkout {
             index, node, conn, ..
         } = checkout;
-        let tx = Transaction::begin(conn, Some(DB::BEGIN_READ_ONLY.into_sql_str()))
+        // On a simulated replica the connection is in its snapshot's read-only transaction
+        // already: this one nests in it.
+        let statement = match node.simulated {
+            Some(_) => None,
+            None => Some(DB::BEGIN_READ_ONLY.into_sql_str()),
+        };
+        let tx = Transaction::begin(conn, statement)
             .await
             .map_err(|e| self.node_error(index, &node, e))?;
         // Handed to the application: held until it comes back (it was counted as

@@ -109,7 +109,13 @@ impl<DB: Backend> Shared<DB> {
         }
         let nodes = connect::build_nodes(members, &config, &hooks)?;
         let settings = settings::<DB>(&config);
+        // Simulated replicas take their first snapshot before the first probes.
+        let ring = nodes.iter().find_map(|n| n.simulated.clone());
         let cluster = Arc::new(Cluster::new(nodes, settings, config.balance.policy()));
+        if let Some(ring) = ring {
+            spawn_simulation(&cluster);
+            ring.first(config.acquire_timeout).await;
+        }
         connect::first_round(&cluster, &config).await?;
         // Replicas that lack a database just created on the primary catch up in moments.
         let behind: Vec<usize> = {
@@ -164,6 +170,7 @@ impl<DB: Backend> Shared<DB> {
         let nodes = connect::build_nodes(members, &config, &hooks)?;
         let settings = settings::<DB>(&config);
         let cluster = Arc::new(Cluster::new(nodes, settings, config.balance.policy()));
+        spawn_simulation(&cluster);
         Ok(Shared::start(cluster, settings, config, hooks, true))
     }
 
@@ -265,6 +272,9 @@ impl<DB: Backend> Shared<DB> {
             discovery.abort();
         }
         let nodes = Arc::clone(&self.cluster.snapshot().nodes);
+        for ring in nodes.iter().filter_map(|n| n.simulated.as_ref()) {
+            ring.close();
+        }
         join_all(
             nodes
                 .iter()
@@ -284,6 +294,19 @@ impl<DB: Backend> Shared<DB> {
                 tracing::warn!("connections still checked out at close; they close when returned");
             }
         }
+    }
+}
+
+/// Starts the snapshot ring of the cluster's simulated replicas, if it has any.
+fn spawn_simulation<DB: Backend>(cluster: &Cluster<DB>) {
+    let nodes = Arc::clone(&cluster.snapshot().nodes);
+    let simulated: Vec<_> = nodes
+        .iter()
+        .filter(|n| n.simulated.is_some())
+        .cloned()
+        .collect();
+    if let Some(ring) = simulated.first().and_then(|n| n.simulated.clone()) {
+        crate::simulate::spawn(&ring, &simulated);
     }
 }
 

@@ -1,0 +1,204 @@
+//! Simulated replicas on one PostgreSQL server: reads routed to a "replica" see the database
+//! as it was `simulated_lag` ago, sessions and the process scope see their writes at once,
+//! misrouted writes are refused and run again on the primary, and closing the pool releases
+//! every held snapshot.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use partypool::{Config, PgReplicaPool, Scope};
+use support::PgCluster;
+
+const LAG: Duration = Duration::from_millis(200);
+
+async fn pool(c: &PgCluster, scope: Scope) -> PgReplicaPool {
+    PgReplicaPool::builder()
+        .primary(c.primary_url())
+        .simulate_replicas(2)
+        .config(
+            Config::default()
+                .simulated_lag(LAG)
+                .consistency_scope(scope)
+                .health_check_interval(Duration::from_millis(200)),
+        )
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// Where a read ran, as the server tells it: in a read-only repeatable-read transaction (a
+/// simulated replica's snapshot) or not (the primary).
+async fn in_snapshot(e: impl sqlx::PgExecutor<'_>) -> bool {
+    let (read_only, isolation): (String, String) = sqlx::query_as(
+        "SELECT current_setting('transaction_read_only'), current_setting('transaction_isolation')",
+    )
+    .fetch_one(e)
+    .await
+    .unwrap();
+    let snapshot = isolation == "repeatable read";
+    assert!(!snapshot || read_only == "on");
+    snapshot
+}
+
+async fn visible(e: impl sqlx::PgExecutor<'_>, id: i32) -> bool {
+    sqlx::query_scalar::<_, i64>("SELECT count(*) FROM t WHERE id = $1")
+        .bind(id)
+        .fetch_one(e)
+        .await
+        .unwrap()
+        == 1
+}
+
+async fn insert(pool: &PgReplicaPool, id: i32) -> Instant {
+    sqlx::query("INSERT INTO t (id) VALUES ($1)")
+        .bind(id)
+        .execute(pool)
+        .await
+        .unwrap();
+    Instant::now()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_reads_lag_by_the_simulated_lag_and_consistent_reads_do_not() {
+    let c = PgCluster::start(0);
+    c.psql(0, "CREATE TABLE t (id int PRIMARY KEY)");
+
+    // Consistency off: a plain read after a write misses it for about the lag.
+    let off = pool(&c, Scope::Off).await;
+    assert!(in_snapshot(&off).await, "{}", off.status());
+    assert!(!in_snapshot(off.on_primary()).await);
+    let status = off.status();
+    assert_eq!(status.nodes.len(), 3, "{status}");
+    let mut hidden = Vec::new();
+    for id in 0..20 {
+        let written = insert(&off, id).await;
+        let mut stale_reads = 0;
+        loop {
+            let on_replica = off.on_replica();
+            if visible(on_replica, id).await {
+                break;
+            }
+            stale_reads += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(stale_reads > 0, "write {id} was visible at once");
+        hidden.push(written.elapsed());
+    }
+    hidden.sort();
+    let (min, median, max) = (
+        hidden[0],
+        hidden[hidden.len() / 2],
+        hidden[hidden.len() - 1],
+    );
+    eprintln!("invisible through plain reads for: min {min:?}, median {median:?}, max {max:?}");
+    assert!(min >= LAG - Duration::from_millis(30), "{hidden:?}");
+    assert!(max <= LAG * 2, "{hidden:?}");
+    // After the lag, every read sees it, on a simulated replica.
+    tokio::time::sleep(LAG + Duration::from_millis(50)).await;
+    for id in 0..20 {
+        assert!(visible(&off, id).await);
+    }
+    assert!(in_snapshot(&off).await);
+    off.close().await;
+
+    // The default (the process scope): a read after any write of the process sees it.
+    let default = pool(&c, Scope::Process).await;
+    for id in 100..150 {
+        insert(&default, id).await;
+        assert!(visible(&default, id).await, "write {id} not seen");
+    }
+    // With nothing written for longer than the lag, reads go to the simulated replicas.
+    tokio::time::sleep(LAG * 2).await;
+    for _ in 0..10 {
+        assert!(in_snapshot(&default).await, "{}", default.status());
+    }
+    default.close().await;
+
+    // Sessions: their own writes at once; another session's not.
+    let sessions = pool(&c, Scope::Session).await;
+    let session = sessions.session();
+    for id in 200..220 {
+        sqlx::query("INSERT INTO t (id) VALUES ($1)")
+            .bind(id)
+            .execute(&session)
+            .await
+            .unwrap();
+        assert!(visible(&session, id).await, "session write {id} not seen");
+    }
+    let other = sessions.session();
+    assert!(!visible(&other, 219).await, "a stranger saw it at once");
+    sessions.close().await;
+
+    // Closing released every snapshot and transaction.
+    let open = c.psql(
+        0,
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+    );
+    assert_eq!(open.trim(), "0", "connections left open after close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misrouted_write_is_refused_by_a_simulated_replica_and_runs_on_the_primary() {
+    let c = PgCluster::start(0);
+    c.psql(
+        0,
+        "CREATE TABLE t (id int PRIMARY KEY); \
+         CREATE FUNCTION sneaky_insert(i int) RETURNS int LANGUAGE sql \
+           AS 'INSERT INTO t (id) VALUES (i) RETURNING id'",
+    );
+    let pool = pool(&c, Scope::Off).await;
+    for id in 0..10 {
+        let got: i32 = sqlx::query_scalar("SELECT sneaky_insert($1)")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(got, id);
+    }
+    let rows = c.psql(0, "SELECT count(*) FROM t");
+    assert_eq!(rows.trim(), "10");
+    let misroutes: u64 = pool.status().nodes.iter().map(|n| n.misroutes).sum();
+    assert_eq!(misroutes, 10, "{}", pool.status());
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_transactions_and_lazy_pools_use_the_snapshots() {
+    let c = PgCluster::start(0);
+    c.psql(0, "CREATE TABLE t (id int PRIMARY KEY)");
+    let pool = PgReplicaPool::builder()
+        .primary(c.primary_url())
+        .simulate_replicas(1)
+        .config(Config::default().consistency_scope(Scope::Off))
+        .connect_lazy()
+        .unwrap();
+    // Lazy: the replica joins once probed.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !in_snapshot(&pool).await {
+        assert!(Instant::now() < deadline, "{}", pool.status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    insert(&pool, 1).await;
+    let mut tx = pool.begin_read_only().await.unwrap();
+    assert!(in_snapshot(&mut *tx).await);
+    assert!(
+        !visible(&mut *tx, 1).await,
+        "a read-only transaction saw the present"
+    );
+    tx.commit().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut tx = pool.begin_read_only().await.unwrap();
+    assert!(visible(&mut *tx, 1).await);
+    tx.rollback().await.unwrap();
+    // A detected write goes to the primary even through `on_replica`.
+    sqlx::query("INSERT INTO t (id) VALUES (2)")
+        .execute(pool.on_replica())
+        .await
+        .unwrap();
+    let misroutes: u64 = pool.status().nodes.iter().map(|n| n.misroutes).sum();
+    assert_eq!(misroutes, 0, "{}", pool.status());
+    assert_eq!(c.psql(0, "SELECT count(*) FROM t").trim(), "2");
+    pool.close().await;
+}

@@ -1,0 +1,193 @@
+//! Simulated replicas ([`Builder::simulate_replicas`](crate::Builder::simulate_replicas)):
+//! replicas that lag, on the one server a developer already runs.
+//!
+//! A task holds a ring of snapshots of the primary's server, each in a transaction kept open
+//! on a connection of its own: every tick (an eighth of the lag) it takes a new one and
+//! releases those no read can enter any more. A read on a simulated replica begins a
+//! read-only transaction in the newest snapshot at least `Config::simulated_lag` old
+//! (PostgreSQL: `SET TRANSACTION SNAPSHOT` of an exported snapshot), so it sees the database
+//! as it was about that long ago — and a write sent there is refused like on a real standby.
+//!
+//! A simulated replica's replay position is its snapshot's: the WAL insert position read
+//! just before the snapshot was taken, once no transaction that was committing then can be
+//! missing from it (see [`Backend::hold_snapshot`]). So sessions, tokens and the process
+//! scope treat it exactly as a real replica that far behind, and the probes report it as a
+//! standby of the same cluster, lagging by its snapshot's age.
+//!
+//! For development and CI only: every held snapshot keeps the server's vacuum horizon
+//! `lag` back and holds a connection (about ten, see [`Ring::tick`]).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use sqlx::{ConnectOptions, SqlSafeStr};
+use sqlx_core::transaction::TransactionManager;
+
+use crate::backend::Backend;
+use crate::node::{Held, Node, Ring};
+use crate::positions::LogPosition;
+
+type Tm<DB> = <DB as sqlx::Database>::TransactionManager;
+
+/// Starts the ring task of `nodes` (the simulated replicas of one pool, sharing `ring`). It
+/// stops when the ring is closed or every node is gone.
+pub(crate) fn spawn<DB: Backend>(ring: &Arc<Ring>, nodes: &[Arc<Node<DB>>]) {
+    let Some(first) = nodes.first() else { return };
+    let options = first.pool.connect_options();
+    let nodes: Vec<Weak<Node<DB>>> = nodes.iter().map(Arc::downgrade).collect();
+    let ring = Arc::downgrade(ring);
+    tokio::spawn(async move {
+        let mut held: VecDeque<(Held, DB::Connection)> = VecDeque::new();
+        let mut spare: Vec<DB::Connection> = Vec::new();
+        let mut last: Option<LogPosition> = None;
+        // When the snapshot reads entered until this tick was taken.
+        let mut previous: Option<Instant> = None;
+        let mut warned = false;
+        let Some(tick) = ring.upgrade().map(|r| r.tick()) else {
+            return;
+        };
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            {
+                let Some(r) = ring.upgrade() else { break };
+                let closing = r.closing();
+                if r.is_closed() {
+                    break;
+                }
+                tokio::select! {
+                    _ = interval.tick() => {}
+                    _ = closing => break,
+                }
+            }
+            let Some(r) = ring.upgrade() else { break };
+            // A new snapshot, on a spare connection or a new one.
+            let mut conn = match spare.pop() {
+                Some(c) => c,
+                None => match options.connect().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        if !warned {
+                            tracing::warn!(error = %e, "simulated replicas: cannot connect");
+                            warned = true;
+                        }
+                        continue;
+                    }
+                },
+            };
+            match DB::hold_snapshot(&mut conn).await {
+                Ok((name, at)) => {
+                    warned = false;
+                    // Uncertain: it has at least what the previous one had.
+                    let Some(at) = at.or(last) else {
+                        release::<DB>(conn, &mut spare).await;
+                        continue;
+                    };
+                    last = Some(at);
+                    let taken = Instant::now();
+                    held.push_back((
+                        Held {
+                            name: name.into(),
+                            at,
+                            taken,
+                        },
+                        conn,
+                    ));
+                }
+                Err(e) => {
+                    if !warned {
+                        tracing::warn!(error = %e, "simulated replicas: cannot hold a snapshot");
+                        warned = true;
+                    }
+                    continue;
+                }
+            }
+            // The newest snapshot at least `lag` old (the oldest while none is).
+            let now = Instant::now();
+            let current = held
+                .iter()
+                .rposition(|(h, _)| now.saturating_duration_since(h.taken) >= r.lag)
+                .unwrap_or(0);
+            // Those older than the one reads entered until now are released; that one stays
+            // a tick longer: a read may be entering it right now.
+            let keep_from = previous
+                .and_then(|p| held.iter().position(|(h, _)| h.taken >= p))
+                .unwrap_or(0)
+                .min(current);
+            for _ in 0..keep_from {
+                if let Some((_, conn)) = held.pop_front() {
+                    release::<DB>(conn, &mut spare).await;
+                }
+            }
+            let current = current - keep_from;
+            let (current, newest) = (held[current].0.clone(), held[held.len() - 1].0.clone());
+            previous = Some(current.taken);
+            r.publish(current.clone(), newest);
+            for node in nodes.iter().filter_map(Weak::upgrade) {
+                node.advance_position(current.at);
+            }
+        }
+        for (_, conn) in held {
+            let _ = sqlx::Connection::close(conn).await;
+        }
+        for conn in spare {
+            let _ = sqlx::Connection::close(conn).await;
+        }
+    });
+}
+
+/// Ends a held snapshot's transaction; the connection is kept for the next one.
+async fn release<DB: Backend>(mut conn: DB::Connection, spare: &mut Vec<DB::Connection>) {
+    if Tm::<DB>::rollback(&mut conn).await.is_ok() && Tm::<DB>::get_transaction_depth(&conn) == 0 {
+        spare.push(conn);
+    }
+}
+
+/// Begins, on `conn` of simulated replica `ring`, a read-only transaction in the snapshot
+/// reads enter now. A snapshot released just before it was entered is retried once with the
+/// next.
+pub(crate) async fn enter<DB: Backend>(
+    ring: &Ring,
+    conn: &mut DB::Connection,
+    limit: std::time::Duration,
+) -> Result<(), sqlx::Error> {
+    let mut tries = 0;
+    loop {
+        let Some(held) = ring.first(limit).await else {
+            return Err(sqlx::Error::Configuration(
+                "the simulated replica holds no snapshot yet".into(),
+            ));
+        };
+        let sql = sqlx::AssertSqlSafe(DB::enter_snapshot(&held.name)).into_sql_str();
+        match Tm::<DB>::begin(conn, Some(sql)).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                // The transaction began but the snapshot could not be entered: the server
+                // is in a failed transaction sqlx does not count. End it.
+                DB::set_session(conn, "ROLLBACK").await?;
+                // Released just before it was entered (a read that waited a whole tick):
+                // the next one.
+                if tries > 0 || e.as_database_error().is_none() {
+                    return Err(e);
+                }
+                tries += 1;
+            }
+        }
+    }
+}
+
+/// Ends what [`enter`] began, when the connection comes back to the pool.
+pub(crate) async fn leave<DB: Backend>(conn: &mut DB::Connection) -> Result<(), sqlx::Error> {
+    while Tm::<DB>::get_transaction_depth(conn) > 0 {
+        Tm::<DB>::rollback(conn).await?;
+    }
+    Ok(())
+}
+
+/// The replay position of a simulated replica: its current snapshot's.
+pub(crate) fn replayed<DB: Backend>(node: &Node<DB>) -> Option<Option<LogPosition>> {
+    node.simulated
+        .as_ref()
+        .map(|ring| ring.current().map(|h| h.at))
+}
