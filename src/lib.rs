@@ -75,6 +75,8 @@ mod carrier;
 pub mod consistency;
 #[cfg(feature = "sea-orm")]
 pub mod sea_orm;
+#[cfg(feature = "testing")]
+pub mod testing;
 #[cfg(feature = "tower")]
 pub mod tower;
 

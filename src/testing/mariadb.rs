@@ -11,14 +11,18 @@ use std::time::{Duration, Instant};
 
 use super::{SECRET, Watchdog, check, free_port, scratch_root};
 
-pub struct MariaCluster {
+/// A running MariaDB primary (node 0) and its GTID replicas, stopped and removed on drop.
+pub struct MariaDbCluster {
     base: PathBuf,
-    nodes: Vec<MariaNode>,
+    nodes: Vec<MariaDbNode>,
     watchdog: Option<Watchdog>,
 }
 
-pub struct MariaNode {
+/// One server of a [`MariaDbCluster`].
+pub struct MariaDbNode {
+    /// Its name: `primary`, `replica1`, …
     pub name: String,
+    /// Its loopback port.
     pub port: u16,
     data: PathBuf,
     server_id: usize,
@@ -69,10 +73,10 @@ fn template(root: &Path) -> PathBuf {
     dir.join("data")
 }
 
-impl MariaCluster {
+impl MariaDbCluster {
     /// Starts a primary and `replicas` replicas and waits until every replica's IO and SQL
     /// threads run and a marker row has arrived.
-    pub fn start(replicas: usize) -> MariaCluster {
+    pub fn start(replicas: usize) -> MariaDbCluster {
         require_binaries();
         let root = scratch_root();
         let base = tempfile::Builder::new()
@@ -80,7 +84,7 @@ impl MariaCluster {
             .tempdir_in(&root)
             .expect("temp dir")
             .keep();
-        let mut cluster = MariaCluster {
+        let mut cluster = MariaDbCluster {
             base,
             nodes: Vec::new(),
             watchdog: None,
@@ -101,7 +105,7 @@ impl MariaCluster {
                 .output()
                 .unwrap();
             check(&out, "copy the datadir");
-            cluster.nodes.push(MariaNode {
+            cluster.nodes.push(MariaDbNode {
                 name,
                 port: 0,
                 data,
@@ -264,11 +268,13 @@ impl MariaCluster {
         format!("mysql://app:{SECRET}@127.0.0.1:{}/app", self.nodes[i].port)
     }
 
+    /// The replicas' URLs, as the application user.
     pub fn replica_urls(&self) -> Vec<String> {
         (1..self.nodes.len()).map(|i| self.url(i)).collect()
     }
 
-    pub fn node(&self, i: usize) -> &MariaNode {
+    /// Server `i` (0 is the primary).
+    pub fn node(&self, i: usize) -> &MariaDbNode {
         &self.nodes[i]
     }
 
@@ -331,6 +337,7 @@ impl MariaCluster {
         self.sql(i, "STOP SLAVE SQL_THREAD");
     }
 
+    /// Starts replica `i`'s SQL thread again (see [`stop_sql_thread`](Self::stop_sql_thread)).
     pub fn start_sql_thread(&self, i: usize) {
         self.sql(i, "START SLAVE SQL_THREAD");
     }
@@ -361,7 +368,7 @@ impl MariaCluster {
     }
 }
 
-impl Drop for MariaCluster {
+impl Drop for MariaDbCluster {
     fn drop(&mut self) {
         for node in &mut self.nodes {
             if let Some(mut child) = node.child.take() {
