@@ -268,6 +268,11 @@ impl MariaDbCluster {
         format!("mysql://app:{SECRET}@127.0.0.1:{}/app", self.nodes[i].port)
     }
 
+    /// The primary's URL (server 0), as the application user.
+    pub fn primary_url(&self) -> String {
+        self.url(0)
+    }
+
     /// The replicas' URLs, as the application user.
     pub fn replica_urls(&self) -> Vec<String> {
         (1..self.nodes.len()).map(|i| self.url(i)).collect()
