@@ -85,7 +85,7 @@ pub use balance::Balance;
 pub use config::{Config, Consistency, Scope};
 pub use consistency::{CausalToken, TokenKind};
 pub use error::{Error, may_have_committed};
-pub use pool::{Builder, ReplicaPool, Session, Targeted};
+pub use pool::{Builder, Journal, JournalEntry, ReadChoice, ReplicaPool, Session, Targeted};
 pub use positions::GtidSet;
 pub use roles::{Origin, Role};
 pub use route::{Dialect, Route, Router, Target, route, route_in};

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use partypool::{Config, PgReplicaPool, Scope};
+use partypool::{Config, PgReplicaPool, ReadChoice, Scope, Target};
 use support::PgCluster;
 
 const LAG: Duration = Duration::from_millis(200);
@@ -104,15 +104,41 @@ async fn plain_reads_lag_by_the_simulated_lag_and_consistent_reads_do_not() {
 
     // The default (the process scope): a read after any write of the process sees it.
     let default = pool(&c, Scope::Process).await;
+    let journal = default.journal();
     for id in 100..150 {
         insert(&default, id).await;
         assert!(visible(&default, id).await, "write {id} not seen");
     }
+    // The journal says why: each read after a write ran on the primary, which the replicas
+    // had not caught up with.
+    let entries = journal.entries();
+    assert_eq!(entries.len(), 100, "{entries:?}");
+    for pair in entries.chunks(2) {
+        let (write, read) = (&pair[0], &pair[1]);
+        assert_eq!((write.choice, write.on_replica), (ReadChoice::Write, false));
+        assert_eq!(write.target, Target::Primary);
+        assert_eq!(read.target, Target::Replica, "{read:?}");
+        assert_eq!(
+            (read.choice, read.on_replica, read.node.as_str()),
+            (ReadChoice::NotReplayed, false, "primary"),
+            "{read:?}"
+        );
+    }
+    journal.clear();
     // With nothing written for longer than the lag, reads go to the simulated replicas.
     tokio::time::sleep(LAG * 2).await;
     for _ in 0..10 {
         assert!(in_snapshot(&default).await, "{}", default.status());
     }
+    assert_eq!(journal.on_primary(), 0, "{:?}", journal.entries());
+    let entries = journal.entries();
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.node.starts_with("simulated-") && e.choice == ReadChoice::CaughtUpReplica),
+        "{entries:?}"
+    );
+    drop(journal);
     default.close().await;
 
     // Sessions: their own writes at once; another session's not.
@@ -149,6 +175,7 @@ async fn a_misrouted_write_is_refused_by_a_simulated_replica_and_runs_on_the_pri
            AS 'INSERT INTO t (id) VALUES (i) RETURNING id'",
     );
     let pool = pool(&c, Scope::Off).await;
+    let journal = pool.journal();
     for id in 0..10 {
         let got: i32 = sqlx::query_scalar("SELECT sneaky_insert($1)")
             .bind(id)
@@ -161,6 +188,12 @@ async fn a_misrouted_write_is_refused_by_a_simulated_replica_and_runs_on_the_pri
     assert_eq!(rows.trim(), "10");
     let misroutes: u64 = pool.status().nodes.iter().map(|n| n.misroutes).sum();
     assert_eq!(misroutes, 10, "{}", pool.status());
+    let entries = journal.entries();
+    assert_eq!(entries.len(), 10);
+    for e in &entries {
+        assert!(e.misrouted && e.ok && !e.on_replica, "{e:?}");
+        assert_eq!((e.target, e.node.as_str()), (Target::Replica, "primary"));
+    }
     pool.close().await;
 }
 

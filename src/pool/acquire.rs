@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use sqlx::pool::PoolConnection;
 
+use super::journal::ReadChoice;
 use super::shared::Shared;
 use crate::backend::Backend;
 use crate::causal::{HighWater, ReadAt, SessionState, merge, now_ms};
@@ -36,9 +37,16 @@ pub(crate) struct Checkout<DB: Backend> {
     pub(crate) serves_reads: bool,
     /// It was a standby (read-only): a read that failed there may run again elsewhere.
     pub(crate) standby: bool,
+    /// Why it was chosen (for the [`Journal`](super::Journal)).
+    pub(crate) choice: ReadChoice,
 }
 
 impl<DB: Backend> Checkout<DB> {
+    fn chose(mut self, choice: ReadChoice) -> Self {
+        self.choice = choice;
+        self
+    }
+
     /// Makes the connection writable when its node's sessions are read-only (a strict
     /// replica that took the writes): one statement, only on such a node.
     pub(crate) async fn writable(&mut self) -> Result<(), sqlx::Error> {
@@ -103,6 +111,7 @@ impl<DB: Backend> Shared<DB> {
                         busy: busy.connected(),
                         serves_reads,
                         standby,
+                        choice: ReadChoice::Write,
                     })
                 }
                 Err(e) => {
@@ -165,9 +174,17 @@ impl<DB: Backend> Shared<DB> {
         if let Some(session) = session {
             let writer_timeline = cluster.snapshot().view.writer_timeline();
             match session.read_at(&cluster.settings.rules, writer_timeline, now_ms()) {
-                ReadAt::Primary => return Ok((self.acquire_on_writer(false).await?, false)),
+                ReadAt::Primary => {
+                    return Ok((
+                        self.read_on_writer(ReadChoice::SessionOnPrimary).await?,
+                        false,
+                    ));
+                }
                 ReadAt::PrimaryThenRecord => {
-                    return Ok((self.acquire_on_writer(false).await?, true));
+                    return Ok((
+                        self.read_on_writer(ReadChoice::SessionOnPrimary).await?,
+                        true,
+                    ));
                 }
                 ReadAt::AtLeast(position) => at = Some(position),
                 ReadAt::Fresh => match self.fresh_position().await {
@@ -175,7 +192,12 @@ impl<DB: Backend> Shared<DB> {
                         session.recorded(position);
                         at = Some(position);
                     }
-                    None => return Ok((self.acquire_on_writer(false).await?, false)),
+                    None => {
+                        return Ok((
+                            self.read_on_writer(ReadChoice::SessionOnPrimary).await?,
+                            false,
+                        ));
+                    }
                 },
                 ReadAt::Anywhere => {}
             }
@@ -185,7 +207,10 @@ impl<DB: Backend> Shared<DB> {
         let process = self.process_high_water();
         // A lazily built pool whose cluster is not identified yet, after a write: the primary.
         if process.is_none() && self.wrote_before_identified() {
-            return Ok((self.acquire_on_writer(false).await?, reconcile));
+            return Ok((
+                self.read_on_writer(ReadChoice::NotReplayed).await?,
+                reconcile,
+            ));
         }
         // What the process asks, kept apart from the session's: only it may raise the floor
         // (a session's position can come from a token, which is untrusted input).
@@ -222,7 +247,7 @@ impl<DB: Backend> Shared<DB> {
                     } else if let Some(checkout) = asked
                         && let Some(checkout) = self.confirmed_any(checkout)
                     {
-                        return Ok((checkout, false));
+                        return Ok((checkout.chose(ReadChoice::AnyReplica), false));
                     }
                 }
             }
@@ -295,6 +320,11 @@ impl<DB: Backend> Shared<DB> {
                         busy: busy.connected(),
                         serves_reads: true,
                         standby: true,
+                        choice: if at.is_some() {
+                            ReadChoice::CaughtUpReplica
+                        } else {
+                            ReadChoice::AnyReplica
+                        },
                     };
                     return Ok((checkout, false));
                 }
@@ -319,7 +349,20 @@ impl<DB: Backend> Shared<DB> {
         if let (Some(hw), Some(at)) = (process, process_at) {
             hw.raise(at);
         }
-        Ok((self.acquire_on_writer(false).await?, reconcile))
+        let choice = if at.is_some() && !self.cluster.snapshot().view.readable.is_empty() {
+            ReadChoice::NotReplayed
+        } else {
+            ReadChoice::NoReplica
+        };
+        Ok((self.read_on_writer(choice).await?, reconcile))
+    }
+
+    /// A read's connection on the writer, chosen for `choice`.
+    async fn read_on_writer(
+        self: &Arc<Self>,
+        choice: ReadChoice,
+    ) -> Result<Checkout<DB>, sqlx::Error> {
+        Ok(self.acquire_on_writer(false).await?.chose(choice))
     }
 
     /// The next replica by the balancing policy, asked for its replay position (see
@@ -377,6 +420,7 @@ impl<DB: Backend> Shared<DB> {
             busy: busy.connected(),
             serves_reads: true,
             standby: true,
+            choice: ReadChoice::CaughtUpReplica,
         };
         self.ask(&mut checkout).await.then_some(checkout)
     }

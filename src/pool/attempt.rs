@@ -13,6 +13,7 @@ use sqlx::{Database, Describe, Executor, SqlStr};
 
 use super::acquire::Checkout;
 use super::guard::{Failure, Guard};
+use super::journal::JournalEntry;
 use super::record::{Attempt, PendingWrite};
 use super::routed::Routed;
 use super::shared::Shared;
@@ -264,9 +265,15 @@ where
         let route = self.route(query.sql.as_str(), via.force);
         let read = route.target == Target::Replica;
         let span = call_span(route);
+        // Kept for the journal only while one is open.
+        let journal_sql = self
+            .journals
+            .recording()
+            .then(|| query.sql.as_str().to_owned());
         let stream = async_stream::try_stream! {
             let mut tried = Vec::new();
             let mut attempts = 0;
+            let mut misrouted = false;
             let mut pending = Some((query, read));
             while let Some((query, on_replica)) = pending.take() {
                 let again = if on_replica { query.try_clone() } else { None };
@@ -291,7 +298,22 @@ where
                 // back to the writer, or a write, runs to its end).
                 let watch = on_replica && checkout.serves_reads;
                 let standby = on_replica && checkout.standby;
-                let Checkout { index, node, conn, busy, .. } = checkout;
+                let Checkout { index, node, conn, busy, choice, .. } = checkout;
+                let note = |ok: bool| {
+                    if let Some(sql) = &journal_sql {
+                        self.journals.record(JournalEntry {
+                            sql: sql.clone(),
+                            target: route.target,
+                            reason: route.reason,
+                            node: node.name.clone(),
+                            on_replica: standby,
+                            choice,
+                            retries: attempts,
+                            misrouted,
+                            ok,
+                        });
+                    }
+                };
                 let mut attempt = Attempt {
                     conn: Some(conn),
                     write: write.map(|mut w| {
@@ -349,6 +371,7 @@ where
                         }
                     }
                     busy.done();
+                    note(true);
                     break;
                 };
                 drop(busy);
@@ -364,11 +387,18 @@ where
                     Next::Misroute(e) => match again {
                         Some(q) => {
                             self.misrouted(&node, &q.sql, &e);
+                            misrouted = true;
                             pending = Some((q, false));
                         }
-                        None => Err(e)?,
+                        None => {
+                            note(false);
+                            Err(e)?
+                        }
                     },
-                    Next::Fail(e) => Err(e)?,
+                    Next::Fail(e) => {
+                        note(false);
+                        Err(e)?
+                    }
                 }
             }
         };

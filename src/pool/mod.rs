@@ -40,6 +40,7 @@ mod builder;
 mod connect;
 mod executor;
 mod guard;
+mod journal;
 mod membership;
 mod record;
 mod routed;
@@ -55,6 +56,7 @@ use sqlx::{Acquire, Pool, SqlSafeStr, Transaction};
 
 pub use builder::{Builder, ConnectOptionsOf};
 pub use executor::Targeted;
+pub use journal::{Journal, JournalEntry, ReadChoice};
 pub use session::Session;
 
 use crate::backend::Backend;
@@ -166,6 +168,21 @@ impl<DB: Backend> ReplicaPool<DB> {
         let (_, node) = self.shared.cluster.reader();
         node.served();
         node.pool.clone()
+    }
+
+    /// Starts recording where each statement runs and why, until the returned [`Journal`]
+    /// is dropped: for tests that assert routing ("served by a replica", "nothing on the
+    /// primary").
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: partypool::PgReplicaPool) -> Result<(), sqlx::Error> {
+    /// let journal = pool.journal();
+    /// let _: Vec<(i64,)> = sqlx::query_as("SELECT id FROM users").fetch_all(&pool).await?;
+    /// assert_eq!(journal.on_primary(), 0, "{:?}", journal.entries());
+    /// # Ok(()) }
+    /// ```
+    pub fn journal(&self) -> Journal {
+        self.shared.journals.open()
     }
 
     /// Begins a transaction on the primary. Every statement run through it stays on its

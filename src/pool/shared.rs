@@ -49,6 +49,8 @@ pub(crate) struct Shared<DB: Backend> {
     pub(super) membership: tokio::sync::Mutex<()>,
     /// The discovery task, when something discovers members.
     pub(super) discovery: Mutex<Option<JoinHandle<()>>>,
+    /// The journals open on this pool ([`ReplicaPool::journal`](super::ReplicaPool::journal)).
+    pub(super) journals: Arc<super::journal::Journals>,
 }
 
 /// The settings the cluster, the tasks and the query path read, from the configuration.
@@ -197,6 +199,7 @@ impl<DB: Backend> Shared<DB> {
             hooks,
             membership: tokio::sync::Mutex::new(()),
             discovery: Mutex::new(None),
+            journals: Arc::default(),
         }
     }
 

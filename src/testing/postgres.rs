@@ -237,7 +237,12 @@ impl PgCluster {
         run(Command::new("kill").args(["-KILL", &pid]));
     }
 
-    /// The postmaster's pid of node `i`.
+    /// The folder holding every node's data (removed when the cluster is dropped).
+    pub fn folder(&self) -> &Path {
+        &self.base
+    }
+
+    /// The postmaster's process id of node `i`.
     pub fn pid(&self, i: usize) -> String {
         let pid_file = self.nodes[i].data.join("postmaster.pid");
         let pid = std::fs::read_to_string(&pid_file)
