@@ -38,7 +38,7 @@ pub(crate) fn spawn<DB: Backend>(ring: &Arc<Ring>, nodes: &[Arc<Node<DB>>]) {
     let nodes: Vec<Weak<Node<DB>>> = nodes.iter().map(Arc::downgrade).collect();
     let ring = Arc::downgrade(ring);
     tokio::spawn(async move {
-        let mut held: VecDeque<(Held, DB::Connection)> = VecDeque::new();
+        let mut held: VecDeque<(Held, Slot<DB>)> = VecDeque::new();
         let mut spare: Vec<DB::Connection> = Vec::new();
         let mut last: Option<LogPosition> = None;
         // When the snapshot reads entered until this tick was taken.
@@ -86,13 +86,21 @@ pub(crate) fn spawn<DB: Backend>(ring: &Arc<Ring>, nodes: &[Arc<Node<DB>>]) {
                     };
                     last = Some(at);
                     let taken = Instant::now();
+                    let (slot, reader) = if DB::EXPORTS_SNAPSHOTS {
+                        (Slot::Exporter(conn), None)
+                    } else {
+                        let reader = Arc::new(tokio::sync::Mutex::new(Some(conn)));
+                        let shared: Arc<dyn std::any::Any + Send + Sync> = reader.clone();
+                        (Slot::Reader(reader), Some(shared))
+                    };
                     held.push_back((
                         Held {
                             name: name.into(),
                             at,
                             taken,
+                            reader,
                         },
-                        conn,
+                        slot,
                     ));
                 }
                 Err(e) => {
@@ -116,8 +124,10 @@ pub(crate) fn spawn<DB: Backend>(ring: &Arc<Ring>, nodes: &[Arc<Node<DB>>]) {
                 .unwrap_or(0)
                 .min(current);
             for _ in 0..keep_from {
-                if let Some((_, conn)) = held.pop_front() {
-                    release::<DB>(conn, &mut spare).await;
+                match held.pop_front() {
+                    Some((_, Slot::Exporter(conn))) => release::<DB>(conn, &mut spare).await,
+                    Some((_, Slot::Reader(reader))) => retire::<DB>(reader),
+                    None => {}
                 }
             }
             let current = current - keep_from;
@@ -128,10 +138,40 @@ pub(crate) fn spawn<DB: Backend>(ring: &Arc<Ring>, nodes: &[Arc<Node<DB>>]) {
                 node.advance_position(current.at);
             }
         }
-        for (_, conn) in held {
-            let _ = sqlx::Connection::close(conn).await;
+        for (_, slot) in held {
+            match slot {
+                Slot::Exporter(conn) => {
+                    let _ = sqlx::Connection::close(conn).await;
+                }
+                Slot::Reader(reader) => retire::<DB>(reader),
+            }
         }
         for conn in spare {
+            let _ = sqlx::Connection::close(conn).await;
+        }
+    });
+}
+
+/// A connection holding a snapshot that reads run on, one at a time: `None` once the ring
+/// released it, or a read on it was interrupted (its state is unknown).
+type Shared<DB> = tokio::sync::Mutex<Option<<DB as sqlx::Database>::Connection>>;
+
+/// A read's hold on a simulated replica's snapshot connection ([`enter`]).
+pub(crate) type Reader<DB> =
+    tokio::sync::OwnedMutexGuard<Option<<DB as sqlx::Database>::Connection>>;
+
+/// A held snapshot, by how reads reach it.
+enum Slot<DB: Backend> {
+    /// Exported: reads enter it on their own connections; this one only keeps it open.
+    Exporter(DB::Connection),
+    /// Not exportable: reads run on this connection.
+    Reader(Arc<Shared<DB>>),
+}
+
+/// Releases a snapshot reads run on, once the read on it (if any) is done.
+fn retire<DB: Backend>(reader: Arc<Shared<DB>>) {
+    tokio::spawn(async move {
+        if let Some(conn) = reader.lock().await.take() {
             let _ = sqlx::Connection::close(conn).await;
         }
     });
@@ -144,14 +184,15 @@ async fn release<DB: Backend>(mut conn: DB::Connection, spare: &mut Vec<DB::Conn
     }
 }
 
-/// Begins, on `conn` of simulated replica `ring`, a read-only transaction in the snapshot
-/// reads enter now. A snapshot released just before it was entered is retried once with the
-/// next.
+/// Prepares a read on simulated replica `ring`: where snapshots are exported, begins on
+/// `conn` a read-only transaction in the snapshot reads enter now (a snapshot released just
+/// before it was entered is retried once with the next); elsewhere, borrows the connection
+/// holding that snapshot, on which the read then runs.
 pub(crate) async fn enter<DB: Backend>(
     ring: &Ring,
     conn: &mut DB::Connection,
     limit: std::time::Duration,
-) -> Result<(), sqlx::Error> {
+) -> Result<Option<Reader<DB>>, sqlx::Error> {
     let mut tries = 0;
     loop {
         let Some(held) = ring.first(limit).await else {
@@ -159,9 +200,28 @@ pub(crate) async fn enter<DB: Backend>(
                 "the simulated replica holds no snapshot yet".into(),
             ));
         };
+        if let Some(reader) = &held.reader {
+            let Ok(reader) = Arc::clone(reader).downcast::<Shared<DB>>() else {
+                return Err(sqlx::Error::Configuration(
+                    "a snapshot of another kind".into(),
+                ));
+            };
+            let reader = reader.lock_owned().await;
+            if reader.is_some() {
+                return Ok(Some(reader));
+            }
+            // Released (or broken) while we waited for it: the next one.
+            if tries > 2 {
+                return Err(sqlx::Error::Configuration(
+                    "the simulated replica's snapshots keep going away".into(),
+                ));
+            }
+            tries += 1;
+            continue;
+        }
         let sql = sqlx::AssertSqlSafe(DB::enter_snapshot(&held.name)).into_sql_str();
         match Tm::<DB>::begin(conn, Some(sql)).await {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(None),
             Err(e) => {
                 // The transaction began but the snapshot could not be entered: the server
                 // is in a failed transaction sqlx does not count. End it.

@@ -235,3 +235,119 @@ async fn read_only_transactions_and_lazy_pools_use_the_snapshots() {
     assert_eq!(c.psql(0, "SELECT count(*) FROM t").trim(), "2");
     pool.close().await;
 }
+
+/// MariaDB: snapshots cannot be exported, so reads run on the connections holding them
+/// (`START TRANSACTION WITH CONSISTENT SNAPSHOT`); positions are the snapshots' exact GTIDs.
+#[cfg(feature = "mysql")]
+mod mariadb {
+    use super::*;
+    use partypool::MySqlReplicaPool;
+    use support::mariadb::MariaCluster;
+
+    async fn pool(c: &MariaCluster, scope: Scope) -> MySqlReplicaPool {
+        MySqlReplicaPool::builder()
+            .primary(c.url(0))
+            .simulate_replicas(2)
+            .config(
+                Config::default()
+                    .simulated_lag(LAG)
+                    .consistency_scope(scope)
+                    .health_check_interval(Duration::from_millis(200)),
+            )
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// Whether the read ran in a read-only transaction (a simulated replica's snapshot).
+    async fn in_snapshot(e: impl sqlx::MySqlExecutor<'_>) -> bool {
+        let read_only: u64 = sqlx::query_scalar("SELECT @@in_transaction")
+            .fetch_one(e)
+            .await
+            .unwrap();
+        read_only == 1
+    }
+
+    async fn visible(e: impl sqlx::MySqlExecutor<'_>, id: i32) -> bool {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM t WHERE id = ?")
+            .bind(id)
+            .fetch_one(e)
+            .await
+            .unwrap()
+            == 1
+    }
+
+    async fn insert(pool: &MySqlReplicaPool, id: i32) -> Instant {
+        sqlx::query("INSERT INTO t (id) VALUES (?)")
+            .bind(id)
+            .execute(pool)
+            .await
+            .unwrap();
+        Instant::now()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn plain_reads_lag_and_consistent_reads_do_not_on_mariadb() {
+        let c = MariaCluster::start(0);
+        c.sql(0, "CREATE TABLE app.t (id int PRIMARY KEY)");
+
+        let off = pool(&c, Scope::Off).await;
+        assert!(in_snapshot(&off).await, "{}", off.status());
+        assert!(!in_snapshot(off.on_primary()).await);
+        let mut hidden = Vec::new();
+        for id in 0..10 {
+            let written = insert(&off, id).await;
+            let mut stale_reads = 0;
+            while !visible(off.on_replica(), id).await {
+                stale_reads += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert!(stale_reads > 0, "write {id} was visible at once");
+            hidden.push(written.elapsed());
+        }
+        hidden.sort();
+        eprintln!("MariaDB: invisible through plain reads for {hidden:?}");
+        assert!(hidden[0] >= LAG - Duration::from_millis(30), "{hidden:?}");
+        assert!(hidden[hidden.len() - 1] <= LAG * 2, "{hidden:?}");
+        // A write the router took for a read is refused there (1792) and runs on the
+        // primary.
+        c.sql(
+            0,
+            "DELIMITER //\nCREATE FUNCTION app.sneaky(i int) RETURNS int MODIFIES SQL DATA \
+             SQL SECURITY INVOKER BEGIN INSERT INTO app.t (id) VALUES (i); RETURN i; END//\n\
+             DELIMITER ;",
+        );
+        let got: i32 = sqlx::query_scalar("SELECT sneaky(1000)")
+            .fetch_one(&off)
+            .await
+            .unwrap();
+        assert_eq!(got, 1000);
+        let misroutes: u64 = off.status().nodes.iter().map(|n| n.misroutes).sum();
+        assert_eq!(misroutes, 1, "{}", off.status());
+        off.close().await;
+
+        // The default: every read after a write sees it; sessions too.
+        let default = pool(&c, Scope::Process).await;
+        for id in 100..130 {
+            insert(&default, id).await;
+            assert!(visible(&default, id).await, "write {id} not seen");
+        }
+        tokio::time::sleep(LAG * 2).await;
+        let journal = default.journal();
+        for _ in 0..10 {
+            assert!(visible(&default, 129).await);
+        }
+        assert_eq!(journal.on_primary(), 0, "{:?}", journal.entries());
+        drop(journal);
+        let session = default.session();
+        for id in 200..210 {
+            sqlx::query("INSERT INTO t (id) VALUES (?)")
+                .bind(id)
+                .execute(&session)
+                .await
+                .unwrap();
+            assert!(visible(&session, id).await, "session write {id} not seen");
+        }
+        default.close().await;
+    }
+}

@@ -206,6 +206,10 @@ pub trait Backend: Database<Arguments: Clone> + sealed::Sealed {
     /// ([`Builder::simulate_replicas`](crate::Builder::simulate_replicas)).
     const SIMULATES: bool = false;
 
+    /// Whether a held snapshot can be entered from other connections (PostgreSQL's exported
+    /// snapshots). Without, reads on a simulated replica run on the connection holding it.
+    const EXPORTS_SNAPSHOTS: bool = false;
+
     /// Simulated replicas: on `conn` (not in a transaction), begins a transaction that holds
     /// a snapshot of the database as it is now and that other connections can enter, and
     /// returns the snapshot's name with the log position it is known to have (every write

@@ -122,6 +122,54 @@ impl Backend for sqlx::MySql {
             .map(LogPosition::gtid))
     }
 
+    const SIMULATES: bool = true;
+
+    /// A read-only transaction `WITH CONSISTENT SNAPSHOT`, and the GTID position of exactly
+    /// that snapshot: MariaDB reports the binary log coordinates consistent with it
+    /// (`Binlog_snapshot_file` / `_position`), which `BINLOG_GTID_POS` turns into GTIDs. No
+    /// name: it cannot be entered from another connection.
+    async fn hold_snapshot(
+        conn: &mut Self::Connection,
+    ) -> Result<(String, Option<LogPosition>), sqlx::Error> {
+        use sqlx::SqlSafeStr;
+        use sqlx_core::transaction::TransactionManager;
+        sqlx::mysql::MySqlTransactionManager::begin(
+            conn,
+            Some("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY".into_sql_str()),
+        )
+        .await?;
+        let coordinates: Vec<(String, String)> =
+            sqlx::query_as("SHOW SESSION STATUS LIKE 'binlog_snapshot_%'")
+                .fetch_all(&mut *conn)
+                .await?;
+        let value = |name: &str| {
+            coordinates
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let (Some(file), Some(position)) = (
+            value("Binlog_snapshot_file"),
+            value("Binlog_snapshot_position"),
+        ) else {
+            return Ok((String::new(), None));
+        };
+        let Ok(position) = position.parse::<u64>() else {
+            return Ok((String::new(), None));
+        };
+        let gtids: Option<String> = sqlx::query_scalar("SELECT BINLOG_GTID_POS(?, ?)")
+            .bind(file)
+            .bind(position)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok((
+            String::new(),
+            gtids
+                .and_then(|g| g.parse::<GtidSet>().ok())
+                .map(LogPosition::gtid),
+        ))
+    }
+
     /// `@@gtid_slave_pos`: what the replica's SQL threads applied.
     async fn replayed_position(
         conn: &mut Self::Connection,

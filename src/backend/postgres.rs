@@ -49,6 +49,7 @@ impl Backend for sqlx::Postgres {
     }
 
     const SIMULATES: bool = true;
+    const EXPORTS_SNAPSHOTS: bool = true;
 
     /// An exported snapshot (`pg_export_snapshot()` in a `REPEATABLE READ` transaction),
     /// known to have the WAL insert position read just before it was taken — unless a

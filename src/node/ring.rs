@@ -12,7 +12,7 @@ use crate::backend::Probe;
 use crate::positions::LogPosition;
 
 /// One held snapshot.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Held {
     /// Its name on the server (`pg_export_snapshot()`).
     pub(crate) name: Arc<str>,
@@ -20,6 +20,20 @@ pub(crate) struct Held {
     pub(crate) at: LogPosition,
     /// When it was taken.
     pub(crate) taken: Instant,
+    /// Where it cannot be entered from other connections (MariaDB): the connection holding
+    /// it, which reads borrow in turn (`simulate::Reader`; `None` once released or broken).
+    pub(crate) reader: Option<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held")
+            .field("name", &self.name)
+            .field("at", &self.at)
+            .field("taken", &self.taken)
+            .field("reader", &self.reader.is_some())
+            .finish()
+    }
 }
 
 /// The snapshots simulated replicas serve, shared by every simulated replica of a pool.
@@ -122,6 +136,9 @@ impl Ring {
                 .as_ref()
                 .and_then(|c| c.at.timeline)
                 .or(server.timeline),
+            gtids: current.as_ref().and_then(|c| c.at.gtids),
+            // No replication channel to judge: it is the primary's server.
+            replication: None,
             ..server
         }
     }
@@ -136,6 +153,7 @@ mod tests {
             name: "n".into(),
             at: LogPosition::new(position, Some(1)),
             taken: Instant::now() - ago,
+            reader: None,
         }
     }
 

@@ -39,6 +39,9 @@ pub(crate) struct Checkout<DB: Backend> {
     pub(crate) standby: bool,
     /// Why it was chosen (for the [`Journal`](super::Journal)).
     pub(crate) choice: ReadChoice,
+    /// On a simulated replica whose snapshots cannot be exported (MariaDB): the connection
+    /// holding the snapshot, which the read runs on instead of `conn`.
+    pub(crate) reader: Option<crate::simulate::Reader<DB>>,
 }
 
 impl<DB: Backend> Checkout<DB> {
@@ -112,6 +115,7 @@ impl<DB: Backend> Shared<DB> {
                         serves_reads,
                         standby,
                         choice: ReadChoice::Write,
+                        reader: None,
                     })
                 }
                 Err(e) => {
@@ -158,7 +162,8 @@ impl<DB: Backend> Shared<DB> {
         let (mut checkout, reconcile) = self.choose_reader(tried, session).await?;
         if let Some(ring) = checkout.node.simulated.clone() {
             let limit = self.cluster.settings.health_check_timeout;
-            crate::simulate::enter::<DB>(&ring, &mut checkout.conn, limit).await?;
+            checkout.reader =
+                crate::simulate::enter::<DB>(&ring, &mut checkout.conn, limit).await?;
         }
         Ok((checkout, reconcile))
     }
@@ -325,6 +330,7 @@ impl<DB: Backend> Shared<DB> {
                         } else {
                             ReadChoice::AnyReplica
                         },
+                        reader: None,
                     };
                     return Ok((checkout, false));
                 }
@@ -421,6 +427,7 @@ impl<DB: Backend> Shared<DB> {
             serves_reads: true,
             standby: true,
             choice: ReadChoice::CaughtUpReplica,
+            reader: None,
         };
         self.ask(&mut checkout).await.then_some(checkout)
     }

@@ -298,7 +298,7 @@ where
                 // back to the writer, or a write, runs to its end).
                 let watch = on_replica && checkout.serves_reads;
                 let standby = on_replica && checkout.standby;
-                let Checkout { index, node, conn, busy, choice, .. } = checkout;
+                let Checkout { index, node, conn, busy, choice, reader, .. } = checkout;
                 let note = |ok: bool| {
                     if let Some(sql) = &journal_sql {
                         self.journals.record(JournalEntry {
@@ -316,6 +316,7 @@ where
                 };
                 let mut attempt = Attempt {
                     conn: Some(conn),
+                    reader,
                     write: write.map(|mut w| {
                         w.sent = true;
                         w

@@ -138,7 +138,8 @@ pub(super) fn build_nodes<DB: Backend>(
         };
         if !DB::SIMULATES {
             return Err(Error::Config(
-                "simulated replicas are available for PostgreSQL only (for now)".into(),
+                "simulated replicas are available for PostgreSQL and MariaDB (not SQLite yet)"
+                    .into(),
             ));
         }
         let ring = Arc::new(crate::node::Ring::new(config.simulated_lag));

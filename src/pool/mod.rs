@@ -285,11 +285,12 @@ impl<DB: Backend> ReplicaPool<DB> {
         let acquire::Checkout {
             index, node, conn, ..
         } = checkout;
-        // On a simulated replica the connection is in its snapshot's read-only transaction
-        // already: this one nests in it.
+        // On a simulated replica of exported snapshots the connection is in its snapshot's
+        // read-only transaction already: this one nests in it. (Where snapshots cannot be
+        // exported, it reads the present, read-only.)
         let statement = match node.simulated {
-            Some(_) => None,
-            None => Some(DB::BEGIN_READ_ONLY.into_sql_str()),
+            Some(_) if DB::EXPORTS_SNAPSHOTS => None,
+            _ => Some(DB::BEGIN_READ_ONLY.into_sql_str()),
         };
         let tx = Transaction::begin(conn, statement)
             .await

@@ -122,11 +122,16 @@ impl<DB: Backend> Drop for PendingWrite<DB> {
 /// connection in the background.
 pub(super) struct Attempt<DB: Backend> {
     pub(super) conn: Option<PoolConnection<DB>>,
+    /// A simulated replica's snapshot connection: the statement runs there instead.
+    pub(super) reader: Option<crate::simulate::Reader<DB>>,
     pub(super) write: Option<PendingWrite<DB>>,
 }
 
 impl<DB: Backend> Attempt<DB> {
     pub(super) fn conn(&mut self) -> &mut DB::Connection {
+        if let Some(Some(conn)) = self.reader.as_deref_mut() {
+            return conn;
+        }
         self.conn.as_mut().expect("the attempt's connection")
     }
 
@@ -142,6 +147,10 @@ impl<DB: Backend> Attempt<DB> {
     pub(super) fn abandon(&mut self) {
         if let Some(conn) = self.conn.as_mut() {
             conn.close_on_drop();
+        }
+        // A snapshot connection in an unknown state: no read uses it again.
+        if let Some(reader) = self.reader.as_mut() {
+            reader.take();
         }
         if let Some(write) = self.write.take() {
             write.unknown();
