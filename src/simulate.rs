@@ -3,16 +3,19 @@
 //!
 //! A task holds a ring of snapshots of the primary's server, each in a transaction kept open
 //! on a connection of its own: every tick (an eighth of the lag) it takes a new one and
-//! releases those no read can enter any more. A read on a simulated replica begins a
-//! read-only transaction in the newest snapshot at least `Config::simulated_lag` old
-//! (PostgreSQL: `SET TRANSACTION SNAPSHOT` of an exported snapshot), so it sees the database
-//! as it was about that long ago — and a write sent there is refused like on a real standby.
+//! releases those no read can use any more. A read on a simulated replica runs in the newest
+//! snapshot at least `Config::simulated_lag` old, so it sees the database as it was about
+//! that long ago — and a write sent there is refused like on a real standby:
 //!
-//! A simulated replica's replay position is its snapshot's: the WAL insert position read
-//! just before the snapshot was taken, once no transaction that was committing then can be
-//! missing from it (see [`Backend::hold_snapshot`]). So sessions, tokens and the process
-//! scope treat it exactly as a real replica that far behind, and the probes report it as a
-//! standby of the same cluster, lagging by its snapshot's age.
+//! - PostgreSQL exports its snapshots: a read begins a read-only transaction in it on its
+//!   own connection (`SET TRANSACTION SNAPSHOT`), as many at once as the pool allows.
+//! - MariaDB and SQLite cannot: a read borrows the connection holding the snapshot and runs
+//!   there (`Reader`), one read at a time per snapshot.
+//!
+//! A simulated replica's replay position is its snapshot's (see [`Backend::hold_snapshot`]):
+//! so sessions, tokens and the process scope treat it exactly as a real replica that far
+//! behind, and the probes report it as a standby of the same cluster, lagging by its
+//! snapshot's age.
 //!
 //! For development and CI only: every held snapshot keeps the server's vacuum horizon
 //! `lag` back and holds a connection (about ten, see [`Ring::tick`]).

@@ -351,3 +351,108 @@ mod mariadb {
         default.close().await;
     }
 }
+
+/// SQLite (WAL): reads run on reader connections holding an open read transaction; the
+/// position is the file's count of writes acknowledged in this process.
+mod sqlite {
+    use super::*;
+    use partypool::SqliteReplicaPool;
+    use sqlx::ConnectOptions;
+
+    async fn pool(file: &str, scope: Scope) -> SqliteReplicaPool {
+        SqliteReplicaPool::builder()
+            .primary(format!("sqlite://{file}"))
+            .simulate_replicas(2)
+            .config(
+                Config::default()
+                    .simulated_lag(LAG)
+                    .consistency_scope(scope)
+                    .health_check_interval(Duration::from_millis(200)),
+            )
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    async fn visible(e: impl sqlx::SqliteExecutor<'_>, id: i32) -> bool {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM t WHERE id = ?")
+            .bind(id)
+            .fetch_one(e)
+            .await
+            .unwrap()
+            == 1
+    }
+
+    async fn insert(pool: &SqliteReplicaPool, id: i32) -> Instant {
+        sqlx::query("INSERT INTO t (id) VALUES (?)")
+            .bind(id)
+            .execute(pool)
+            .await
+            .unwrap();
+        Instant::now()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn plain_reads_lag_and_consistent_reads_do_not_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sim.db").display().to_string();
+        let mut setup = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&file)
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            .execute(&mut setup)
+            .await
+            .unwrap();
+        drop(setup);
+
+        let off = pool(&file, Scope::Off).await;
+        let mut hidden = Vec::new();
+        for id in 0..10 {
+            let written = insert(&off, id).await;
+            let mut stale_reads = 0;
+            while !visible(off.on_replica(), id).await {
+                stale_reads += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert!(stale_reads > 0, "write {id} was visible at once");
+            hidden.push(written.elapsed());
+        }
+        hidden.sort();
+        eprintln!("SQLite: invisible through plain reads for {hidden:?}");
+        assert!(hidden[0] >= LAG - Duration::from_millis(30), "{hidden:?}");
+        assert!(hidden[hidden.len() - 1] <= LAG * 2, "{hidden:?}");
+        // The journal proves the reads ran on simulated replicas.
+        let journal = off.journal();
+        assert!(visible(&off, 0).await);
+        assert!(journal.entries()[0].node.starts_with("simulated-"));
+        drop(journal);
+        off.close().await;
+
+        let default = pool(&file, Scope::Process).await;
+        for id in 100..130 {
+            insert(&default, id).await;
+            assert!(visible(&default, id).await, "write {id} not seen");
+        }
+        tokio::time::sleep(LAG * 2).await;
+        let journal = default.journal();
+        for _ in 0..10 {
+            assert!(visible(&default, 129).await);
+        }
+        assert_eq!(journal.on_primary(), 0, "{:?}", journal.entries());
+        drop(journal);
+        let session = default.session();
+        for id in 200..210 {
+            sqlx::query("INSERT INTO t (id) VALUES (?)")
+                .bind(id)
+                .execute(&session)
+                .await
+                .unwrap();
+            assert!(visible(&session, id).await, "session write {id} not seen");
+        }
+        default.close().await;
+    }
+}

@@ -463,8 +463,9 @@ impl<DB: Backend> Builder<DB> {
     /// by default), and a write sent to one is refused as on a real standby — so code that
     /// reads its own writes from a replica fails on a laptop the way it would in production,
     /// and correct code passes. Positions, sessions, tokens and the process scope treat them
-    /// as real replicas that far behind. PostgreSQL only (exported snapshots); see the
-    /// README's "Testing with replicas" for the cost. Never in production.
+    /// as real replicas that far behind. PostgreSQL (exported snapshots), MariaDB
+    /// (consistent-snapshot transactions) and SQLite in WAL mode (open read transactions);
+    /// see the README's "Testing with replicas" for the cost. Never in production.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), partypool::Error> {

@@ -19,11 +19,11 @@ impl<DB: Backend> Shared<DB> {
         if rules.scope == crate::config::Scope::Off {
             return;
         }
-        if rules.sticky.is_some() || DB::CAUSAL == CausalSupport::Unsupported {
+        if rules.sticky.is_some() || rules.support == CausalSupport::Unsupported {
             session.wrote_now();
             return;
         }
-        if DB::CAUSAL == CausalSupport::Immediate {
+        if rules.support == CausalSupport::Immediate {
             return;
         }
         match DB::capture_position(conn).await {

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::config::Scope;
 use crate::error::Error;
 use crate::health;
+use crate::node::Node;
 use crate::refresh::Refresher;
 use crate::route::Router;
 use crate::topology::Member;
@@ -54,7 +55,8 @@ pub(crate) struct Shared<DB: Backend> {
 }
 
 /// The settings the cluster, the tasks and the query path read, from the configuration.
-fn settings<DB: Backend>(config: &Config) -> Settings {
+fn settings<DB: Backend>(config: &Config, nodes: &[Arc<Node<DB>>]) -> Settings {
+    let support = causal_support::<DB>(nodes);
     Settings {
         health_check_interval: config.health_check_interval,
         health_check_timeout: config.health_check_timeout,
@@ -65,8 +67,8 @@ fn settings<DB: Backend>(config: &Config) -> Settings {
         max_read_retries: config.max_read_retries,
         statement_timeout: config.statement_timeout,
         rules: Rules {
-            support: DB::CAUSAL,
-            sticky: match (config.consistency, DB::CAUSAL) {
+            support,
+            sticky: match (config.consistency, support) {
                 (Consistency::StickyFor(d), _) => Some(d),
                 (Consistency::Causal, CausalSupport::Unsupported) => Some(STICKY_FALLBACK),
                 (Consistency::Causal, _) => None,
@@ -79,6 +81,18 @@ fn settings<DB: Backend>(config: &Config) -> Settings {
     }
 }
 
+/// What the pool offers for read-your-writes: the backend's, except that SQLite with
+/// simulated replicas (which lag) tracks positions like the others (its readers of the same
+/// file otherwise see every write at once).
+fn causal_support<DB: Backend>(nodes: &[Arc<Node<DB>>]) -> CausalSupport {
+    match DB::CAUSAL {
+        CausalSupport::Immediate if nodes.iter().any(|n| n.simulated.is_some()) => {
+            CausalSupport::Positions
+        }
+        support => support,
+    }
+}
+
 /// The cluster's identity in the process, for its shared read-your-writes state:
 /// PostgreSQL's system identifier (`None` until a probe has read it), else (MariaDB) the
 /// address of the node taking writes.
@@ -86,6 +100,7 @@ fn cluster_key<DB: Backend>(cluster: &Cluster<DB>) -> Option<ClusterKey> {
     match (DB::CAUSAL, cluster.cluster_id()) {
         (_, Some(id)) => Some(ClusterKey::System(id)),
         (CausalSupport::Positions, None) => None,
+        // SQLite (with simulated replicas): the database file.
         _ => Some(ClusterKey::Address(crate::topology::host_port(
             &cluster.writer().url,
         ))),
@@ -110,7 +125,7 @@ impl<DB: Backend> Shared<DB> {
             return Err(Error::NoNodeAnswered { reasons });
         }
         let nodes = connect::build_nodes(members, &config, &hooks)?;
-        let settings = settings::<DB>(&config);
+        let settings = settings::<DB>(&config, &nodes);
         // Simulated replicas take their first snapshot before the first probes.
         let ring = nodes.iter().find_map(|n| n.simulated.clone());
         let cluster = Arc::new(Cluster::new(nodes, settings, config.balance.policy()));
@@ -170,7 +185,7 @@ impl<DB: Backend> Shared<DB> {
             ));
         }
         let nodes = connect::build_nodes(members, &config, &hooks)?;
-        let settings = settings::<DB>(&config);
+        let settings = settings::<DB>(&config, &nodes);
         let cluster = Arc::new(Cluster::new(nodes, settings, config.balance.policy()));
         spawn_simulation(&cluster);
         Ok(Shared::start(cluster, settings, config, hooks, true))
@@ -190,7 +205,7 @@ impl<DB: Backend> Shared<DB> {
             router: config.router(DB::DIALECT),
             refresher: Refresher::default(),
             high_water: OnceLock::new(),
-            tracks: DB::CAUSAL.by_position() && config.consistency_scope != Scope::Off,
+            tracks: settings.rules.support.by_position() && config.consistency_scope != Scope::Off,
             early_write: AtomicBool::new(false),
             shutdown: Mutex::new(Some(tx)),
             task: Mutex::new(Some(task)),
