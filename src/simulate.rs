@@ -203,17 +203,20 @@ pub(crate) async fn enter<DB: Backend>(
                 "the simulated replica holds no snapshot yet".into(),
             ));
         };
-        if let Some(reader) = &held.reader {
-            let Ok(reader) = Arc::clone(reader).downcast::<Shared<DB>>() else {
-                return Err(sqlx::Error::Configuration(
-                    "a snapshot of another kind".into(),
-                ));
-            };
-            let reader = reader.lock_owned().await;
-            if reader.is_some() {
-                return Ok(Some(reader));
+        if held.reader.is_some() {
+            // The current snapshot's connection; if a read on it broke (or the ring released
+            // it meanwhile), the newest one: newer than the replica's position says, never
+            // older.
+            for held in [Some(held), ring.newest()].into_iter().flatten() {
+                let Some(reader) = held.reader else { continue };
+                let Ok(reader) = reader.downcast::<Shared<DB>>() else {
+                    continue;
+                };
+                let reader = reader.lock_owned().await;
+                if reader.is_some() {
+                    return Ok(Some(reader));
+                }
             }
-            // Released (or broken) while we waited for it: the next one.
             if tries > 2 {
                 return Err(sqlx::Error::Configuration(
                     "the simulated replica's snapshots keep going away".into(),

@@ -339,6 +339,34 @@ mod mariadb {
         }
         assert_eq!(journal.on_primary(), 0, "{:?}", journal.entries());
         drop(journal);
+        // A read cut off by statement_timeout breaks its snapshot connection: reads go on.
+        let impatient = MySqlReplicaPool::builder()
+            .primary(c.url(0))
+            .simulate_replicas(1)
+            .config(
+                Config::default()
+                    .simulated_lag(LAG)
+                    .statement_timeout(Duration::from_millis(300))
+                    .max_read_retries(0),
+            )
+            .connect()
+            .await
+            .unwrap();
+        let journal = impatient.journal();
+        let slow = sqlx::query_scalar::<_, i64>("SELECT SLEEP(2)")
+            .fetch_one(&impatient)
+            .await;
+        assert!(slow.is_err(), "{slow:?}");
+        for _ in 0..20 {
+            assert!(in_snapshot(&impatient).await);
+            assert!(visible(&impatient, 129).await);
+        }
+        assert!(
+            journal.entries().iter().all(|e| e.on_replica),
+            "{:?}",
+            journal.entries()
+        );
+        impatient.close().await;
         let session = default.session();
         for id in 200..210 {
             sqlx::query("INSERT INTO t (id) VALUES (?)")
@@ -452,6 +480,19 @@ mod sqlite {
                 .await
                 .unwrap();
             assert!(visible(&session, id).await, "session write {id} not seen");
+        }
+        // A read dropped after its first row leaves its snapshot connection usable.
+        for _ in 0..5 {
+            use futures_util::StreamExt;
+            let mut rows = sqlx::query_scalar::<_, i64>(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 100000) \
+                 SELECT x FROM c",
+            )
+            .fetch(default.on_replica());
+            assert_eq!(rows.next().await.unwrap().unwrap(), 1);
+        }
+        for _ in 0..20 {
+            assert!(visible(&default, 129).await);
         }
         default.close().await;
     }

@@ -79,6 +79,12 @@ impl Ring {
         lock(&self.current).clone()
     }
 
+    /// The newest snapshot taken (newer than [`current`](Self::current) while the lag has not
+    /// passed since it was taken).
+    pub(crate) fn newest(&self) -> Option<Held> {
+        lock(&self.newest).clone()
+    }
+
     /// Publishes the snapshot reads enter from now on, and the newest one taken.
     pub(crate) fn publish(&self, current: Held, newest: Held) {
         *lock(&self.current) = Some(current);
