@@ -75,6 +75,7 @@ pub(crate) fn spawn<DB: Backend>(ring: &Arc<Ring>, nodes: &[Arc<Node<DB>>]) {
                             tracing::warn!(error = %e, "simulated replicas: cannot connect");
                             warned = true;
                         }
+                        r.failed(Some(format!("cannot connect: {e}")));
                         continue;
                     }
                 },
@@ -82,6 +83,7 @@ pub(crate) fn spawn<DB: Backend>(ring: &Arc<Ring>, nodes: &[Arc<Node<DB>>]) {
             match DB::hold_snapshot(&mut conn).await {
                 Ok((name, at)) => {
                     warned = false;
+                    r.failed(None);
                     // Uncertain: it has at least what the previous one had.
                     let Some(at) = at.or(last) else {
                         release::<DB>(conn, &mut spare).await;
@@ -111,6 +113,7 @@ pub(crate) fn spawn<DB: Backend>(ring: &Arc<Ring>, nodes: &[Arc<Node<DB>>]) {
                         tracing::warn!(error = %e, "simulated replicas: cannot hold a snapshot");
                         warned = true;
                     }
+                    r.failed(Some(e.to_string()));
                     continue;
                 }
             }
@@ -199,8 +202,9 @@ pub(crate) async fn enter<DB: Backend>(
     let mut tries = 0;
     loop {
         let Some(held) = ring.first(limit).await else {
+            let why = ring.failure().unwrap_or_else(|| "none taken yet".into());
             return Err(sqlx::Error::Configuration(
-                "the simulated replica holds no snapshot yet".into(),
+                format!("the simulated replica holds no snapshot: {why}").into(),
             ));
         };
         if held.reader.is_some() {

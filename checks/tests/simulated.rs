@@ -497,3 +497,29 @@ mod sqlite {
         default.close().await;
     }
 }
+
+/// SQLite in rollback-journal mode: a reader's open transaction would block every writer, so
+/// `connect` refuses with an error that says what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_replicas_on_sqlite_without_wal_fail_at_connect_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("journal.db");
+    let url = format!("sqlite://{}?mode=rwc", file.display());
+    let setup = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        .execute(&setup)
+        .await
+        .unwrap();
+    setup.close().await;
+    let started = Instant::now();
+    let error = partypool::SqliteReplicaPool::builder()
+        .primary(&url)
+        .simulate_replicas(1)
+        .config(Config::default().acquire_timeout(Duration::from_secs(2)))
+        .connect()
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("WAL"), "{message}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+}

@@ -80,6 +80,20 @@ impl Backend for sqlx::Sqlite {
     ) -> Result<(String, Option<LogPosition>), sqlx::Error> {
         use sqlx::SqlSafeStr;
         use sqlx_core::transaction::TransactionManager;
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            // A reader's open transaction would hold off every writer.
+            return Err(sqlx::Error::Configuration(
+                format!(
+                    "simulated replicas on SQLite need WAL mode (the file is in {mode} mode: \
+                     run PRAGMA journal_mode = WAL once, or open it with \
+                     SqliteConnectOptions::journal_mode(SqliteJournalMode::Wal))"
+                )
+                .into(),
+            ));
+        }
         let counter = commits(conn).await?;
         let before = counter.load(Ordering::SeqCst);
         sqlx::sqlite::SqliteTransactionManager::begin(conn, Some("BEGIN DEFERRED".into_sql_str()))

@@ -49,6 +49,8 @@ pub(crate) struct Ring {
     close: Notify,
     /// Woken when the first snapshot is held.
     ready: Notify,
+    /// Why the last snapshot could not be taken, if it could not.
+    failure: Mutex<Option<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -64,6 +66,7 @@ impl Ring {
             closed: AtomicBool::new(false),
             close: Notify::new(),
             ready: Notify::new(),
+            failure: Mutex::new(None),
         }
     }
 
@@ -102,6 +105,16 @@ impl Ring {
         }
         let _ = tokio::time::timeout(limit, ready).await;
         self.current()
+    }
+
+    /// Records why a snapshot could not be taken (`None`: it could).
+    pub(crate) fn failed(&self, why: Option<String>) {
+        *lock(&self.failure) = why;
+    }
+
+    /// Why the last snapshot could not be taken, if it could not.
+    pub(crate) fn failure(&self) -> Option<String> {
+        lock(&self.failure).clone()
     }
 
     /// The pool is closing: the task releases every snapshot and stops.

@@ -131,7 +131,14 @@ impl<DB: Backend> Shared<DB> {
         let cluster = Arc::new(Cluster::new(nodes, settings, config.balance.policy()));
         if let Some(ring) = ring {
             spawn_simulation(&cluster);
-            ring.first(config.acquire_timeout).await;
+            if ring.first(config.acquire_timeout).await.is_none()
+                && let Some(why) = ring.failure()
+            {
+                ring.close();
+                return Err(Error::Config(format!(
+                    "simulated replicas cannot hold a snapshot: {why}"
+                )));
+            }
         }
         connect::first_round(&cluster, &config).await?;
         // Replicas that lack a database just created on the primary catch up in moments.
