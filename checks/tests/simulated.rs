@@ -93,7 +93,7 @@ async fn plain_reads_lag_by_the_simulated_lag_and_consistent_reads_do_not() {
     );
     eprintln!("invisible through plain reads for: min {min:?}, median {median:?}, max {max:?}");
     assert!(min >= LAG - Duration::from_millis(30), "{hidden:?}");
-    assert!(max <= LAG * 2, "{hidden:?}");
+    assert!(max <= LAG * 3, "{hidden:?}");
     // After the lag, every read sees it, on a simulated replica.
     tokio::time::sleep(LAG + Duration::from_millis(50)).await;
     for id in 0..20 {
@@ -308,7 +308,7 @@ mod mariadb {
         hidden.sort();
         eprintln!("MariaDB: invisible through plain reads for {hidden:?}");
         assert!(hidden[0] >= LAG - Duration::from_millis(30), "{hidden:?}");
-        assert!(hidden[hidden.len() - 1] <= LAG * 2, "{hidden:?}");
+        assert!(hidden[hidden.len() - 1] <= LAG * 3, "{hidden:?}");
         // A write the router took for a read is refused there (1792) and runs on the
         // primary.
         c.sql(
@@ -452,7 +452,7 @@ mod sqlite {
         hidden.sort();
         eprintln!("SQLite: invisible through plain reads for {hidden:?}");
         assert!(hidden[0] >= LAG - Duration::from_millis(30), "{hidden:?}");
-        assert!(hidden[hidden.len() - 1] <= LAG * 2, "{hidden:?}");
+        assert!(hidden[hidden.len() - 1] <= LAG * 3, "{hidden:?}");
         // The journal proves the reads ran on simulated replicas.
         let journal = off.journal();
         assert!(visible(&off, 0).await);

@@ -154,6 +154,14 @@ impl Backend for sqlx::MySql {
         ) else {
             return Ok((String::new(), None));
         };
+        if file.is_empty() {
+            // No binary log: no GTIDs, so no position could say what a snapshot has.
+            return Err(sqlx::Error::Configuration(
+                "simulated replicas on MariaDB need the binary log (log_bin), where \
+                 positions come from"
+                    .into(),
+            ));
+        }
         let Ok(position) = position.parse::<u64>() else {
             return Ok((String::new(), None));
         };
