@@ -97,7 +97,12 @@ async fn streams_and_random_balancing() {
     use futures_util::TryStreamExt;
     let c = shared();
     let replicas = c.replica_urls();
-    let config = fast_config().balance(partypool::Balance::Random);
+    // Placement, not consistency: other tests of this binary write to the shared cluster,
+    // and under the process scope a read right after one of their writes may (correctly)
+    // run on the primary while the replicas replay it.
+    let config = fast_config()
+        .balance(partypool::Balance::Random)
+        .consistency_scope(partypool::Scope::Session);
     let pool = PgReplicaPool::connect(&c.primary_url(), &[&replicas[0], &replicas[1]], config)
         .await
         .unwrap();
@@ -557,7 +562,15 @@ fn rand_id() -> i64 {
 #[tokio::test]
 async fn read_only_transactions_run_on_one_replica_connection() {
     let c = shared();
-    let pool = pool(c).await;
+    // Placement, not consistency (see `streams_and_random_balancing`).
+    let replicas = c.replica_urls();
+    let pool = PgReplicaPool::connect(
+        &c.primary_url(),
+        &[&replicas[0], &replicas[1]],
+        fast_config().consistency_scope(partypool::Scope::Session),
+    )
+    .await
+    .unwrap();
     let mut tx = pool.begin_read_only().await.unwrap();
     let mut seen = std::collections::HashSet::new();
     for _ in 0..5 {

@@ -28,8 +28,13 @@ async fn pool_with(c: &PgCluster, config: Config) -> PgReplicaPool {
         .unwrap()
 }
 
+/// Routing, not consistency: the tests of this binary write to one shared cluster, and under
+/// the process scope a read right after another test's write may (correctly) run on the
+/// primary while the replicas replay it.
 fn config() -> Config {
-    Config::default().health_check_interval(Duration::from_millis(200))
+    Config::default()
+        .health_check_interval(Duration::from_millis(200))
+        .consistency_scope(partypool::Scope::Session)
 }
 
 fn counter(c: &PgCluster, row: i32) -> i64 {

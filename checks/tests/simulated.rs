@@ -154,6 +154,30 @@ async fn plain_reads_lag_by_the_simulated_lag_and_consistent_reads_do_not() {
     }
     let other = sessions.session();
     assert!(!visible(&other, 219).await, "a stranger saw it at once");
+    // Tokens: another "process" (a pool of its own) continuing the session sees its write
+    // at once; a session of that pool without the token does not.
+    let token = session
+        .settled_token()
+        .await
+        .expect("a token after a write");
+    let elsewhere = pool(&c, Scope::Session).await;
+    sqlx::query("INSERT INTO t (id) VALUES (300)")
+        .execute(&session)
+        .await
+        .unwrap();
+    let token = session.settled_token().await.unwrap_or(token);
+    let stranger = elsewhere.session();
+    assert!(!visible(&stranger, 300).await, "a stranger saw it at once");
+    let continued = elsewhere.session_with(token.clone()).unwrap();
+    assert!(visible(&continued, 300).await, "the token's write not seen");
+    // Once the lag has passed, the token's reads are back on the simulated replicas.
+    tokio::time::sleep(LAG * 2).await;
+    let journal = elsewhere.journal();
+    let continued = elsewhere.session_with(token).unwrap();
+    assert!(visible(&continued, 300).await);
+    assert!(journal.entries()[0].on_replica, "{:?}", journal.entries());
+    drop(journal);
+    elsewhere.close().await;
     sessions.close().await;
 
     // Closing released every snapshot and transaction.
