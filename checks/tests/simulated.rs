@@ -168,7 +168,7 @@ async fn plain_reads_lag_by_the_simulated_lag_and_consistent_reads_do_not() {
     let token = session.settled_token().await.unwrap_or(token);
     let stranger = elsewhere.session();
     assert!(!visible(&stranger, 300).await, "a stranger saw it at once");
-    let continued = elsewhere.session_with(token.clone()).unwrap();
+    let continued = elsewhere.session_with(token).unwrap();
     assert!(visible(&continued, 300).await, "the token's write not seen");
     // Once the lag has passed, the token's reads are back on the simulated replicas.
     tokio::time::sleep(LAG * 2).await;
