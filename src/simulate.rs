@@ -35,12 +35,15 @@ type Tm<DB> = <DB as sqlx::Database>::TransactionManager;
 
 /// Starts the ring task of `nodes` (the simulated replicas of one pool, sharing `ring`). It
 /// stops when the ring is closed or every node is gone.
-pub(crate) fn spawn<DB: Backend>(ring: &Arc<Ring>, nodes: &[Arc<Node<DB>>]) {
-    let Some(first) = nodes.first() else { return };
+pub(crate) fn spawn<DB: Backend>(
+    ring: &Arc<Ring>,
+    nodes: &[Arc<Node<DB>>],
+) -> Option<tokio::task::JoinHandle<()>> {
+    let first = nodes.first()?;
     let options = first.pool.connect_options();
     let nodes: Vec<Weak<Node<DB>>> = nodes.iter().map(Arc::downgrade).collect();
     let ring = Arc::downgrade(ring);
-    tokio::spawn(async move {
+    Some(tokio::spawn(async move {
         let mut held: VecDeque<(Held, Slot<DB>)> = VecDeque::new();
         let mut spare: Vec<DB::Connection> = Vec::new();
         let mut last: Option<LogPosition> = None;
@@ -149,13 +152,19 @@ pub(crate) fn spawn<DB: Backend>(ring: &Arc<Ring>, nodes: &[Arc<Node<DB>>]) {
                 Slot::Exporter(conn) => {
                     let _ = sqlx::Connection::close(conn).await;
                 }
-                Slot::Reader(reader) => retire::<DB>(reader),
+                // Closing: after the read on it (if any), here, so that the pool's close
+                // returns with every connection closed.
+                Slot::Reader(reader) => {
+                    if let Some(conn) = reader.lock().await.take() {
+                        let _ = sqlx::Connection::close(conn).await;
+                    }
+                }
             }
         }
         for conn in spare {
             let _ = sqlx::Connection::close(conn).await;
         }
-    });
+    }))
 }
 
 /// A connection holding a snapshot that reads run on, one at a time: `None` once the ring

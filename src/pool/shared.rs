@@ -52,6 +52,8 @@ pub(crate) struct Shared<DB: Backend> {
     pub(super) discovery: Mutex<Option<JoinHandle<()>>>,
     /// The journals open on this pool ([`ReplicaPool::journal`](super::ReplicaPool::journal)).
     pub(super) journals: Arc<super::journal::Journals>,
+    /// The simulated replicas' snapshot task, if the pool has any.
+    simulation: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// The settings the cluster, the tasks and the query path read, from the configuration.
@@ -129,8 +131,9 @@ impl<DB: Backend> Shared<DB> {
         // Simulated replicas take their first snapshot before the first probes.
         let ring = nodes.iter().find_map(|n| n.simulated.clone());
         let cluster = Arc::new(Cluster::new(nodes, settings, config.balance.policy()));
+        let mut simulation = None;
         if let Some(ring) = ring {
-            spawn_simulation(&cluster);
+            simulation = spawn_simulation(&cluster);
             if ring.first(config.acquire_timeout).await.is_none()
                 && let Some(why) = ring.failure()
             {
@@ -169,7 +172,7 @@ impl<DB: Backend> Shared<DB> {
                 join_all(warm.iter().map(|n| n.open_min_connections())).await;
             });
         }
-        let shared = Shared::start(cluster, settings, config, hooks, false);
+        let shared = Shared::start(cluster, settings, config, hooks, false, simulation);
         shared.high_water();
         #[cfg(feature = "patroni")]
         shared.apply_patroni_states(&discovered.patroni);
@@ -194,8 +197,10 @@ impl<DB: Backend> Shared<DB> {
         let nodes = connect::build_nodes(members, &config, &hooks)?;
         let settings = settings::<DB>(&config, &nodes);
         let cluster = Arc::new(Cluster::new(nodes, settings, config.balance.policy()));
-        spawn_simulation(&cluster);
-        Ok(Shared::start(cluster, settings, config, hooks, true))
+        let simulation = spawn_simulation(&cluster);
+        Ok(Shared::start(
+            cluster, settings, config, hooks, true, simulation,
+        ))
     }
 
     fn start(
@@ -204,6 +209,7 @@ impl<DB: Backend> Shared<DB> {
         config: Config,
         hooks: Hooks<DB>,
         probe_now: bool,
+        simulation: Option<JoinHandle<()>>,
     ) -> Self {
         let (tx, rx) = oneshot::channel();
         let task = health::spawn(Arc::downgrade(&cluster), settings, rx, probe_now);
@@ -222,6 +228,7 @@ impl<DB: Backend> Shared<DB> {
             membership: tokio::sync::Mutex::new(()),
             discovery: Mutex::new(None),
             journals: Arc::default(),
+            simulation: Mutex::new(simulation),
         }
     }
 
@@ -300,6 +307,12 @@ impl<DB: Backend> Shared<DB> {
         for ring in nodes.iter().filter_map(|n| n.simulated.as_ref()) {
             ring.close();
         }
+        // Its snapshots released and connections closed (after the reads on them).
+        let simulation = lock(&self.simulation).take();
+        if let Some(task) = simulation {
+            let grace = self.cluster.settings.health_check_timeout;
+            let _ = tokio::time::timeout(grace, task).await;
+        }
         join_all(
             nodes
                 .iter()
@@ -323,16 +336,15 @@ impl<DB: Backend> Shared<DB> {
 }
 
 /// Starts the snapshot ring of the cluster's simulated replicas, if it has any.
-fn spawn_simulation<DB: Backend>(cluster: &Cluster<DB>) {
+fn spawn_simulation<DB: Backend>(cluster: &Cluster<DB>) -> Option<JoinHandle<()>> {
     let nodes = Arc::clone(&cluster.snapshot().nodes);
     let simulated: Vec<_> = nodes
         .iter()
         .filter(|n| n.simulated.is_some())
         .cloned()
         .collect();
-    if let Some(ring) = simulated.first().and_then(|n| n.simulated.clone()) {
-        crate::simulate::spawn(&ring, &simulated);
-    }
+    let ring = simulated.first().and_then(|n| n.simulated.clone())?;
+    crate::simulate::spawn(&ring, &simulated)
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
