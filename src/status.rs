@@ -60,6 +60,10 @@ pub struct NodeStatus {
     /// Reads that failed on it (connection error, timeout, it left the rotation) and ran
     /// again on another node.
     pub retries: u64,
+    /// Reads that failed on it because a schema change invalidated their cached plan
+    /// (PostgreSQL's "cached plan must not change result type"): the connection's cached
+    /// statements were dropped and the read ran again. Also `partypool_replans_total`.
+    pub replans: u64,
     /// Statements it refused as writes although they were routed as reads; each then ran on
     /// the primary. Non-zero means the router misjudged something: consider
     /// `Config::write_functions`.

@@ -231,6 +231,21 @@ pub trait Backend: Database<Arguments: Clone> + sealed::Sealed {
         Self::BEGIN_READ_ONLY.to_owned()
     }
 
+    /// Whether `e` says a cached prepared statement no longer fits the schema (a column was
+    /// added or changed since it was prepared): nothing ran, and preparing it again fixes it.
+    fn is_stale_plan(e: &sqlx::Error) -> bool {
+        let _ = e;
+        false
+    }
+
+    /// Drops `conn`'s cached prepared statements (after [`is_stale_plan`](Self::is_stale_plan)).
+    fn clear_statements(
+        conn: &mut Self::Connection,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send {
+        let _ = conn;
+        std::future::ready(Ok(()))
+    }
+
     /// Whether `e` says the database does not exist on this node (yet): on a replica, a
     /// database just created on the primary that it has not replayed. The node is behind,
     /// not down.

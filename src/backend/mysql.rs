@@ -203,6 +203,16 @@ impl Backend for sqlx::MySql {
         mysql_errno(e) == Some(1049)
     }
 
+    /// Closes the connection's cached prepared statements.
+    async fn clear_statements(conn: &mut Self::Connection) -> Result<(), sqlx::Error> {
+        sqlx::Connection::clear_cached_statements(conn).await
+    }
+
+    /// 1615 "Prepared statement needs to be re-prepared" (MySQL; MariaDB re-prepares itself).
+    fn is_stale_plan(e: &sqlx::Error) -> bool {
+        mysql_errno(e) == Some(1615)
+    }
+
     fn is_standby_rejection(e: &sqlx::Error) -> bool {
         mysql_errno(e).is_some_and(|n| matches!(n, 1290 | 1792 | 1836))
     }

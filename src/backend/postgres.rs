@@ -142,16 +142,31 @@ impl Backend for sqlx::Postgres {
         })
     }
 
-    /// SQLSTATE 25006 (read-only SQL transaction: "cannot execute … in a read-only
-    /// transaction", "… during recovery"), and 0A000 / 55000 / XX000 when the message says
-    /// it is because of recovery ("cannot use serializable mode in a hot standby", "cannot
-    /// assign OIDs during recovery"), as measured on a PostgreSQL 15 standby.
+    /// Deallocates the connection's cached prepared statements.
+    async fn clear_statements(conn: &mut Self::Connection) -> Result<(), sqlx::Error> {
+        sqlx::Connection::clear_cached_statements(conn).await
+    }
+
+    /// SQLSTATE 0A000 "cached plan must not change result type": after `ALTER TABLE`, every
+    /// connection that prepared `SELECT * FROM t …` before fails it until re-prepared.
+    fn is_stale_plan(e: &sqlx::Error) -> bool {
+        e.as_database_error().is_some_and(|d| {
+            d.code().as_deref() == Some("0A000")
+                && d.message()
+                    .contains("cached plan must not change result type")
+        })
+    }
+
     /// SQLSTATE 3D000 (`database "…" does not exist`).
     fn is_missing_database(e: &sqlx::Error) -> bool {
         e.as_database_error()
             .is_some_and(|d| d.code().as_deref() == Some("3D000"))
     }
 
+    /// SQLSTATE 25006 (read-only SQL transaction: "cannot execute … in a read-only
+    /// transaction", "… during recovery"), and 0A000 / 55000 / XX000 when the message says
+    /// it is because of recovery ("cannot use serializable mode in a hot standby", "cannot
+    /// assign OIDs during recovery"), as measured on a PostgreSQL 15 standby.
     fn is_standby_rejection(e: &sqlx::Error) -> bool {
         let Some(db) = e.as_database_error() else {
             return false;

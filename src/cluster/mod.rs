@@ -290,6 +290,7 @@ fn status_row<DB: Backend>(
         queries: c.queries,
         errors: c.errors,
         retries: c.retries,
+        replans: c.replans,
         misroutes: c.misroutes,
         in_flight: c.in_flight,
         latency: c.latency,

@@ -74,6 +74,7 @@ pub(crate) struct Node<DB: Database> {
     errors: AtomicU64,
     misroutes: AtomicU64,
     retries: AtomicU64,
+    replans: AtomicU64,
     /// Statements running on it now.
     in_flight: AtomicU32,
     /// Recent statement latency, for latency-aware balancing.
@@ -138,6 +139,7 @@ impl<DB: Backend> Node<DB> {
             errors: AtomicU64::new(0),
             misroutes: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            replans: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
             latency: PeakEwma::default(),
             metrics,
@@ -359,6 +361,13 @@ impl<DB: Backend> Node<DB> {
         self.metrics.retries.increment(1);
     }
 
+    /// Counts a read whose cached plan a schema change invalidated: its connection's
+    /// statements were prepared again and it ran again.
+    pub(crate) fn replanned(&self) {
+        self.replans.fetch_add(1, Ordering::Relaxed);
+        self.metrics.replans.increment(1);
+    }
+
     /// Counts a statement this replica refused as a write (it then ran on the primary).
     pub(crate) fn misrouted(&self) {
         self.misroutes.fetch_add(1, Ordering::Relaxed);
@@ -459,6 +468,7 @@ impl<DB: Backend> Node<DB> {
             queries: count(&self.served),
             errors: count(&self.errors),
             retries: count(&self.retries),
+            replans: count(&self.replans),
             misroutes: count(&self.misroutes),
             in_flight: self.in_flight.load(Ordering::Relaxed),
             latency: Duration::from_secs_f64(self.latency.get()),
@@ -472,6 +482,7 @@ pub(crate) struct Counters {
     pub(crate) queries: u64,
     pub(crate) errors: u64,
     pub(crate) retries: u64,
+    pub(crate) replans: u64,
     pub(crate) misroutes: u64,
     pub(crate) in_flight: u32,
     pub(crate) latency: Duration,

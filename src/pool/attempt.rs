@@ -264,6 +264,11 @@ where
     ) -> impl futures_core::Stream<Item = Result<O::Item, sqlx::Error>> + Send + 'e {
         let route = self.route(query.sql.as_str(), via.force);
         let read = route.target == Target::Replica;
+        // A read sent to the primary on purpose (`on_primary`, a hint) is still a read: a
+        // stale cached plan is prepared again there too.
+        let read_like = read
+            || (via.force.is_some()
+                && self.router.decide(query.sql.as_str(), None).route().target == Target::Replica);
         let span = call_span(route);
         // Kept for the journal only while one is open.
         let journal_sql = self
@@ -274,9 +279,10 @@ where
             let mut tried = Vec::new();
             let mut attempts = 0;
             let mut misrouted = false;
+            let mut replans = 0;
             let mut pending = Some((query, read));
             while let Some((query, on_replica)) = pending.take() {
-                let again = if on_replica { query.try_clone() } else { None };
+                let mut again = if on_replica || read_like { query.try_clone() } else { None };
                 // A write through a session: until its position is recorded, the session
                 // reads on the primary.
                 let write = match (&via.session, on_replica) {
@@ -363,6 +369,31 @@ where
                         }
                     }
                     Some(_) => attempt.abandon(),
+                }
+                // A read whose cached plan a schema change invalidated (nothing ran): drop the
+                // connection's cached statements and run it again, on this node or another.
+                // Each time fixes one connection for good, and the next try may meet another
+                // that prepared it before the change: bounded by the connections there are.
+                if let (Some(Failure::Db(e)), true) =
+                    (&failure, read_like && !yielded && replans <= self.config.max_connections)
+                    && DB::is_stale_plan(e)
+                    && let Some(q) = again.take()
+                {
+                    node.replanned();
+                    replans += 1;
+                    let bound = self.cluster.settings.health_check_timeout;
+                    let cleared = tokio::time::timeout(
+                        bound,
+                        DB::clear_statements(attempt.conn()),
+                    )
+                    .await;
+                    if !matches!(cleared, Ok(Ok(()))) {
+                        attempt.abandon();
+                    }
+                    drop(busy);
+                    drop(attempt);
+                    pending = Some((q, on_replica));
+                    continue;
                 }
                 let Some(failure) = failure else {
                     if reconcile && let Some(session) = &via.session {

@@ -170,6 +170,42 @@ impl<DB: Backend> ReplicaPool<DB> {
         node.pool.clone()
     }
 
+    /// Drops the cached prepared statements of every idle connection on every node: after a
+    /// migration, ahead of the reads that would meet plans it invalidated. (Those reads are
+    /// safe anyway: a read failing with "cached plan must not change result type" is prepared
+    /// again and run again — see [`NodeStatus::replans`](crate::NodeStatus::replans) — which
+    /// also fixes connections that were busy now.) Returns how many connections it cleared.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: partypool::PgReplicaPool) -> Result<(), sqlx::Error> {
+    /// sqlx::query("ALTER TABLE users ADD COLUMN nickname text").execute(&pool).await?;
+    /// pool.recycle_all().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn recycle_all(&self) -> usize {
+        let nodes = Arc::clone(&self.shared.cluster.snapshot().nodes);
+        let mut cleared = 0;
+        for node in nodes.iter() {
+            // Taken all at once, so each idle connection is visited once.
+            let mut taken = Vec::new();
+            for _ in 0..node.pool.num_idle() {
+                let Some(conn) = node.pool.try_acquire() else {
+                    break;
+                };
+                node.lending.lend();
+                taken.push(conn);
+            }
+            for conn in &mut taken {
+                if DB::clear_statements(conn).await.is_ok() {
+                    cleared += 1;
+                } else {
+                    conn.close_on_drop();
+                }
+            }
+        }
+        cleared
+    }
+
     /// Starts recording where each statement runs and why, until the returned [`Journal`]
     /// is dropped: for tests that assert routing ("served by a replica", "nothing on the
     /// primary").
