@@ -89,7 +89,7 @@ pub use pool::{Builder, Journal, JournalEntry, ReadChoice, ReplicaPool, Session,
 pub use positions::GtidSet;
 pub use roles::{Origin, Role};
 pub use route::{Dialect, Route, Router, Target, route, route_in};
-pub use status::{NodeStatus, Status};
+pub use status::{NodeState, NodeStatus, Status};
 
 /// A [`ReplicaPool`] over PostgreSQL.
 #[cfg(feature = "postgres")]
@@ -104,3 +104,15 @@ pub type MySqlReplicaPool = ReplicaPool<sqlx::MySql>;
 /// contention with the same API.
 #[cfg(feature = "sqlite")]
 pub type SqliteReplicaPool = ReplicaPool<sqlx::Sqlite>;
+
+/// A read-your-writes [`Session`] of a [`PgReplicaPool`].
+#[cfg(feature = "postgres")]
+pub type PgSession = Session<sqlx::Postgres>;
+
+/// A read-your-writes [`Session`] of a [`MySqlReplicaPool`].
+#[cfg(feature = "mysql")]
+pub type MySqlSession = Session<sqlx::MySql>;
+
+/// A read-your-writes [`Session`] of a [`SqliteReplicaPool`].
+#[cfg(feature = "sqlite")]
+pub type SqliteSession = Session<sqlx::Sqlite>;

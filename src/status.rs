@@ -20,7 +20,7 @@ pub use crate::roles::Role;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Status {
-    /// The primary first, then the replicas in configuration order.
+    /// The node taking the writes first, then the others in configuration order.
     pub nodes: Vec<NodeStatus>,
     /// Whether the pool has been closed.
     pub closed: bool,
@@ -28,6 +28,33 @@ pub struct Status {
     /// chosen and lag measured (`None` until the first round after `connect`).
     #[serde(with = "humantime_serde")]
     pub health_round: Option<std::time::Duration>,
+}
+
+/// Where a node stands in the rotation, as the `STATE` column shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum NodeState {
+    /// Reachable and serving (reads on a replica, writes on the writer).
+    Up,
+    /// Not reachable: its last probe failed (or a connection error since).
+    Down,
+    /// Reachable but out of the reads for lagging behind the primary.
+    Lagging,
+    /// Reachable but kept out: another cluster, a deposed writer, a broken replication
+    /// channel, a Patroni veto… ([`NodeStatus::excluded`] says why).
+    Excluded,
+}
+
+impl std::fmt::Display for NodeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NodeState::Up => "up",
+            NodeState::Down => "down",
+            NodeState::Lagging => "lagging",
+            NodeState::Excluded => "excluded",
+        })
+    }
 }
 
 /// One node in a [`Status`].
@@ -42,6 +69,8 @@ pub struct NodeStatus {
     pub role: Role,
     /// Whether it takes the writes now (the configured primary, or a promoted replica).
     pub writer: bool,
+    /// Up, down, lagging or excluded (the `STATE` column).
+    pub state: NodeState,
     /// Whether it is reachable (the last probe succeeded, no connection error since).
     pub healthy: bool,
     /// Whether it is out of the rotation for lagging behind the primary.
@@ -106,6 +135,20 @@ impl Status {
     pub fn node(&self, name: &str) -> Option<&NodeStatus> {
         self.nodes.iter().find(|n| n.name == name)
     }
+
+    /// The node taking the writes now (the configured primary, or the node promoted in its
+    /// place), if any.
+    ///
+    /// ```no_run
+    /// # fn demo(pool: partypool::PgReplicaPool) {
+    /// if let Some(writer) = pool.status().writer() {
+    ///     println!("writes go to {} ({})", writer.name, writer.state);
+    /// }
+    /// # }
+    /// ```
+    pub fn writer(&self) -> Option<&NodeStatus> {
+        self.nodes.iter().find(|n| n.writer)
+    }
 }
 
 impl NodeStatus {
@@ -124,12 +167,13 @@ impl NodeStatus {
         }
     }
 
-    fn state_cell(&self) -> &'static str {
-        match (self.healthy, self.excluded.is_some(), self.lagging) {
-            (false, _, _) => "down",
-            (true, true, _) => "excluded",
-            (true, false, true) => "lagging",
-            (true, false, false) => "up",
+    /// The state from the other fields.
+    pub(crate) fn state_of(healthy: bool, excluded: bool, lagging: bool) -> NodeState {
+        match (healthy, excluded, lagging) {
+            (false, _, _) => NodeState::Down,
+            (true, true, _) => NodeState::Excluded,
+            (true, false, true) => NodeState::Lagging,
+            (true, false, false) => NodeState::Up,
         }
     }
 
@@ -171,7 +215,7 @@ impl fmt::Display for Status {
                     n.name.clone(),
                     n.role_cell(),
                     n.origin.to_string(),
-                    n.state_cell().into(),
+                    n.state.to_string(),
                     n.lag_cell(),
                     format!("{:.2}ms", n.latency.as_secs_f64() * 1000.0),
                     n.in_flight.to_string(),

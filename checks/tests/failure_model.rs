@@ -337,7 +337,18 @@ async fn nodes_of_another_cluster_are_not_trusted() {
                 .is_some_and(|w| w.contains("another cluster")),
             "{name}:\n{status}"
         );
+        assert_eq!(n.state, partypool::NodeState::Excluded, "{status}");
     }
+    assert_eq!(
+        status.node("replica-1").unwrap().state,
+        partypool::NodeState::Up
+    );
+    assert_eq!(status.writer().map(|w| w.name.as_str()), Some("primary"));
+    // Added by hand, a node of another cluster is refused, not probed forever.
+    let refused = pool.add_replica(&other.url(1)).await.unwrap_err();
+    assert!(refused.to_string().contains("another cluster"), "{refused}");
+    assert!(!refused.to_string().contains(support::SECRET), "{refused}");
+    assert_eq!(pool.status().nodes.len(), status.nodes.len());
     // The primary dies: the other cluster's primary (timeline 2) must not take the writes.
     blocking(|| c.kill(0));
     tokio::time::sleep(INTERVAL * 5).await;

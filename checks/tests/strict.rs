@@ -75,6 +75,15 @@ async fn replica_sessions_are_read_only_and_a_promoted_replica_still_writes() {
             }
         }
     }
+    // `status()` lists the writer first, and says the old primary is down.
+    let status = pool.status();
+    assert_eq!(status.nodes[0].name, "replica-1", "{status}");
+    assert_eq!(status.writer().map(|w| w.name.as_str()), Some("replica-1"));
+    assert_eq!(
+        status.node("primary").unwrap().state,
+        partypool::NodeState::Down,
+        "{status}"
+    );
     // Statements, transactions and connections from `acquire` all write there.
     for _ in 0..5 {
         sqlx::query("INSERT INTO t DEFAULT VALUES")

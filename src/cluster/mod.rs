@@ -242,14 +242,17 @@ impl<DB: Backend> Cluster<DB> {
         let snapshot = self.snapshot();
         let view = &snapshot.view;
         let writer = &view.nodes[view.writer].name;
-        snapshot
+        let mut rows = snapshot
             .nodes
             .iter()
             .zip(&view.nodes)
             .enumerate()
             .filter(|(_, (_, v))| !v.removed)
             .map(|(i, (node, v))| status_row(node, v, view.cluster_id, i == view.writer, writer))
-            .collect()
+            .collect::<Vec<_>>();
+        // The writer first (a promoted replica moves up), the others in their order.
+        rows.sort_by_key(|n| !n.writer);
+        rows
     }
 
     pub(crate) fn is_closing(&self) -> bool {
@@ -297,6 +300,11 @@ fn status_row<DB: Backend>(
         connections: node.pool.size(),
         idle: node.pool.num_idle(),
         last_error: view.last_error.clone(),
+        state: NodeStatus::state_of(
+            view.healthy,
+            view.excluded(cluster, writer).is_some(),
+            view.lagging,
+        ),
         excluded: view.excluded(cluster, writer),
         timeline: view.timeline,
         gtid_position: view.gtids.map(|g| g.to_string()),

@@ -39,7 +39,7 @@ impl<DB: Backend> Shared<DB> {
             name: None,
         };
         let joined = self.join(&member, false).await?;
-        Ok(joined.expect("joins without a probe"))
+        Ok(joined.expect("joins whatever the probe saw"))
     }
 
     /// Builds a member's node, probes it (its identity checked) and adds it; with
@@ -85,6 +85,21 @@ impl<DB: Backend> Shared<DB> {
         if must_answer && matches!(seen, crate::cluster::Observation::Down(_)) {
             node.pool.close().await;
             return Ok(None);
+        }
+        // Added by hand (`add_node`): a node of another cluster is a mistake to report, not a
+        // member to keep probing. (Discovered members follow their source instead: they
+        // join, excluded, and `status()` says why.)
+        if member.origin == Origin::Added
+            && let crate::cluster::Observation::Up(probe) = &seen
+            && let (Some(theirs), Some(ours)) = (probe.cluster_id, self.cluster.cluster_id())
+            && theirs != ours
+        {
+            node.pool.close().await;
+            return Err(Error::Membership(format!(
+                "{} belongs to another cluster (system identifier {theirs}; this pool's is \
+                 {ours}): not added",
+                node.url
+            )));
         }
         tracing::info!(node = %name, origin = %member.origin, "node joins the pool");
         self.cluster.join(node, seen);

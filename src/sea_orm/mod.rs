@@ -49,6 +49,9 @@ pub struct ReplicaConnection<DB: Backend> {
     via: Via<DB>,
 }
 
+/// A SeaORM [`ReplicaConnection`] over a [`PgReplicaPool`](crate::PgReplicaPool).
+pub type PgReplicaConnection = ReplicaConnection<Postgres>;
+
 enum Via<DB: Backend> {
     Pool(ReplicaPool<DB>),
     Session(Session<DB>),
