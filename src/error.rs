@@ -182,8 +182,21 @@ impl OutcomeUnknown {
 
 /// Whether a statement that failed with `e` may nevertheless have committed: it was sent to
 /// the writer and interrupted before its outcome came back (see [`OutcomeUnknown`]).
-/// Statements that failed with a database error, or that never left partypool
-/// ([`sqlx::Error::PoolClosed`], [`sqlx::Error::PoolTimedOut`]), did not commit.
+///
+/// What each error of a routed statement says about whether it ran:
+///
+/// | error | sent? | committed? |
+/// |---|---|---|
+/// | [`sqlx::Error::PoolTimedOut`] (no connection within `acquire_timeout`) | no | no |
+/// | [`sqlx::Error::PoolClosed`] (the pool was closed before it was sent, or a read on a replica was interrupted by `close()`) | no, or a read | no |
+/// | [`sqlx::Error::Io`] of kind `NotConnected` with the reason writes are blocked (no writer, `follow_promotion` off) | no | no |
+/// | [`sqlx::Error::Configuration`] | no | no |
+/// | [`sqlx::Error::Database`]: the server's own error for the statement | yes | no (a statement in your explicit transaction commits only with it) |
+/// | `RowNotFound`, `ColumnNotFound`, `ColumnDecode`, `Decode`, … (the result did not fit) | yes | **yes**, in autocommit: the statement ran to its end |
+/// | an error for which this returns `true` ([`OutcomeUnknown`]: the connection broke, `statement_timeout` fired, or `close()` interrupted it, on the writer) | yes | **maybe** |
+///
+/// A read that ran on a replica never commits anything; partypool runs it again elsewhere
+/// where that is safe, and reports the failure otherwise.
 ///
 /// ```no_run
 /// # async fn demo(pool: partypool::PgReplicaPool) {

@@ -31,8 +31,8 @@ impl Backend for sqlx::Sqlite {
             .is_some_and(|c| c & 0xff == 8)
     }
 
-    /// Proves the file answers; the position is the file's write count (see
-    /// [`commits`]), used only with simulated replicas.
+    /// Proves the file answers; the position is the file's write count in this process
+    /// (see `commits`), used only with simulated replicas.
     async fn probe(conn: &mut Self::Connection, _: bool) -> Result<Probe, sqlx::Error> {
         let counter = commits(conn).await?;
         Ok(Probe {

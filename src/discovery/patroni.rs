@@ -135,7 +135,7 @@ impl PatroniSource {
         if endpoints.is_empty() {
             return Err("no Patroni endpoint".into());
         }
-        let template = url::Url::parse(template).map_err(|e| format!("template URL: {e}"))?;
+        let template = template_url(template)?;
         Ok(PatroniSource {
             endpoints,
             template,
@@ -209,9 +209,63 @@ impl PatroniSource {
     }
 }
 
+/// The template as a URL. Its host is replaced by each member's, so it may have none:
+/// `postgres://app:pw@/app` and `postgres:///app?user=app` are taken as written.
+fn template_url(template: &str) -> Result<url::Url, String> {
+    let parse = |t: &str| url::Url::parse(t).map_err(|e| format!("template URL: {e}"));
+    let hostless = match template.split_once("://") {
+        Some((scheme, rest)) => {
+            // The authority ends at the first `/`, `?` or `#`; its host after the last `@`.
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let (authority, tail) = rest.split_at(end);
+            let (userinfo, host) = match authority.rfind('@') {
+                Some(at) => authority.split_at(at + 1),
+                None => ("", authority),
+            };
+            host.is_empty()
+                .then(|| format!("{scheme}://{userinfo}placeholder{tail}"))
+        }
+        None => None,
+    };
+    parse(hostless.as_deref().unwrap_or(template))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_template_needs_no_host() {
+        let m = Member {
+            name: "pg1".into(),
+            role: "leader".into(),
+            state: "running".into(),
+            host: "10.0.0.1".into(),
+            port: 5432,
+            lag: None,
+        };
+        for (template, want) in [
+            (
+                "postgres://app:pw@/app",
+                "postgres://app:pw@10.0.0.1:5432/app",
+            ),
+            (
+                "postgres://app@/app?sslmode=disable",
+                "postgres://app@10.0.0.1:5432/app?sslmode=disable",
+            ),
+            (
+                "postgres:///app?user=app",
+                "postgres://10.0.0.1:5432/app?user=app",
+            ),
+            (
+                "postgres://app:pw@old-host:1/app",
+                "postgres://app:pw@10.0.0.1:5432/app",
+            ),
+        ] {
+            let s = PatroniSource::new("http://127.0.0.1:8008", template).unwrap();
+            assert_eq!(s.url_for(&m).unwrap(), want, "{template}");
+        }
+    }
 
     #[test]
     fn reads_what_patroni_reports() {

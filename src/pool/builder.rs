@@ -238,7 +238,8 @@ impl<DB: Backend> Builder<DB> {
     /// Takes the members from a Patroni cluster (feature `patroni`): `endpoints` are one or
     /// more of its REST API URLs (`http://pg-1:8008,http://pg-2:8008`; any that answers
     /// will do), `template` the database URL for every member (user, password, database,
-    /// options; its host and port are replaced by each member's).
+    /// options; its host and port, which may be left out — `postgres://app:secret@/app` —
+    /// are each member's).
     ///
     /// Every [`Config::discovery_interval`] the pool reads `GET /cluster`: members become
     /// nodes named as Patroni names them, of discovered role; a switchover or failover
@@ -250,7 +251,7 @@ impl<DB: Backend> Builder<DB> {
     /// ```no_run
     /// # async fn demo() -> Result<(), partypool::Error> {
     /// let pool = partypool::PgReplicaPool::builder()
-    ///     .patroni("http://pg-1:8008,http://pg-2:8008", "postgres://app:secret@pg/app")
+    ///     .patroni("http://pg-1:8008,http://pg-2:8008", "postgres://app:secret@/app")
     ///     .connect()
     ///     .await?;
     /// # Ok(()) }
