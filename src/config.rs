@@ -175,6 +175,12 @@ pub struct Config {
     /// (measured: see BENCHMARKS.md).
     #[serde(with = "humantime_serde")]
     pub position_interval: Duration,
+    /// How long a write waits for a writer while the node taking the writes is down (its
+    /// probe failed): for it to answer again, or for another node to take the writes (a
+    /// promotion). Then it fails at once with the reason, never a `PoolTimedOut` after
+    /// `acquire_timeout`; nothing was sent. Zero: fail at once. Default: 5 s.
+    #[serde(with = "humantime_serde")]
+    pub writer_wait: Duration,
     /// How old the data a simulated replica serves is
     /// ([`Builder::simulate_replicas`](crate::Builder::simulate_replicas)): a read there sees
     /// the database as it was between this and an eighth more ago. Default: 200 ms.
@@ -253,6 +259,7 @@ impl Default for Config {
             position_interval: Duration::from_millis(5),
             discovery_interval: Duration::from_secs(5),
             simulated_lag: Duration::from_millis(200),
+            writer_wait: Duration::from_secs(5),
         }
     }
 }
@@ -305,6 +312,8 @@ impl Config {
         causal_wait: Duration,
         /// Sets [`Config::simulated_lag`].
         simulated_lag: Duration,
+        /// Sets [`Config::writer_wait`].
+        writer_wait: Duration,
         /// Sets [`Config::position_interval`].
         position_interval: Duration,
         /// Sets [`Config::discovery_interval`].

@@ -72,6 +72,8 @@ impl<DB: Backend> Shared<DB> {
     /// A connection to the writer, following it if it moves while we wait. Writes (`write`)
     /// fail at once while writes are blocked; reads that fell back here do not.
     async fn acquire_on_writer(self: &Arc<Self>, write: bool) -> Result<Checkout<DB>, sqlx::Error> {
+        // Since when a write has waited for a writer that is down.
+        let mut waiting: Option<std::time::Instant> = None;
         loop {
             let moved = self.cluster.writer_moved();
             tokio::pin!(moved);
@@ -88,6 +90,31 @@ impl<DB: Backend> Shared<DB> {
                         io::ErrorKind::NotConnected,
                         why.clone(),
                     )));
+                }
+                // The writer's probe failed: a connection would only be retried until
+                // `acquire_timeout`. Wait up to `writer_wait` for it to answer again or for
+                // another node to take the writes; then fail at once, saying why.
+                if write && v.probed && !v.healthy {
+                    let since = *waiting.get_or_insert_with(std::time::Instant::now);
+                    let limit = self.config.writer_wait;
+                    let left = limit.saturating_sub(since.elapsed());
+                    if left.is_zero() {
+                        let name = &snapshot.nodes[index].name;
+                        let why = v.last_error.as_deref().unwrap_or("it does not answer");
+                        return Err(sqlx::Error::Io(io::Error::new(
+                            io::ErrorKind::NotConnected,
+                            format!(
+                                "no writer: {name} takes the writes and is down ({why}); \
+                                 waited {limit:?} for it or another node (writer_wait)"
+                            ),
+                        )));
+                    }
+                    drop(snapshot);
+                    tokio::select! {
+                        _ = moved => {}
+                        _ = tokio::time::sleep(left.min(std::time::Duration::from_millis(25))) => {}
+                    }
+                    continue;
                 }
                 let node = Arc::clone(snapshot.writer());
                 (index, node, v.serves_reads(), v.is_standby())
