@@ -9,7 +9,7 @@ use futures_util::TryStreamExt;
 use partypool::{Config, PgReplicaPool};
 use sea_orm::{
     AccessMode, ActiveModelTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
-    Set, Statement, TransactionSession, TransactionTrait,
+    Set, Statement, TransactionTrait,
 };
 
 mod note {

@@ -53,6 +53,28 @@ fn finished() -> DbErr {
     DbErr::Conn(RuntimeErr::Internal("the transaction has finished".into()))
 }
 
+/// `commit` and `rollback` callable without importing SeaORM's `TransactionSession`, as on
+/// SeaORM's own `DatabaseTransaction`.
+impl ReplicaTransaction<Postgres> {
+    /// Commits (a nested transaction releases its savepoint).
+    ///
+    /// ```no_run
+    /// # async fn demo(db: partypool::sea_orm::PgReplicaConnection) -> Result<(), sea_orm::DbErr> {
+    /// use sea_orm::TransactionTrait;
+    /// let txn = db.begin().await?;
+    /// txn.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn commit(self) -> Result<(), DbErr> {
+        TransactionSession::commit(self).await
+    }
+
+    /// Rolls back (a nested transaction rolls back to its savepoint).
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        TransactionSession::rollback(self).await
+    }
+}
+
 impl ReplicaTransaction<Postgres> {
     fn new(tx: Tx<Postgres>) -> Self {
         ReplicaTransaction {
