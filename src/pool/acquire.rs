@@ -45,6 +45,26 @@ pub(crate) struct Checkout<DB: Backend> {
 }
 
 impl<DB: Backend> Checkout<DB> {
+    /// A read's connection on a replica the view had in the rotation (a standby).
+    fn on_replica(
+        index: usize,
+        node: Arc<Node<DB>>,
+        conn: PoolConnection<DB>,
+        busy: Busy<DB>,
+        choice: ReadChoice,
+    ) -> Self {
+        Checkout {
+            index,
+            node,
+            conn,
+            busy: busy.connected(),
+            serves_reads: true,
+            standby: true,
+            choice,
+            reader: None,
+        }
+    }
+
     fn chose(mut self, choice: ReadChoice) -> Self {
         self.choice = choice;
         self
@@ -345,21 +365,12 @@ impl<DB: Backend> Shared<DB> {
                         hw.raise(known);
                     }
                     // Chosen from the view's readable replicas: a standby serving reads.
-                    let checkout = Checkout {
-                        index,
-                        node,
-                        conn,
-                        busy: busy.connected(),
-                        serves_reads: true,
-                        standby: true,
-                        choice: if at.is_some() {
-                            ReadChoice::CaughtUpReplica
-                        } else {
-                            ReadChoice::AnyReplica
-                        },
-                        reader: None,
+                    let choice = if at.is_some() {
+                        ReadChoice::CaughtUpReplica
+                    } else {
+                        ReadChoice::AnyReplica
                     };
-                    return Ok((checkout, false));
+                    return Ok((Checkout::on_replica(index, node, conn, busy, choice), false));
                 }
                 // A busy node, not a down one.
                 Some(Err(e)) if was_full(&node, had_room, &e) => return Err(e),
@@ -446,16 +457,8 @@ impl<DB: Backend> Shared<DB> {
             return None;
         };
         node.lending.lend();
-        let mut checkout = Checkout {
-            index,
-            node,
-            conn,
-            busy: busy.connected(),
-            serves_reads: true,
-            standby: true,
-            choice: ReadChoice::CaughtUpReplica,
-            reader: None,
-        };
+        let mut checkout =
+            Checkout::on_replica(index, node, conn, busy, ReadChoice::CaughtUpReplica);
         self.ask(&mut checkout).await.then_some(checkout)
     }
 

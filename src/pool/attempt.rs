@@ -150,10 +150,13 @@ impl<DB: Backend> Shared<DB>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
-    fn route(&self, sql: &str, force: Option<Target>) -> Route {
-        let route = self.router.decide(sql, force).route();
+    /// Where `sql` goes, and whether it is a read whatever a hint or the executor's target
+    /// says (see [`Router::decide_read`](crate::route::Router)).
+    fn route(&self, sql: &str, force: Option<Target>) -> (Route, bool) {
+        let (decision, read) = self.router.decide_read(sql, force);
+        let route = decision.route();
         tracing::trace!(target = %route.target, reason = route.reason, "routed");
-        route
+        (route, read)
     }
 
     fn misrouted(&self, node: &Node<DB>, sql: &SqlStr, e: &sqlx::Error) {
@@ -262,13 +265,11 @@ where
         via: Via,
         op: O,
     ) -> impl futures_core::Stream<Item = Result<O::Item, sqlx::Error>> + Send + 'e {
-        let route = self.route(query.sql.as_str(), via.force);
+        // A read sent to the primary on purpose (`on_primary`, a hint) is still a read
+        // (`read_like`): a stale cached plan is prepared again there too.
+        let (route, reads) = self.route(query.sql.as_str(), via.force);
         let read = route.target == Target::Replica;
-        // A read sent to the primary on purpose (`on_primary`, a hint) is still a read: a
-        // stale cached plan is prepared again there too.
-        let read_like = read
-            || (via.force.is_some()
-                && self.router.decide(query.sql.as_str(), None).route().target == Target::Replica);
+        let read_like = read || reads;
         let span = call_span(route);
         // Kept for the journal only while one is open.
         let journal_sql = self
@@ -473,7 +474,7 @@ where
     ) -> BoxFuture<'e, Result<DB::Statement, sqlx::Error>> {
         // A prepared statement is metadata plus SQL; sqlx prepares it again on whichever
         // connection later runs it, so it is routed again at that point.
-        let route = self.route(sql.as_str(), via.force);
+        let (route, _) = self.route(sql.as_str(), via.force);
         async move {
             let Checkout {
                 index,

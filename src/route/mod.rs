@@ -229,6 +229,12 @@ impl Router {
     /// Classifies `sql`; `force` is an executor's explicit target (`on_primary`,
     /// `on_replica`), which acts like a hint comment.
     pub(crate) fn decide(&self, sql: &str, force: Option<Target>) -> Decision {
+        self.decide_read(sql, force).0
+    }
+
+    /// [`decide`](Self::decide), and whether `sql` is a read whatever the hint or the
+    /// executor's target says (a read sent to the primary on purpose is still one).
+    pub(crate) fn decide_read(&self, sql: &str, force: Option<Target>) -> (Decision, bool) {
         let (decision, gated, hint) = self.decide_as(sql, false);
         let mut decision = decision.unwrap_or(Decision::primary(Reason(&"empty statement")));
         // A version-gated executable comment (`/*!50700 … */`, any `/*M! … */`) runs or is
@@ -241,15 +247,15 @@ impl Router {
         {
             decision = skipped;
         }
-        match force.or(hint) {
-            Some(Target::Primary) if decision.target == Target::Replica => {
-                Decision::primary(Reason(&"primary hint"))
-            }
+        let read = decision.target == Target::Replica;
+        let decision = match force.or(hint) {
+            Some(Target::Primary) if read => Decision::primary(Reason(&"primary hint")),
             Some(Target::Replica) if decision.overridable => {
                 Decision::replica(Reason(&"replica hint"))
             }
             _ => decision,
-        }
+        };
+        (decision, read)
     }
 
     /// One reading of `sql`: its decision before hints, whether it has a version-gated

@@ -123,7 +123,8 @@ pub(crate) fn run(cmd: &mut Command) {
     check(&out, &format!("{cmd:?}"));
 }
 
-pub(crate) fn check(out: &Output, what: &str) {
+/// Panics with `what` and the command's output unless it succeeded.
+pub fn check(out: &Output, what: &str) {
     assert!(
         out.status.success(),
         "{what} failed ({}):\n{}\n{}",
@@ -133,7 +134,8 @@ pub(crate) fn check(out: &Output, what: &str) {
     );
 }
 
-pub(crate) fn is_root() -> bool {
+/// Whether this process runs as root (PostgreSQL servers then run as the `postgres` user).
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
