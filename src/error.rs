@@ -83,6 +83,11 @@ pub enum Error {
         reasons: String,
     },
 
+    /// The [credential source](crate::Builder::credentials) gave no credential at
+    /// `connect` (its message, with every password scrubbed out).
+    #[error("no credentials: {0}")]
+    Credentials(String),
+
     /// A membership change was refused (`add_node` / `remove_node`).
     #[error("membership change refused: {0}")]
     Membership(String),

@@ -78,10 +78,11 @@ async fn probe_server<DB: Backend>(node: &Node<DB>, status: bool) -> Result<Prob
             Err(_) => drop(conn),
         }
     }
-    let mut conn = match &node.probe_options {
-        Some(options) => options.connect().await?,
-        None => node.pool.connect_options().connect().await?,
+    let connected = match &node.probe_options {
+        Some(options) => options.connect().await,
+        None => node.pool.connect_options().connect().await,
     };
+    let mut conn = connected.inspect_err(|e| node.connect_failed(e))?;
     let probe = DB::probe(&mut conn, status).await;
     match probe {
         Ok(_) => node.keep_probe_connection(conn),

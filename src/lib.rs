@@ -46,6 +46,7 @@
 pub mod balance;
 mod ban;
 pub mod config;
+mod credentials;
 pub mod error;
 mod positions;
 mod redact;
@@ -84,6 +85,7 @@ pub use backend::{Backend, LogPosition};
 pub use balance::Balance;
 pub use config::{Config, Consistency, Scope};
 pub use consistency::{CausalToken, TokenKind};
+pub use credentials::{Credential, CredentialError, CredentialSource};
 pub use error::{Error, may_have_committed};
 pub use pool::{Builder, Journal, JournalEntry, ReadChoice, ReplicaPool, Session, Targeted};
 pub use positions::GtidSet;

@@ -44,7 +44,7 @@ pub(crate) async fn primary_after<DB: Backend>(
                 Some((position.ok().flatten().map(At::from_log), clean))
             }
             None => {
-                let mut conn = node.pool.acquire().await.ok()?;
+                let mut conn = node.acquire().await.ok()?;
                 node.lending.lend();
                 let clean = !node.lending.any_held();
                 let position = DB::capture_position(&mut conn).await;

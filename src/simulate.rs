@@ -39,8 +39,7 @@ pub(crate) fn spawn<DB: Backend>(
     ring: &Arc<Ring>,
     nodes: &[Arc<Node<DB>>],
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let first = nodes.first()?;
-    let options = first.pool.connect_options();
+    nodes.first()?;
     let nodes: Vec<Weak<Node<DB>>> = nodes.iter().map(Arc::downgrade).collect();
     let ring = Arc::downgrade(ring);
     Some(tokio::spawn(async move {
@@ -71,16 +70,22 @@ pub(crate) fn spawn<DB: Backend>(
             // A new snapshot, on a spare connection or a new one.
             let mut conn = match spare.pop() {
                 Some(c) => c,
-                None => match options.connect().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        if !warned {
-                            tracing::warn!(error = %e, "simulated replicas: cannot connect");
-                            warned = true;
+                // The options now (rotating credentials change them), of a simulated
+                // replica still there (they are all the primary's).
+                None => match nodes.iter().find_map(Weak::upgrade) {
+                    None => break,
+                    Some(node) => match node.pool.connect_options().connect().await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            let e = node.scrub(&e.to_string());
+                            if !warned {
+                                tracing::warn!(error = %e, "simulated replicas: cannot connect");
+                                warned = true;
+                            }
+                            r.failed(Some(format!("cannot connect: {e}")));
+                            continue;
                         }
-                        r.failed(Some(format!("cannot connect: {e}")));
-                        continue;
-                    }
+                    },
                 },
             };
             match DB::hold_snapshot(&mut conn).await {

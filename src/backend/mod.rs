@@ -246,6 +246,24 @@ pub trait Backend: Database<Arguments: Clone> + sealed::Sealed {
         std::future::ready(Ok(()))
     }
 
+    /// Connect options logging in with a rotated credential
+    /// ([`Builder::credentials`](crate::Builder::credentials)): `password`, and `user` when
+    /// given. `None`: this database has no passwords (SQLite).
+    fn with_credential(
+        options: <Self::Connection as sqlx::Connection>::Options,
+        user: Option<&str>,
+        password: &str,
+    ) -> Option<<Self::Connection as sqlx::Connection>::Options> {
+        let _ = (options, user, password);
+        None
+    }
+
+    /// Whether `e` says the server refused the credential (a wrong or expired password).
+    fn is_auth_failure(e: &sqlx::Error) -> bool {
+        let _ = e;
+        false
+    }
+
     /// Whether `e` says the database does not exist on this node (yet): on a replica, a
     /// database just created on the primary that it has not replayed. The node is behind,
     /// not down.

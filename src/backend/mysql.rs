@@ -199,6 +199,23 @@ impl Backend for sqlx::MySql {
     /// Errors 1290 (`--read-only` / `--super-read-only`), 1792 (read-only transaction) and
     /// 1836 (read-only mode).
     /// Error 1049 (`Unknown database`).
+    fn with_credential(
+        options: sqlx::mysql::MySqlConnectOptions,
+        user: Option<&str>,
+        password: &str,
+    ) -> Option<sqlx::mysql::MySqlConnectOptions> {
+        let options = options.password(password);
+        Some(match user {
+            Some(u) => options.username(u),
+            None => options,
+        })
+    }
+
+    /// 1045 "Access denied for user" (a wrong password, or no such user).
+    fn is_auth_failure(e: &sqlx::Error) -> bool {
+        mysql_errno(e) == Some(1045)
+    }
+
     fn is_missing_database(e: &sqlx::Error) -> bool {
         mysql_errno(e) == Some(1049)
     }

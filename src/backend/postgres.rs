@@ -158,6 +158,25 @@ impl Backend for sqlx::Postgres {
     }
 
     /// SQLSTATE 3D000 (`database "…" does not exist`).
+    fn with_credential(
+        options: sqlx::postgres::PgConnectOptions,
+        user: Option<&str>,
+        password: &str,
+    ) -> Option<sqlx::postgres::PgConnectOptions> {
+        let options = options.password(password);
+        Some(match user {
+            Some(u) => options.username(u),
+            None => options,
+        })
+    }
+
+    /// SQLSTATE 28P01 (invalid_password) and 28000 (invalid_authorization_specification:
+    /// no such role, role cannot log in, pg_hba rejection).
+    fn is_auth_failure(e: &sqlx::Error) -> bool {
+        e.as_database_error()
+            .is_some_and(|d| matches!(d.code().as_deref(), Some("28P01" | "28000")))
+    }
+
     fn is_missing_database(e: &sqlx::Error) -> bool {
         e.as_database_error()
             .is_some_and(|d| d.code().as_deref() == Some("3D000"))

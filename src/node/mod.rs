@@ -61,6 +61,9 @@ pub(crate) struct Node<DB: Database> {
     pub(crate) probe_options: Option<<DB::Connection as sqlx::Connection>::Options>,
     /// The monitor credential's password, scrubbed out of driver messages too.
     monitor_secret: Option<String>,
+    /// Rotating credentials ([`Builder::credentials`](crate::Builder::credentials)): their
+    /// passwords are scrubbed out of driver messages, and a refusal asks for a new one.
+    pub(crate) rotation: Option<Arc<crate::credentials::Rotation>>,
     /// The health probe's own connection, kept between probes (see `health::probe`).
     probe_conn: Mutex<Option<DB::Connection>>,
     /// A probe to confirm a statement's connection error is running.
@@ -130,6 +133,7 @@ impl<DB: Backend> Node<DB> {
             weight: 1,
             probe_options: None,
             monitor_secret: None,
+            rotation: None,
             probe_conn: Mutex::new(None),
             suspected: AtomicBool::new(false),
             position: AtomicU64::new(UNKNOWN),
@@ -379,6 +383,7 @@ impl<DB: Backend> Node<DB> {
     /// alone never takes the node out (one terminated backend is not a dead server).
     pub(crate) fn record_error(&self, e: &sqlx::Error) -> bool {
         self.count_error();
+        self.connect_failed(e);
         DB::is_unavailable(e)
     }
 
@@ -388,12 +393,68 @@ impl<DB: Backend> Node<DB> {
         self.metrics.errors.increment(1);
     }
 
-    /// Text from the driver with this node's password scrubbed out.
+    /// Text from the driver with this node's passwords scrubbed out: the URL's, the monitor
+    /// credential's and every rotated one.
     pub(crate) fn scrub(&self, text: &str) -> String {
-        let text = redact::scrub(text, self.secret.as_deref());
-        match &self.monitor_secret {
-            Some(s) => redact::scrub(&text, Some(s)),
+        let mut text = redact::scrub(text, self.secret.as_deref());
+        if let Some(s) = &self.monitor_secret {
+            text = redact::scrub(&text, Some(s));
+        }
+        match &self.rotation {
+            Some(r) => r.scrub(&text),
             None => text,
+        }
+    }
+
+    /// Makes its new connections (and probes') log in with `credential`; the application's
+    /// open connections stay as they are until recycled. `false` when the database has no passwords.
+    pub(crate) fn use_credential(&self, credential: &crate::credentials::Credential) -> bool {
+        let options = (*self.pool.connect_options()).clone();
+        match DB::with_credential(options, credential.username(), credential.password()) {
+            Some(options) => {
+                self.pool.set_connect_options(options);
+                // The probes' kept connection logs in again with it: a revoked user's
+                // session does not linger.
+                drop(self.take_probe_connection());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A connection from its pool. With rotating credentials, a login refused (nothing
+    /// was sent) renews the credential at once — shared with the logins refused with it —
+    /// and is tried once more with it, so a password rotated between two refreshes costs a
+    /// statement one round trip to the source, not an error.
+    pub(crate) async fn acquire(&self) -> Result<PoolConnection<DB>, sqlx::Error> {
+        let seen = self.rotation.as_ref().map(|r| r.generation());
+        let e = match self.pool.acquire().await {
+            Err(e) if DB::is_auth_failure(&e) => e,
+            acquired => return acquired,
+        };
+        let (Some(rotation), Some(seen)) = (&self.rotation, seen) else {
+            return Err(e);
+        };
+        let limit = self.pool.options().get_acquire_timeout();
+        match tokio::time::timeout(limit, rotation.renew(seen)).await {
+            Ok(Ok(credential)) => {
+                self.use_credential(&credential);
+                self.pool.acquire().await
+            }
+            Ok(Err(why)) => {
+                tracing::warn!(node = %self.name, error = %why, "login refused; no new credential");
+                Err(e)
+            }
+            Err(_) => Err(e),
+        }
+    }
+
+    /// Looks at a failed connect or probe: a refused credential asks for a new one.
+    pub(crate) fn connect_failed(&self, e: &sqlx::Error) {
+        if let Some(r) = &self.rotation
+            && DB::is_auth_failure(e)
+        {
+            r.refused();
         }
     }
 
@@ -430,7 +491,7 @@ impl<DB: Backend> Node<DB> {
         }
         tokio::select! {
             biased;
-            conn = self.pool.acquire() => Some(conn),
+            conn = self.acquire() => Some(conn),
             _ = left => None,
         }
     }

@@ -143,7 +143,7 @@ impl<DB: Backend> Shared<DB> {
             let had_room = node.has_free_connection();
             let acquired = tokio::select! {
                 biased;
-                conn = node.pool.acquire() => conn,
+                conn = node.acquire() => conn,
                 _ = moved => continue,
             };
             if acquired.is_ok() {

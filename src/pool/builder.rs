@@ -50,6 +50,8 @@ pub(crate) struct Hooks<DB: Backend> {
     pub(crate) simulated_replicas: usize,
     /// Nodes given as connect options rather than URLs, by the URL they print as.
     pub(crate) options: std::collections::HashMap<String, ConnectOptionsOf<DB>>,
+    /// Rotating credentials for every node's connections.
+    pub(crate) credentials: Option<Arc<crate::credentials::Rotation>>,
 }
 
 impl<DB: Backend> Default for Hooks<DB> {
@@ -65,6 +67,7 @@ impl<DB: Backend> Default for Hooks<DB> {
             wait_for_replicas: None,
             simulated_replicas: 0,
             options: std::collections::HashMap::new(),
+            credentials: None,
         }
     }
 }
@@ -488,6 +491,39 @@ impl<DB: Backend> Builder<DB> {
         self
     }
 
+    /// Logs every node in with credentials that rotate: IAM auth tokens, Vault leases, a
+    /// secret a manager rewrites. `connect` asks `source` first (and fails, saying why, when
+    /// it cannot answer within `acquire_timeout`); a task asks again after three quarters of
+    /// each credential's [`valid_for`](crate::Credential::valid_for) (else every minute), and
+    /// at once when a node refuses it. Each answer applies to the new connections of every
+    /// node — declared, discovered, added later — and of the probes (not to a
+    /// [`monitor_credentials`](Self::monitor_credentials) user); open connections stay
+    /// logged in until `max_lifetime` recycles them, as servers keep them. A failed ask keeps
+    /// the current credential and is retried (1 s, doubling to 30 s), logged at WARN. No
+    /// password is ever logged or put in an error. PostgreSQL and MySQL/MariaDB.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), partypool::Error> {
+    /// use std::time::Duration;
+    /// use partypool::{Credential, PgReplicaPool};
+    ///
+    /// async fn iam_token() -> Result<String, std::io::Error> { Ok("…".into()) }
+    ///
+    /// let pool = PgReplicaPool::builder()
+    ///     .primary("postgres://app@db-primary:5432/app")
+    ///     .replica("postgres://app@db-replica-1:5432/app")
+    ///     .credentials(|| async {
+    ///         Ok::<_, std::io::Error>(Credential::new(iam_token().await?).valid_for(Duration::from_secs(900)))
+    ///     })
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn credentials(mut self, source: impl crate::credentials::CredentialSource) -> Self {
+        self.hooks.credentials = Some(Arc::new(crate::credentials::Rotation::new(source)));
+        self
+    }
+
     /// Connects; see [`ReplicaPool::connect`] for what can fail.
     pub async fn connect(self) -> Result<ReplicaPool<DB>, Error> {
         if let Some(e) = self.bad_url {
@@ -512,6 +548,7 @@ impl<DB: Backend> fmt::Debug for Builder<DB> {
             .field("connect_options", &self.hooks.connect_options.is_some())
             .field("after_connect", &self.hooks.after_connect.is_some())
             .field("monitor_user", &self.hooks.monitor.as_ref().map(|(u, _)| u))
+            .field("credentials", &self.hooks.credentials)
             .field("dns", &self.hooks.dns)
             .finish()
     }

@@ -372,6 +372,18 @@ pub(super) fn node<DB: Backend>(
     let pool = pool.connect_lazy_with(options);
     let mut node = Node::new(name, role, url, secret, pool).with_lending(lending);
     node.strict = strict;
+    if let Some(rotation) = &hooks.credentials {
+        let probe = (*node.pool.connect_options()).clone();
+        if DB::with_credential(probe, None, "").is_none() {
+            return Err(Error::Config(
+                "credentials: this database has no passwords".into(),
+            ));
+        }
+        if let Some(credential) = rotation.current() {
+            node.use_credential(&credential);
+        }
+        node.rotation = Some(Arc::clone(rotation));
+    }
     if let Some(options) = probe_options {
         node = node.with_probe_options(options, hooks.monitor.as_ref().map(|(_, p)| p.clone()));
     }

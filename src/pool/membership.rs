@@ -102,7 +102,12 @@ impl<DB: Backend> Shared<DB> {
             )));
         }
         tracing::info!(node = %name, origin = %member.origin, "node joins the pool");
-        self.cluster.join(node, seen);
+        self.cluster.join(Arc::clone(&node), seen);
+        // Rotating credentials: the task applies a new one to the nodes it sees after making
+        // it current; a node published after it looked gets it here.
+        if let Some(credential) = self.hooks.credentials.as_ref().and_then(|r| r.current()) {
+            node.use_credential(&credential);
+        }
         Ok(Some(name))
     }
 

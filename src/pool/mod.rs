@@ -43,6 +43,7 @@ mod guard;
 mod journal;
 mod membership;
 mod record;
+mod rotate;
 mod routed;
 mod scope;
 mod session;
@@ -254,7 +255,7 @@ impl<DB: Backend> ReplicaPool<DB> {
         let (index, writer) = self.writable()?;
         writer.served();
         let tx = async {
-            let mut conn = writer.pool.acquire().await?;
+            let mut conn = writer.acquire().await?;
             if writer.strict {
                 DB::set_session(&mut conn, DB::READ_WRITE_SESSION).await?;
             }

@@ -54,6 +54,8 @@ pub(crate) struct Shared<DB: Backend> {
     pub(super) journals: Arc<super::journal::Journals>,
     /// The simulated replicas' snapshot task, if the pool has any.
     simulation: Mutex<Option<JoinHandle<()>>>,
+    /// The credentials task, with rotating credentials.
+    rotation: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// The settings the cluster, the tasks and the query path read, from the configuration.
@@ -125,6 +127,10 @@ impl<DB: Backend> Shared<DB> {
             && let Some(reasons) = discovered.failure
         {
             return Err(Error::NoNodeAnswered { reasons });
+        }
+        // Rotating credentials: the nodes are built logging in with the first one.
+        if let Some(rotation) = &hooks.credentials {
+            super::rotate::first(rotation, config.acquire_timeout).await?;
         }
         let nodes = connect::build_nodes(members, &config, &hooks)?;
         let settings = settings::<DB>(&config, &nodes);
@@ -213,6 +219,10 @@ impl<DB: Backend> Shared<DB> {
     ) -> Self {
         let (tx, rx) = oneshot::channel();
         let task = health::spawn(Arc::downgrade(&cluster), settings, rx, probe_now);
+        let rotation = hooks
+            .credentials
+            .clone()
+            .map(|r| super::rotate::spawn(Arc::downgrade(&cluster), r, config.acquire_timeout));
         Shared {
             cluster,
             router: config.router(DB::DIALECT),
@@ -229,6 +239,7 @@ impl<DB: Backend> Shared<DB> {
             discovery: Mutex::new(None),
             journals: Arc::default(),
             simulation: Mutex::new(simulation),
+            rotation: Mutex::new(rotation),
         }
     }
 
@@ -302,6 +313,9 @@ impl<DB: Backend> Shared<DB> {
         }
         if let Some(discovery) = lock(&self.discovery).take() {
             discovery.abort();
+        }
+        if let Some(rotation) = lock(&self.rotation).take() {
+            rotation.abort();
         }
         let nodes = Arc::clone(&self.cluster.snapshot().nodes);
         for ring in nodes.iter().filter_map(|n| n.simulated.as_ref()) {

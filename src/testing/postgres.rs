@@ -417,6 +417,19 @@ impl PgCluster {
         );
     }
 
+    /// Makes every node check the passwords of `roles` (SCRAM) on its TCP connections; the
+    /// cluster trusts every login otherwise. For tests of credentials: create the roles
+    /// with `CREATE ROLE … LOGIN PASSWORD '…'` on the primary (they replicate).
+    pub fn require_passwords(&self, roles: &[&str]) {
+        let line = format!("host all {} 127.0.0.1/32 scram-sha-256\n", roles.join(","));
+        for (i, node) in self.nodes.iter().enumerate() {
+            let path = node.data.join("pg_hba.conf");
+            let old = std::fs::read_to_string(&path).expect("read pg_hba.conf");
+            std::fs::write(&path, format!("{line}{old}")).expect("write pg_hba.conf");
+            self.psql(i, "SELECT pg_reload_conf()");
+        }
+    }
+
     /// Makes replica `i` apply each commit `delay` after the primary made it
     /// (`recovery_min_apply_delay`), while streaming continues: a replica that is always
     /// that far behind. `Duration::ZERO` ends it.
