@@ -79,6 +79,8 @@ macro_rules! optional_setters {
 /// | `causal_wait` | 50 ms | how long a session read waits for a replica to catch up |
 /// | `position_interval` | 5 ms | how long a replica found behind is not asked its replay position again |
 /// | `discovery_interval` | 5 s | how often DNS names (`Builder::dns`) and Patroni are asked for the members |
+/// | `prefer_zone` | none | reads go to replicas of this zone first (`Builder::in_zone`, `?zone=`) |
+/// | `idle_probe_after` | none | with no statement for this long, stop probing replicas (serverless replicas suspend) |
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
@@ -191,6 +193,19 @@ pub struct Config {
     /// Default: 5 s.
     #[serde(with = "humantime_serde")]
     pub discovery_interval: Duration,
+    /// The zone this process runs in: reads go to the healthy, caught-up replicas of this
+    /// zone ([`Builder::in_zone`](crate::Builder::in_zone), a `zone` URL parameter, a
+    /// Patroni `zone` tag) and spill to other zones only while none of those can take
+    /// them — down, lagging, excluded, behind what the read needs, or with every connection
+    /// busy while a replica elsewhere has one free. Default: `None` (every zone alike).
+    pub prefer_zone: Option<String>,
+    /// Serverless replicas that suspend when idle (and bill while awake): with no statement
+    /// through the pool for this long, the health task stops probing the replicas, so they
+    /// may suspend. The next read probes the replica it picks before trusting it (a
+    /// suspended node is not down: it wakes on the probe's connection), and probing
+    /// resumes. The primary is still probed. Default: `None` (always probe).
+    #[serde(with = "humantime_serde")]
+    pub idle_probe_after: Option<Duration>,
 }
 
 /// Exponential backoff bounds: see [`Config::ban_backoff`].
@@ -260,6 +275,8 @@ impl Default for Config {
             discovery_interval: Duration::from_secs(5),
             simulated_lag: Duration::from_millis(200),
             writer_wait: Duration::from_secs(5),
+            prefer_zone: None,
+            idle_probe_after: None,
         }
     }
 }
@@ -332,6 +349,20 @@ impl Config {
         max_replica_lag: Duration,
         /// Sets [`Config::max_replica_lag_bytes`] (`None`: no limit).
         max_replica_lag_bytes: u64,
+        /// Sets [`Config::idle_probe_after`] (`None`: always probe).
+        idle_probe_after: Duration,
+    }
+
+    /// Sets [`Config::prefer_zone`].
+    ///
+    /// ```
+    /// let config = partypool::Config::default().prefer_zone("eu-west-1a");
+    /// assert_eq!(config.prefer_zone.as_deref(), Some("eu-west-1a"));
+    /// ```
+    #[must_use]
+    pub fn prefer_zone(mut self, zone: impl Into<String>) -> Self {
+        self.prefer_zone = Some(zone.into());
+        self
     }
 
     /// Sets [`Config::replica_weights`].

@@ -12,10 +12,10 @@ pub use crate::roles::Role;
 /// have their passwords replaced by `***`.
 ///
 /// ```text
-/// NODE       ROLE                        FROM      STATE  LAG        LATENCY  IN-FLIGHT  QUERIES  ERRORS  RETRIES  MISROUTES  URL                                     LAST ERROR
-/// primary    primary (not writer)        declared  down   -           0.41ms          0       76       1        0          0  postgres://app:***@127.0.0.1:40745/app  error communicating with database: Connection refused (os error 111)
-/// replica-1  replica (promoted, writer)  declared  up     -           0.38ms          1      312       0        0          0  postgres://app:***@127.0.0.1:44441/app  -
-/// replica-2  replica                     declared  up     299ms/48B   0.35ms          0      940       0        2          0  postgres://app:***@127.0.0.1:33115/app  -
+/// NODE       ROLE                        FROM      ZONE        STATE  LAG        LATENCY  IN-FLIGHT  QUERIES  ERRORS  RETRIES  MISROUTES  URL                                     LAST ERROR
+/// primary    primary (not writer)        declared  eu-west-1a  down   -           0.41ms          0       76       1        0          0  postgres://app:***@127.0.0.1:40745/app  error communicating with database: Connection refused (os error 111)
+/// replica-1  replica (promoted, writer)  declared  eu-west-1a  up     -           0.38ms          1      312       0        0          0  postgres://app:***@127.0.0.1:44441/app  -
+/// replica-2  replica                     declared  eu-west-1b  up     299ms/48B   0.35ms          0      940       0        2          0  postgres://app:***@127.0.0.1:33115/app  -
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -122,6 +122,9 @@ pub struct NodeStatus {
     pub replication: Option<crate::backend::Replication>,
     /// How it became a member: declared, one host of a multi-host URL, added at run time.
     pub origin: crate::roles::Origin,
+    /// Its zone, when one was given ([`Builder::in_zone`](crate::Builder::in_zone), a
+    /// `zone` URL parameter, a Patroni `zone` tag).
+    pub zone: Option<String>,
 }
 
 impl Status {
@@ -191,11 +194,12 @@ impl NodeStatus {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const COLUMNS: usize = 13;
+        const COLUMNS: usize = 14;
         let header: [&str; COLUMNS] = [
             "NODE",
             "ROLE",
             "FROM",
+            "ZONE",
             "STATE",
             "LAG",
             "LATENCY",
@@ -215,6 +219,7 @@ impl fmt::Display for Status {
                     n.name.clone(),
                     n.role_cell(),
                     n.origin.to_string(),
+                    n.zone.clone().unwrap_or_else(|| "-".into()),
                     n.state.to_string(),
                     n.lag_cell(),
                     format!("{:.2}ms", n.latency.as_secs_f64() * 1000.0),
@@ -240,7 +245,7 @@ impl fmt::Display for Status {
         }
         let line = |f: &mut fmt::Formatter<'_>, cells: &[&str]| -> fmt::Result {
             for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-                let right = matches!(i, 5..=10);
+                let right = matches!(i, 6..=11);
                 match (i + 1 == cells.len(), right) {
                     (true, _) => write!(f, "{cell}")?,
                     (false, true) => write!(f, "{cell:>w$}  ")?,

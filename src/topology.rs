@@ -15,6 +15,49 @@ pub(crate) struct Member {
     pub(crate) origin: Origin,
     /// Its name, when the source gives one (DNS: `host/addr:port`).
     pub(crate) name: Option<String>,
+    /// Its zone, when the source gives one (`Builder::in_zone`, a Patroni tag); else the
+    /// URL's `zone` parameter, if any.
+    pub(crate) zone: Option<String>,
+}
+
+/// Takes the `zone` parameter out of a node's URL (no database knows it): the URL without
+/// it, and its value. `postgres://h/db?zone=eu-1a&sslmode=require` gives
+/// `postgres://h/db?sslmode=require` and `eu-1a`.
+pub(crate) fn take_zone(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let (query, fragment) = match query.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (query, None),
+    };
+    let mut found = false;
+    let mut zone = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.split_once('=') {
+            Some(("zone", value)) => {
+                let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+                zone = Some(value.into_owned()).filter(|z| !z.is_empty());
+                found = true;
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    if !found {
+        return (url.to_owned(), None);
+    }
+    let mut out = base.to_owned();
+    if !kept.is_empty() {
+        out.push('?');
+        out.push_str(&kept.join("&"));
+    }
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    (out, zone)
 }
 
 /// Splits a libpq-style multi-host URL into one URL per host, each with the same scheme,
@@ -77,6 +120,30 @@ pub(crate) fn host_port(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_zone_parameter_is_taken_out_of_the_url() {
+        let cases = [
+            ("postgres://h/db", ("postgres://h/db", None)),
+            (
+                "postgres://h/db?zone=eu-1a",
+                ("postgres://h/db", Some("eu-1a")),
+            ),
+            (
+                "postgres://h/db?sslmode=require&zone=eu%2D1b&application_name=x",
+                (
+                    "postgres://h/db?sslmode=require&application_name=x",
+                    Some("eu-1b"),
+                ),
+            ),
+            ("mysql://h/db?zone=", ("mysql://h/db", None)),
+            ("postgres://h/db?zoned=1", ("postgres://h/db?zoned=1", None)),
+        ];
+        for (url, (want, zone)) in cases {
+            let (got, z) = take_zone(url);
+            assert_eq!((got.as_str(), z.as_deref()), (want, zone), "{url}");
+        }
+    }
 
     #[test]
     fn multi_host_urls_become_one_url_per_host() {

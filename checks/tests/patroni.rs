@@ -45,6 +45,8 @@ async fn a_switchover_moves_the_writes_without_losing_any() {
             .unwrap_or_else(|| panic!("{}: {status}", m.name));
         assert_eq!(n.origin, Origin::Patroni);
         assert_eq!(n.writer, m.name == leader, "{status}");
+        // Each member's `zone` tag.
+        assert_eq!(n.zone, Some(format!("zone-{}", m.name)), "{status}");
     }
     let port_of = |name: &str| c.member(name).pg_port;
     let first: i32 =

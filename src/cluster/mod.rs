@@ -191,8 +191,9 @@ impl<DB: Backend> Cluster<DB> {
 
     /// The next replica that serves reads in `snapshot`, by the balancing policy, skipping
     /// `tried` (member indices), among those known to have replayed `at` when given, and
-    /// among those with a free connection when `free` (so a full pool does not make a read
-    /// wait while another replica idles); `None` when there is none.
+    /// among those not saturated when `free` (so a full pool does not make a read wait
+    /// while another replica idles); `None` when there is none. With a preferred zone, its
+    /// replicas first: the others only when none of those qualifies.
     pub(crate) fn pick(
         &self,
         snapshot: &Snapshot<DB>,
@@ -206,18 +207,33 @@ impl<DB: Backend> Cluster<DB> {
         let mut index = [0usize; MAX];
         let mut loads = [Load::default(); MAX];
         let mut n = 0;
-        for &i in &snapshot.view.readable {
-            let node = &snapshot.nodes[i];
-            if tried.contains(&i)
-                || at.is_some_and(|at| !node.covers(at))
-                || (free && !node.has_free_connection())
-            {
-                continue;
+        // Replicas of the preferred zone first (all of them are, without one); the others
+        // only when none of those qualifies.
+        let mut elsewhere = false;
+        for local_only in [true, false] {
+            for &i in &snapshot.view.readable {
+                let node = &snapshot.nodes[i];
+                if tried.contains(&i)
+                    || at.is_some_and(|at| !node.covers(at))
+                    || (free && node.is_saturated())
+                {
+                    continue;
+                }
+                if local_only && !node.local {
+                    elsewhere = true;
+                    continue;
+                }
+                if !local_only && node.local {
+                    continue;
+                }
+                index[n] = i;
+                loads[n] = node.load();
+                n += 1;
+                if n == MAX {
+                    break;
+                }
             }
-            index[n] = i;
-            loads[n] = node.load();
-            n += 1;
-            if n == MAX {
+            if n > 0 || !elsewhere {
                 break;
             }
         }
@@ -310,6 +326,7 @@ fn status_row<DB: Backend>(
         gtid_position: view.gtids.map(|g| g.to_string()),
         replication: view.replication.clone(),
         origin: node.origin,
+        zone: node.zone.clone(),
     }
 }
 

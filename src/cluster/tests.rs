@@ -605,3 +605,91 @@ fn broken(i: usize, stopped: bool) -> Event {
         }),
     )
 }
+
+/// Zone affinity in [`super::Cluster::pick`]: replicas of the preferred zone first; the
+/// others only when none of those qualifies (down, behind, saturated).
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn reads_prefer_the_local_zone_and_spill_only_when_it_cannot_serve() {
+    use std::sync::Arc;
+
+    use super::Cluster;
+    use crate::node::Node;
+
+    let node = |name: &str, role: Role, local: bool, max: u32| {
+        let pool = sqlx::pool::PoolOptions::<sqlx::Sqlite>::new()
+            .max_connections(max)
+            .connect_lazy("sqlite::memory:")
+            .unwrap();
+        let mut n = Node::new(name.into(), role, "sqlite::memory:".into(), None, pool);
+        n.local = local;
+        Arc::new(n)
+    };
+    let nodes = vec![
+        node("primary", Role::Primary, true, 1),
+        node("local", Role::Replica, true, 1),
+        node("remote-1", Role::Replica, false, 1),
+        node("remote-2", Role::Replica, false, 1),
+    ];
+    let cluster = Cluster::new(
+        nodes,
+        settings(true, None, None),
+        crate::Balance::RoundRobin.policy(),
+    );
+    let all_up = [
+        Event::Identity(Some(1)),
+        up(0, true, 1, 1),
+        up(1, false, 1, 1),
+        up(2, false, 1, 1),
+        up(3, false, 1, 1),
+        Event::Round,
+    ];
+    cluster.apply(&all_up);
+    let pick = |tried: &[usize], free: bool| cluster.pick(&cluster.snapshot(), tried, None, free);
+    // Well: always the local replica.
+    for _ in 0..10 {
+        assert_eq!(pick(&[], true), Some(1));
+    }
+    // Tried (it failed this read): the remote ones, in turn.
+    let spilled: std::collections::HashSet<_> = (0..4).filter_map(|_| pick(&[1], true)).collect();
+    assert_eq!(spilled, [2, 3].into());
+    // Saturated (its one connection busy): a remote one with a free connection, but a
+    // read that must wait waits for the local one.
+    let local = Arc::clone(&cluster.snapshot().nodes[1]);
+    let held = local.pool.acquire().await.unwrap();
+    // A connection out of the pool but no call of ours on it (on its way back): not full.
+    assert_eq!(pick(&[], true), Some(1));
+    let busy = local.start_call();
+    assert!(matches!(pick(&[], true), Some(2 | 3)));
+    assert_eq!(pick(&[], false), Some(1));
+    drop((held, busy));
+    // Down: the remote ones; back: the local one again.
+    cluster.apply(&[down(1), Event::Round]);
+    assert!(matches!(pick(&[], true), Some(2 | 3)));
+    // (Once its ban is over.)
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    cluster.apply(&all_up);
+    assert_eq!(
+        pick(&[], true),
+        Some(1),
+        "{:?}",
+        cluster.snapshot().view.readable
+    );
+    // Without a preferred zone every node is local: plain round robin.
+    let nodes = vec![
+        node("primary", Role::Primary, true, 1),
+        node("a", Role::Replica, true, 1),
+        node("b", Role::Replica, true, 1),
+    ];
+    let cluster = Cluster::new(
+        nodes,
+        settings(true, None, None),
+        crate::Balance::RoundRobin.policy(),
+    );
+    cluster.apply(&all_up[..4]);
+    cluster.apply(&[Event::Round]);
+    let picked: std::collections::HashSet<_> = (0..4)
+        .filter_map(|_| cluster.pick(&cluster.snapshot(), &[], None, true))
+        .collect();
+    assert_eq!(picked, [1, 2].into());
+}

@@ -81,6 +81,7 @@ impl DnsSource {
                 role: self.role,
                 origin: Origin::Dns,
                 name: Some(self.node_name(a)),
+                zone: None,
             })
             .collect())
     }

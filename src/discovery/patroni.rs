@@ -34,6 +34,8 @@ pub(crate) struct Member {
     pub(crate) port: u16,
     /// Bytes of WAL behind the leader, when Patroni knows.
     pub(crate) lag: Option<u64>,
+    /// Its `zone` tag (`tags: {zone: eu-west-1a}` in its Patroni configuration), if any.
+    pub(crate) zone: Option<String>,
 }
 
 impl Member {
@@ -78,6 +80,9 @@ struct MemberDoc {
     /// A number, or `"unknown"`.
     #[serde(default)]
     lag: Option<serde_json::Value>,
+    /// The member's tags (`nofailover`, `clonefrom`, and any of the operator's own).
+    #[serde(default)]
+    tags: Option<serde_json::Value>,
 }
 
 /// The members in a `GET /cluster` document.
@@ -94,6 +99,12 @@ pub(crate) fn parse_cluster(body: &[u8]) -> Result<Vec<Member>, String> {
             host: m.host,
             port: m.port,
             lag: m.lag.and_then(|l| l.as_u64()),
+            zone: m
+                .tags
+                .as_ref()
+                .and_then(|t| t.get("zone"))
+                .and_then(|z| z.as_str())
+                .map(str::to_owned),
         })
         .collect())
 }
@@ -184,6 +195,7 @@ impl PatroniSource {
                     role: crate::roles::Role::Discovered,
                     origin: crate::roles::Origin::Patroni,
                     name: Some(m.name.clone()),
+                    zone: m.zone.clone(),
                 }),
                 Err(e) => {
                     tracing::warn!(error = %e, "a Patroni member is skipped");
@@ -243,6 +255,7 @@ mod tests {
             host: "10.0.0.1".into(),
             port: 5432,
             lag: None,
+            zone: None,
         };
         for (template, want) in [
             (
@@ -273,7 +286,7 @@ mod tests {
             {"name": "pg1", "role": "leader", "state": "running", "api_url": "http://127.0.0.1:8008/patroni",
              "host": "127.0.0.1", "port": 5432, "timeline": 3},
             {"name": "pg2", "role": "replica", "state": "streaming", "host": "127.0.0.1", "port": 5433,
-             "timeline": 3, "lag": 0},
+             "timeline": 3, "lag": 0, "tags": {"zone": "eu-1b", "nofailover": true}},
             {"name": "pg3", "role": "sync_standby", "state": "stopped", "host": "127.0.0.1", "port": 5434,
              "lag": "unknown"}
         ], "scope": "demo"}"#;
@@ -281,6 +294,10 @@ mod tests {
         assert_eq!(m.len(), 3);
         assert!(m[0].is_leader() && m[0].is_running() && m[0].lag.is_none());
         assert!(!m[1].is_leader() && m[1].is_running() && m[1].lag == Some(0));
+        assert_eq!(
+            (m[0].zone.as_deref(), m[1].zone.as_deref()),
+            (None, Some("eu-1b"))
+        );
         assert!(!m[2].is_running() && m[2].lag.is_none());
         assert_eq!(m[0].veto(Some(0)), None, "a leader has no lag");
         assert_eq!(m[1].veto(Some(0)), None);
@@ -317,6 +334,7 @@ mod tests {
             host: "10.0.0.2".into(),
             port: 6432,
             lag: None,
+            zone: None,
         };
         assert_eq!(
             s.url_for(&m).unwrap(),

@@ -63,6 +63,7 @@ mod tests {
             role: Role::Discovered,
             origin: Origin::Patroni,
             name: Some(name.into()),
+            zone: None,
         }
     }
 

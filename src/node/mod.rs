@@ -56,6 +56,11 @@ pub(crate) struct Node<DB: Database> {
     pub(crate) origin: Origin,
     /// Balancing weight (`Config::replica_weights`).
     weight: u32,
+    /// Its zone ([`Builder::in_zone`](crate::Builder::in_zone), `?zone=`, a Patroni tag).
+    pub(crate) zone: Option<String>,
+    /// In [`Config::prefer_zone`](crate::Config::prefer_zone) (every node is, without it):
+    /// reads pick among these first.
+    pub(crate) local: bool,
     /// Options for the probe's own connection when a monitor credential is configured:
     /// probes then never use the application's pooled connections.
     pub(crate) probe_options: Option<<DB::Connection as sqlx::Connection>::Options>,
@@ -131,6 +136,8 @@ impl<DB: Backend> Node<DB> {
             pool,
             origin: Origin::Declared,
             weight: 1,
+            zone: None,
+            local: true,
             probe_options: None,
             monitor_secret: None,
             rotation: None,
@@ -292,6 +299,16 @@ impl<DB: Backend> Node<DB> {
     /// an idle one, or room to open one.
     pub(crate) fn has_free_connection(&self) -> bool {
         self.pool.num_idle() > 0 || self.pool.size() < self.pool.options().get_max_connections()
+    }
+
+    /// Whether a read sent here now would wait for a connection: the pool is at its limit
+    /// with none idle, and partypool's calls on it are as many as its connections. (A pool
+    /// at its limit whose connections are on their way back — returned, not yet idle — is
+    /// not: measured, 8 tasks on a 10-connection pool find no idle connection 8% of the
+    /// time.)
+    pub(crate) fn is_saturated(&self) -> bool {
+        !self.has_free_connection()
+            && self.in_flight.load(Ordering::Relaxed) >= self.pool.options().get_max_connections()
     }
 
     /// Its replay position as last seen.

@@ -90,6 +90,8 @@ impl<DB: Backend> Default for Hooks<DB> {
 /// ```
 pub struct Builder<DB: Backend> {
     members: Vec<Member>,
+    /// The members the last `primary`/`replica`/`node…` call added (for `in_zone`).
+    last_added: std::ops::Range<usize>,
     /// The first URL that could not be split into hosts, reported at `connect`.
     bad_url: Option<Error>,
     config: Config,
@@ -101,6 +103,7 @@ impl<DB: Backend> Builder<DB> {
     pub(crate) fn new() -> Self {
         Builder {
             members: Vec::new(),
+            last_added: 0..0,
             bad_url: None,
             config: Config::default(),
             hooks: Hooks::default(),
@@ -153,6 +156,7 @@ impl<DB: Backend> Builder<DB> {
 
     fn add_with(mut self, options: ConnectOptionsOf<DB>, role: Role) -> Self {
         use sqlx::ConnectOptions;
+        self.last_added = self.members.len()..self.members.len() + 1;
         let url = options.to_url_lossy().to_string();
         self.hooks.options.insert(url.clone(), options);
         self.members.push(Member {
@@ -160,6 +164,7 @@ impl<DB: Backend> Builder<DB> {
             role,
             origin: Origin::Declared,
             name: None,
+            zone: None,
         });
         self
     }
@@ -282,6 +287,41 @@ impl<DB: Backend> Builder<DB> {
     }
 
     fn add(mut self, url: String, role: Role) -> Self {
+        let first = self.members.len();
+        self.add_hosts(url, role);
+        self.last_added = first..self.members.len();
+        self
+    }
+
+    /// Puts the node(s) the previous call added (`primary`, `replica`, `node`, `nodes`, the
+    /// `_with` forms; every host of a multi-host URL) in `zone`: with
+    /// [`Config::prefer_zone`](crate::Config::prefer_zone) set, reads go to replicas of that
+    /// zone first. The same as a `zone` parameter in the node's URL
+    /// (`postgres://app@db-replica-1/app?zone=eu-west-1a`, taken out before the URL reaches
+    /// the driver); Patroni members take their `zone` tag.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), partypool::Error> {
+    /// use partypool::{Config, PgReplicaPool};
+    ///
+    /// let pool = PgReplicaPool::builder()
+    ///     .primary("postgres://app@db-primary/app").in_zone("eu-west-1a")
+    ///     .replica("postgres://app@db-replica-1/app").in_zone("eu-west-1a")
+    ///     .replica("postgres://app@db-replica-2/app").in_zone("eu-west-1b")
+    ///     .config(Config::default().prefer_zone("eu-west-1a"))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn in_zone(mut self, zone: impl Into<String>) -> Self {
+        let zone = zone.into();
+        for m in &mut self.members[self.last_added.clone()] {
+            m.zone = Some(zone.clone());
+        }
+        self
+    }
+
+    fn add_hosts(&mut self, url: String, role: Role) {
         match crate::topology::split_hosts(&url) {
             Ok(hosts) if hosts.len() == 1 => self.members.push(Member {
                 url,
@@ -292,6 +332,7 @@ impl<DB: Backend> Builder<DB> {
                     Origin::Declared
                 },
                 name: None,
+                zone: None,
             }),
             Ok(hosts) => {
                 let role = match role {
@@ -303,6 +344,7 @@ impl<DB: Backend> Builder<DB> {
                     role,
                     origin: Origin::MultiHost,
                     name: None,
+                    zone: None,
                 }));
             }
             Err(reason) => {
@@ -313,7 +355,6 @@ impl<DB: Backend> Builder<DB> {
                 });
             }
         }
-        self
     }
 
     /// Replaces the whole [`Config`] (default: `Config::default()`).

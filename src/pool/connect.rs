@@ -125,7 +125,7 @@ pub(super) fn build_nodes<DB: Backend>(
         let unique = unique_name(&name, |n| names.contains(n));
         names.insert(unique.clone());
         nodes.push(Arc::new(
-            node::<DB>(unique, m.role, &m.url, config, hooks)?
+            node::<DB>(unique, m.role, &m.url, m.zone.as_deref(), config, hooks)?
                 .with_weight(weight)
                 .with_origin(m.origin),
         ));
@@ -146,7 +146,7 @@ pub(super) fn build_nodes<DB: Backend>(
         for i in 1..=hooks.simulated_replicas {
             let name = unique_name(&format!("simulated-{i}"), |n| names.contains(n));
             names.insert(name.clone());
-            let mut node = node::<DB>(name, Role::Replica, &url, &simulated(config), hooks)?
+            let mut node = node::<DB>(name, Role::Replica, &url, None, &simulated(config), hooks)?
                 .with_origin(crate::roles::Origin::Simulated);
             node.simulated = Some(Arc::clone(&ring));
             nodes.push(Arc::new(node));
@@ -270,9 +270,14 @@ pub(super) fn node<DB: Backend>(
     name: String,
     role: Role,
     raw: &str,
+    zone: Option<&str>,
     config: &Config,
     hooks: &Hooks<DB>,
 ) -> Result<Node<DB>, Error> {
+    // The zone: the member's, else the URL's `zone` parameter (taken out: no driver knows it).
+    let (stripped, url_zone) = crate::topology::take_zone(raw);
+    let raw = stripped.as_str();
+    let zone = zone.map(str::to_owned).or(url_zone);
     let url = redact::redact_url(raw);
     let secret = redact::password_of(raw);
     let invalid = |reason: String| Error::InvalidUrl {
@@ -372,6 +377,11 @@ pub(super) fn node<DB: Backend>(
     let pool = pool.connect_lazy_with(options);
     let mut node = Node::new(name, role, url, secret, pool).with_lending(lending);
     node.strict = strict;
+    node.local = match &config.prefer_zone {
+        Some(preferred) => zone.as_deref() == Some(preferred.as_str()),
+        None => true,
+    };
+    node.zone = zone;
     if let Some(rotation) = &hooks.credentials {
         let probe = (*node.pool.connect_options()).clone();
         if DB::with_credential(probe, None, "").is_none() {

@@ -37,6 +37,7 @@ impl<DB: Backend> Shared<DB> {
             role,
             origin: Origin::Added,
             name: None,
+            zone: None,
         };
         let joined = self.join(&member, false).await?;
         Ok(joined.expect("joins whatever the probe saw"))
@@ -75,6 +76,7 @@ impl<DB: Backend> Shared<DB> {
             name.clone(),
             member.role,
             &member.url,
+            member.zone.as_deref(),
             &self.config,
             &self.hooks,
         )?

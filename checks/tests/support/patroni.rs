@@ -120,6 +120,8 @@ impl PatroniCluster {
             let yml = format!(
                 r#"scope: {scope}
 name: {name}
+tags:
+  zone: zone-{name}
 restapi:
   listen: 127.0.0.1:{rest}
   connect_address: 127.0.0.1:{rest}
