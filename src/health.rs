@@ -127,6 +127,33 @@ pub(crate) fn observation<DB: Backend>(
 
 /// Probes member `index` and hands what it saw to the cluster.
 pub(crate) async fn check<DB: Backend>(cluster: &Arc<Cluster<DB>>, index: usize) {
+    check_within(cluster, index, cluster.settings.health_check_timeout).await;
+}
+
+/// A read picked member `index`, which the pool stopped probing while idle
+/// ([`Config::idle_probe_after`](crate::Config::idle_probe_after)): probe it first — one
+/// probe for every read that finds it so, bounded by the acquire timeout, as a suspended
+/// serverless replica wakes up on the probe's connection. `true` when it still serves reads.
+pub(crate) async fn wake<DB: Backend>(cluster: &Arc<Cluster<DB>>, index: usize) -> bool {
+    let node = cluster.node(index);
+    {
+        let _one_probe = node.waking.lock().await;
+        if cluster.snapshot().view.nodes[index].resting {
+            let started = Instant::now();
+            check_within(cluster, index, cluster.settings.wake_timeout).await;
+            // Its lag, from what the probe saw (against the writer, which is still probed).
+            cluster.apply(&[Event::Round]);
+            tracing::debug!(node = %node.name, took = ?started.elapsed(), "probed on demand after the pool was idle");
+        }
+    }
+    cluster.snapshot().view.serves_reads(index)
+}
+
+async fn check_within<DB: Backend>(
+    cluster: &Arc<Cluster<DB>>,
+    index: usize,
+    timeout: std::time::Duration,
+) {
     let (node, status) = {
         let snapshot = cluster.snapshot();
         let (node, view) = snapshot.member(index);
@@ -135,7 +162,7 @@ pub(crate) async fn check<DB: Backend>(cluster: &Arc<Cluster<DB>>, index: usize)
             view.wants_replication_status(Instant::now()),
         )
     };
-    let seen = observe(&node, status, cluster.settings.health_check_timeout).await;
+    let seen = observe(&node, status, timeout).await;
     let behind = matches!(seen, Observation::Behind(_));
     cluster.apply(&[Event::Observed(index, seen)]);
     if behind {
@@ -169,8 +196,9 @@ pub(crate) fn recheck_soon<DB: Backend>(cluster: &Arc<Cluster<DB>>, index: usize
 }
 
 /// One round: probe every member in the pool that is not banned, and the writer, at once
-/// (each outcome is applied as it arrives); then choose the writer and measure lag.
-pub(crate) async fn round<DB: Backend>(cluster: &Arc<Cluster<DB>>) {
+/// (each outcome is applied as it arrives); then choose the writer and measure lag. While
+/// the pool is `idle`, only the writer.
+pub(crate) async fn round<DB: Backend>(cluster: &Arc<Cluster<DB>>, idle: bool) {
     let started = Instant::now();
     let due: Vec<usize> = {
         let snapshot = cluster.snapshot();
@@ -178,7 +206,7 @@ pub(crate) async fn round<DB: Backend>(cluster: &Arc<Cluster<DB>>) {
         (0..view.nodes.len())
             .filter(|&i| {
                 let n = &view.nodes[i];
-                !n.removed && (i == view.writer || !n.is_banned(started))
+                !n.removed && (i == view.writer || (!idle && !n.is_banned(started)))
             })
             .collect()
     };
@@ -261,6 +289,7 @@ pub(crate) fn spawn<DB: Backend>(
     probe_now: bool,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let mut activity = Activity::default();
         let mut probes = tokio::time::interval(settings.health_check_interval);
         probes.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // The pool probed every node while connecting (unless it connected lazily); skip the
@@ -276,11 +305,71 @@ pub(crate) fn spawn<DB: Backend>(
             let Some(cluster) = cluster.upgrade() else {
                 break;
             };
+            let idle = activity.idle(&cluster, settings.idle_probe_after).await;
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = round(&cluster) => {}
+                _ = round(&cluster, idle) => {}
             }
         }
         tracing::debug!("health task stopped");
     })
+}
+
+/// Whether the pool is idle ([`Config::idle_probe_after`](crate::Config::idle_probe_after)):
+/// no statement dispatched, running or holding a connection for that long.
+#[derive(Default)]
+struct Activity {
+    /// Statements dispatched on every node when last looked at, and since when.
+    seen: Option<(u64, Instant)>,
+    idle: bool,
+}
+
+impl Activity {
+    /// Looks at the counters; on going idle, lets the replicas rest (closes their
+    /// connections) and marks them unverified; on waking, says so.
+    async fn idle<DB: Backend>(
+        &mut self,
+        cluster: &Cluster<DB>,
+        after: Option<std::time::Duration>,
+    ) -> bool {
+        let Some(after) = after else { return false };
+        let snapshot = cluster.snapshot();
+        let mut dispatched = 0u64;
+        let mut busy = false;
+        for node in snapshot.nodes.iter() {
+            let c = node.counters();
+            dispatched += c.queries;
+            busy |= c.in_flight > 0 || node.lending.any_held();
+        }
+        let now = Instant::now();
+        let since = match self.seen {
+            Some((seen, since)) if seen == dispatched && !busy => since,
+            _ => now,
+        };
+        self.seen = Some((dispatched, since));
+        let idle = now.duration_since(since) >= after;
+        if idle && !self.idle {
+            let writer = snapshot.view.writer;
+            let resting: Vec<usize> = (0..snapshot.nodes.len())
+                .filter(|&i| i != writer && !snapshot.view.nodes[i].removed)
+                .collect();
+            let nodes: Vec<_> = resting
+                .iter()
+                .map(|&i| Arc::clone(&snapshot.nodes[i]))
+                .collect();
+            drop(snapshot);
+            let events: Vec<Event> = resting.iter().map(|&i| Event::Rest(i)).collect();
+            cluster.apply(&events);
+            join_all(nodes.iter().map(|n| n.rest())).await;
+            tracing::info!(
+                replicas = resting.len(),
+                idle_for = ?after,
+                "pool idle: replicas are no longer probed until the next statement"
+            );
+        } else if !idle && self.idle {
+            tracing::info!("pool active again: probing every node");
+        }
+        self.idle = idle;
+        idle
+    }
 }

@@ -44,6 +44,10 @@ pub enum NodeState {
     /// Reachable but kept out: another cluster, a deposed writer, a broken replication
     /// channel, a Patroni veto… ([`NodeStatus::excluded`] says why).
     Excluded,
+    /// Up when last probed, and not probed since: the pool is idle
+    /// ([`Config::idle_probe_after`](crate::Config::idle_probe_after)); the next read that
+    /// picks it probes it first.
+    Resting,
 }
 
 impl std::fmt::Display for NodeState {
@@ -53,6 +57,7 @@ impl std::fmt::Display for NodeState {
             NodeState::Down => "down",
             NodeState::Lagging => "lagging",
             NodeState::Excluded => "excluded",
+            NodeState::Resting => "resting",
         })
     }
 }

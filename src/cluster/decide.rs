@@ -51,12 +51,17 @@ pub(crate) enum Event {
     Elect,
     /// A round of probes ended: choose the writer and measure lag.
     Round,
+    /// The pool went idle: the member is not probed until a read needs it.
+    Rest(usize),
 }
 
 /// The next view: `previous`, changed by `events` in order, at `now`.
 pub(crate) fn decide(previous: &View, events: &[Event], settings: &Settings, now: Instant) -> View {
     let mut view = previous.clone();
     for event in events {
+        if let Event::Observed(i, _) = event {
+            view.nodes[*i].resting = false;
+        }
         match event {
             Event::Identity(id) => {
                 if view.cluster_id.is_none() {
@@ -81,6 +86,7 @@ pub(crate) fn decide(previous: &View, events: &[Event], settings: &Settings, now
                 n.last_error = Some(why.clone());
             }
             Event::Removed(i) => view.nodes[*i].removed = true,
+            Event::Rest(i) => view.nodes[*i].resting = true,
             Event::Veto(i, why) => view.nodes[*i].veto.clone_from(why),
             Event::Elect => {
                 elect(&mut view, settings.follow_promotion);
@@ -319,7 +325,8 @@ fn measure_lag(view: &mut View, settings: &Settings, now: Instant) {
     let previous = view.previous_head.replace((head, head_gtids));
     let writer_index = view.writer;
     for (i, n) in view.nodes.iter_mut().enumerate() {
-        if !n.healthy || n.in_recovery != Some(true) || i == writer_index {
+        // A resting member's position is as old as its last probe, not behind.
+        if !n.healthy || n.in_recovery != Some(true) || i == writer_index || n.resting {
             continue;
         }
         let Some(replayed) = n.position else {

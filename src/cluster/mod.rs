@@ -44,6 +44,12 @@ pub(crate) struct Settings {
     pub(crate) rules: Rules,
     pub(crate) causal_wait: Duration,
     pub(crate) position_interval: Duration,
+    /// Stop probing the replicas after this long without a statement
+    /// ([`Config::idle_probe_after`](crate::Config::idle_probe_after)).
+    pub(crate) idle_probe_after: Option<Duration>,
+    /// How long a read waits for the on-demand probe of a replica the pool stopped probing
+    /// (it may be waking up): the acquire timeout.
+    pub(crate) wake_timeout: Duration,
 }
 
 const NONE: u64 = u64::MAX;
@@ -316,11 +322,14 @@ fn status_row<DB: Backend>(
         connections: node.pool.size(),
         idle: node.pool.num_idle(),
         last_error: view.last_error.clone(),
-        state: NodeStatus::state_of(
+        state: match NodeStatus::state_of(
             view.healthy,
             view.excluded(cluster, writer).is_some(),
             view.lagging,
-        ),
+        ) {
+            crate::status::NodeState::Up if view.resting => crate::status::NodeState::Resting,
+            state => state,
+        },
         excluded: view.excluded(cluster, writer),
         timeline: view.timeline,
         gtid_position: view.gtids.map(|g| g.to_string()),

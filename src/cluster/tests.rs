@@ -32,6 +32,8 @@ fn settings(follow_promotion: bool, max_lag: Option<Duration>, max_bytes: Option
         },
         causal_wait: Duration::from_millis(50),
         position_interval: Duration::from_millis(5),
+        idle_probe_after: None,
+        wake_timeout: Duration::from_secs(1),
     }
 }
 

@@ -53,6 +53,11 @@ pub(crate) struct NodeView {
     pub(crate) behind: bool,
     /// The last probe succeeded.
     pub(crate) healthy: bool,
+    /// Not probed since the pool went idle ([`Config::idle_probe_after`]): what is known of
+    /// it is as old as the rest; its lag is not measured, and a read probes it first.
+    ///
+    /// [`Config::idle_probe_after`]: crate::Config::idle_probe_after
+    pub(crate) resting: bool,
     /// A standby (`Some(true)`), writable (`Some(false)`), or unknown.
     pub(crate) in_recovery: Option<bool>,
     /// Its log position: the current one on a primary, the replayed one on a standby.
@@ -110,6 +115,7 @@ impl NodeView {
             probed: false,
             behind: false,
             healthy: false,
+            resting: false,
             in_recovery: None,
             position: None,
             timeline: None,

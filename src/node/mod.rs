@@ -73,6 +73,8 @@ pub(crate) struct Node<DB: Database> {
     probe_conn: Mutex<Option<DB::Connection>>,
     /// A probe to confirm a statement's connection error is running.
     suspected: AtomicBool,
+    /// One on-demand probe at a time when a read finds it resting; the others wait for it.
+    pub(crate) waking: tokio::sync::Mutex<()>,
     /// Replay position (WAL bytes; MariaDB: the total of `gtids`), as probes and on-demand
     /// refreshes saw it: what read-your-writes checks on the query path.
     position: AtomicU64,
@@ -143,6 +145,7 @@ impl<DB: Backend> Node<DB> {
             rotation: None,
             probe_conn: Mutex::new(None),
             suspected: AtomicBool::new(false),
+            waking: tokio::sync::Mutex::const_new(()),
             position: AtomicU64::new(UNKNOWN),
             timeline: AtomicU64::new(UNKNOWN),
             gtids: Mutex::new(None),
@@ -327,6 +330,19 @@ impl<DB: Backend> Node<DB> {
     }
 
     /// Takes a probe's position, timeline and GTID position as the node's.
+    /// The pool went idle and no longer probes it: lets the server forget it (a serverless
+    /// replica suspends only without sessions) by closing the probes' kept connection and
+    /// the pool's idle ones.
+    pub(crate) async fn rest(&self) {
+        if let Some(conn) = self.take_probe_connection() {
+            let _ = sqlx::Connection::close(conn).await;
+        }
+        while let Some(conn) = self.pool.try_acquire() {
+            self.lending.lend();
+            let _ = conn.close().await;
+        }
+    }
+
     pub(crate) fn observed(&self, probe: &Probe) {
         *lock(&self.gtids) = probe.gtids;
         self.position

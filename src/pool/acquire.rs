@@ -350,6 +350,12 @@ impl<DB: Backend> Shared<DB> {
                 }
             };
             let Some((index, node)) = chosen else { break };
+            // Not probed while the pool was idle: probed now, before it is trusted (a
+            // suspended serverless replica wakes up on the probe's connection).
+            if cluster.snapshot().view.nodes[index].resting && !health::wake(cluster, index).await {
+                tried.push(index);
+                continue;
+            }
             let busy = node.start_call();
             let had_room = node.has_free_connection();
             let serves = || cluster.snapshot().view.serves_reads(index);

@@ -82,6 +82,8 @@ fn settings<DB: Backend>(config: &Config, nodes: &[Arc<Node<DB>>]) -> Settings {
         },
         causal_wait: config.causal_wait,
         position_interval: config.position_interval,
+        idle_probe_after: config.idle_probe_after,
+        wake_timeout: config.acquire_timeout.max(config.health_check_timeout),
     }
 }
 
