@@ -211,8 +211,10 @@ pub(crate) async fn round<DB: Backend>(cluster: &Arc<Cluster<DB>>, idle: bool) {
             .collect()
     };
     join_all(due.into_iter().map(|i| check(cluster, i))).await;
-    // Counts that connections closed without coming back left behind.
+    // Counts that connections closed without coming back left behind; the connection
+    // gauges sampled.
     for node in cluster.snapshot().nodes.iter() {
+        node.sample_connections();
         node.lending
             .reset_if(|| crate::node::checked_out(&node.pool) == 0);
     }

@@ -52,6 +52,7 @@ mod positions;
 mod redact;
 mod roles;
 pub mod route;
+mod telemetry;
 mod topology;
 // backend
 pub mod backend;

@@ -122,6 +122,9 @@ pub trait Backend: Database<Arguments: Clone> + sealed::Sealed {
     /// The port a URL without one means (for DNS discovery).
     const DEFAULT_PORT: u16;
 
+    /// OpenTelemetry's `db.system.name`: `postgresql`, `mysql`, `sqlite`.
+    const OTEL_SYSTEM: &'static str;
+
     /// URL schemes this backend accepts (sqlx itself does not check them).
     const SCHEMES: &'static [&'static str];
 

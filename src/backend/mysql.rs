@@ -12,6 +12,7 @@ impl Backend for sqlx::MySql {
     const DIALECT: Dialect = Dialect::MySql;
     const SCHEMES: &'static [&'static str] = &["mysql", "mariadb"];
     const DEFAULT_PORT: u16 = 3306;
+    const OTEL_SYSTEM: &'static str = "mysql";
     const BEGIN_READ_ONLY: &'static str = "START TRANSACTION READ ONLY";
     const READ_WRITE_SESSION: &'static str = "SET SESSION TRANSACTION READ WRITE";
 

@@ -10,6 +10,7 @@ impl Backend for sqlx::Postgres {
     const DIALECT: Dialect = Dialect::Postgres;
     const SCHEMES: &'static [&'static str] = &["postgres", "postgresql"];
     const DEFAULT_PORT: u16 = 5432;
+    const OTEL_SYSTEM: &'static str = "postgresql";
     const BEGIN_READ_ONLY: &'static str = "BEGIN READ ONLY";
     const READ_WRITE_SESSION: &'static str = "SET SESSION default_transaction_read_only = off";
 

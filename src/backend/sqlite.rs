@@ -15,6 +15,7 @@ impl Backend for sqlx::Sqlite {
     const SCHEMES: &'static [&'static str] = &["sqlite"];
     /// SQLite has no network: DNS discovery does not apply.
     const DEFAULT_PORT: u16 = 0;
+    const OTEL_SYSTEM: &'static str = "sqlite";
     /// SQLite has no read-only transactions; the readers are opened read-only instead.
     const BEGIN_READ_ONLY: &'static str = "BEGIN DEFERRED";
     const CAUSAL: crate::positions::CausalSupport = crate::positions::CausalSupport::Immediate;

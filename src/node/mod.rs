@@ -49,6 +49,8 @@ pub(crate) struct Node<DB: Database> {
     pub(crate) role: Role,
     /// The URL with its password redacted; the only form ever displayed.
     pub(crate) url: String,
+    /// Its OpenTelemetry attributes (system, database, address, port), from `url`.
+    pub(crate) otel: crate::telemetry::NodeAttributes,
     /// The node's password, kept only to scrub it out of driver messages.
     secret: Option<String>,
     pub(crate) pool: Pool<DB>,
@@ -129,11 +131,14 @@ impl<DB: Backend> Node<DB> {
         secret: Option<String>,
         pool: Pool<DB>,
     ) -> Self {
-        let metrics = NodeMetrics::new(&name);
+        let otel =
+            crate::telemetry::NodeAttributes::from_url(&url, DB::OTEL_SYSTEM, DB::DEFAULT_PORT);
+        let metrics = NodeMetrics::new(&name, &otel);
         Node {
             name,
             role,
             url,
+            otel,
             secret,
             pool,
             origin: Origin::Declared,
@@ -555,6 +560,24 @@ impl<DB: Backend> Node<DB> {
         }
     }
 
+    /// Samples its pool into the `db.client.connection.*` gauges (each health round).
+    pub(crate) fn sample_connections(&self) {
+        let m = &self.metrics;
+        let options = self.pool.options();
+        let size = self.pool.size();
+        let idle = self.pool.num_idle() as u32;
+        let used = size.saturating_sub(idle);
+        m.connections_idle.set(f64::from(idle));
+        m.connections_used.set(f64::from(used));
+        m.connections_max
+            .set(f64::from(options.get_max_connections()));
+        m.connections_idle_min
+            .set(f64::from(options.get_min_connections()));
+        let calls = self.in_flight.load(Ordering::Relaxed);
+        m.pending_requests
+            .set(f64::from(calls.saturating_sub(used)));
+    }
+
     /// Its counters, for `status()`.
     pub(crate) fn counters(&self) -> Counters {
         let count = |v: &AtomicU64| v.load(Ordering::Relaxed);
@@ -612,6 +635,10 @@ impl<DB: Backend> Busy<DB> {
         let took = self.started.elapsed();
         self.node.latency.observe(took);
         self.node.metrics.duration.record(took.as_secs_f64());
+        self.node
+            .metrics
+            .operation_duration
+            .record(took.as_secs_f64());
     }
 }
 

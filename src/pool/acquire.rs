@@ -178,8 +178,9 @@ impl<DB: Backend> Shared<DB> {
     /// until the timeout, a connection-class error) asks for a probe.
     fn acquire_failed(&self, index: usize, node: &Node<DB>, had_room: bool, e: &sqlx::Error) {
         match e {
-            e if was_full(node, had_room, e) => {}
+            e if was_full(node, had_room, e) => node.metrics.timeouts.increment(1),
             sqlx::Error::PoolTimedOut => {
+                node.metrics.timeouts.increment(1);
                 node.count_error();
                 health::suspect(&self.cluster, index);
             }

@@ -13,7 +13,7 @@ use sqlx::{Database, Describe, Executor, SqlStr};
 
 use super::acquire::Checkout;
 use super::guard::{Failure, Guard};
-use super::journal::JournalEntry;
+use super::journal::{JournalEntry, ReadChoice};
 use super::record::{Attempt, PendingWrite};
 use super::routed::Routed;
 use super::shared::Shared;
@@ -30,26 +30,84 @@ pub(super) type ResultStream<'e, DB> = BoxStream<
     Result<Either<<DB as Database>::QueryResult, <DB as Database>::Row>, sqlx::Error>,
 >;
 
-/// The span of one routed call. The node's name (never its URL) is filled in once a
-/// connection is checked out; `retries` and `fallback` when they happen.
+/// The span of one routed call, named and attributed by OpenTelemetry's database
+/// conventions (`otel.name` is the operation, `otel.kind` client; `db.system.name`,
+/// `db.operation.name`; once a connection is checked out `db.namespace`, `server.address`,
+/// `server.port`) plus partypool's own: the route's target and reason, the node's name
+/// (never its URL) and role, the consistency decision, retries and the misroute fallback.
+/// A failure sets `error.type`, `db.response.status_code` (the SQLSTATE) and
+/// `otel.status_code`. Never the statement's text or values.
 ///
 /// Without a subscriber that wants it, no span at all (`Span::none()`): a disabled span still
 /// carries its metadata for `log` compatibility, and entering it on every poll and recording
 /// into it cost a tenth of what partypool adds to a statement (callgrind,
 /// `checks/examples/statement_cost.rs`).
-fn call_span(route: Route) -> tracing::Span {
+fn call_span<DB: Backend>(route: Route, sql: &str) -> tracing::Span {
+    if !tracing::enabled!(target: "partypool", tracing::Level::DEBUG) {
+        return tracing::Span::none();
+    }
+    let operation = crate::telemetry::operation_name(sql);
     let span = tracing::debug_span!(
+        target: "partypool",
         "partypool.query",
-        node = tracing::field::Empty,
-        target = %route.target,
-        reason = route.reason,
-        retries = tracing::field::Empty,
-        fallback = tracing::field::Empty,
+        otel.name = operation.as_deref().unwrap_or(DB::OTEL_SYSTEM),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        db.system.name = DB::OTEL_SYSTEM,
+        db.operation.name = operation.as_deref(),
+        db.namespace = tracing::field::Empty,
+        db.response.status_code = tracing::field::Empty,
+        server.address = tracing::field::Empty,
+        server.port = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        partypool.route.target = %route.target,
+        partypool.route.reason = route.reason,
+        partypool.node.name = tracing::field::Empty,
+        partypool.node.role = tracing::field::Empty,
+        partypool.read_choice = tracing::field::Empty,
+        partypool.retries = tracing::field::Empty,
+        partypool.misroute = tracing::field::Empty,
     );
     if span.is_disabled() {
         tracing::Span::none()
     } else {
         span
+    }
+}
+
+/// Records the node a call's attempt runs on into its span.
+fn record_node<DB: Backend>(node: &Node<DB>, standby: bool, choice: ReadChoice) {
+    let span = tracing::Span::current();
+    if span.is_none() {
+        return;
+    }
+    span.record("partypool.node.name", node.name.as_str());
+    span.record(
+        "partypool.node.role",
+        if standby { "replica" } else { "writer" },
+    );
+    span.record("partypool.read_choice", choice.as_str());
+    if let Some(namespace) = &node.otel.namespace {
+        span.record("db.namespace", namespace.as_str());
+    }
+    if let Some(address) = &node.otel.address {
+        span.record("server.address", address.as_str());
+    }
+    if let Some(port) = node.otel.port {
+        span.record("server.port", port);
+    }
+}
+
+/// Records a call's failure into its span.
+fn record_failure(e: &sqlx::Error) {
+    let span = tracing::Span::current();
+    if span.is_none() {
+        return;
+    }
+    span.record("otel.status_code", "ERROR");
+    span.record("error.type", crate::telemetry::error_type(e).as_str());
+    if let Some(code) = e.as_database_error().and_then(|d| d.code()) {
+        span.record("db.response.status_code", code.as_ref());
     }
 }
 
@@ -161,7 +219,7 @@ where
 
     fn misrouted(&self, node: &Node<DB>, sql: &SqlStr, e: &sqlx::Error) {
         node.misrouted();
-        tracing::Span::current().record("fallback", true);
+        tracing::Span::current().record("partypool.misroute", true);
         let code = e
             .as_database_error()
             .and_then(|d| d.code())
@@ -270,7 +328,7 @@ where
         let (route, reads) = self.route(query.sql.as_str(), via.force);
         let read = route.target == Target::Replica;
         let read_like = read || reads;
-        let span = call_span(route);
+        let span = call_span::<DB>(route, query.sql.as_str());
         // Kept for the journal only while one is open.
         let journal_sql = self
             .journals
@@ -329,7 +387,7 @@ where
                         w
                     }),
                 };
-                tracing::Span::current().record("node", node.name.as_str());
+                record_node(&node, standby, choice);
                 let mut yielded = false;
                 let mut failure = None;
                 {
@@ -414,7 +472,7 @@ where
                     Next::Retry => {
                         tried.push(index);
                         attempts += 1;
-                        tracing::Span::current().record("retries", attempts);
+                        tracing::Span::current().record("partypool.retries", attempts);
                         pending = again.map(|q| (q, true));
                     }
                     Next::Misroute(e) => match again {
@@ -425,11 +483,13 @@ where
                         }
                         None => {
                             note(false);
+                            record_failure(&e);
                             Err(e)?
                         }
                     },
                     Next::Fail(e) => {
                         note(false);
+                        record_failure(&e);
                         Err(e)?
                     }
                 }

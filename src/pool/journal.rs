@@ -25,6 +25,26 @@ pub enum ReadChoice {
     NoReplica,
 }
 
+impl ReadChoice {
+    /// Its name in telemetry (the `partypool.read_choice` span attribute): `write`,
+    /// `any_replica`, `caught_up_replica`, `not_replayed`, `session_on_primary`,
+    /// `no_replica`.
+    ///
+    /// ```
+    /// assert_eq!(partypool::ReadChoice::NotReplayed.as_str(), "not_replayed");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadChoice::Write => "write",
+            ReadChoice::AnyReplica => "any_replica",
+            ReadChoice::CaughtUpReplica => "caught_up_replica",
+            ReadChoice::NotReplayed => "not_replayed",
+            ReadChoice::SessionOnPrimary => "session_on_primary",
+            ReadChoice::NoReplica => "no_replica",
+        }
+    }
+}
+
 /// One statement, as a [`Journal`] recorded it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
