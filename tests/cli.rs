@@ -85,8 +85,11 @@ fn usage_errors_are_clear() {
     assert!(err.contains("oracle"), "{err}");
 }
 
-#[path = "../checks/tests/support/mod.rs"]
-mod support;
+/// The clusters of the crate's testing kit (the checks' own support module needs their
+/// dev-dependencies).
+mod support {
+    pub use partypool::testing::{PgCluster, SECRET, free_port};
+}
 
 #[test]
 fn status_prints_the_topology_and_exits_by_the_primary() {

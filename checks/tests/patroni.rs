@@ -32,8 +32,27 @@ async fn a_switchover_moves_the_writes_without_losing_any() {
     let c = support::run::blocking(|| PatroniCluster::start(3));
     let leader = c.leader();
     c.psql(&leader, "CREATE TABLE acked (k int NOT NULL)");
+    // Patroni's REST API over HTTPS (each member behind a TLS front whose certificate the
+    // test's own CA signed).
+    let ca = support::tls::TestCa::new();
+    let fronts: Vec<_> = c.members.iter().map(|m| ca.proxy(m.rest_port)).collect();
+    let https = fronts
+        .iter()
+        .map(|f| format!("https://127.0.0.1:{}", f.port))
+        .collect::<Vec<_>>()
+        .join(",");
+    // Without the CA the certificate is not trusted: no member is found, and `connect` says
+    // why.
+    let untrusted = PgReplicaPool::builder()
+        .patroni(&https, c.template())
+        .config(config())
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(untrusted.to_string().contains("certificate"), "{untrusted}");
     let pool = PgReplicaPool::builder()
-        .patroni(c.endpoints(), c.template())
+        .patroni(&https, c.template())
+        .patroni_ca(&ca.pem)
         .config(config())
         .connect()
         .await

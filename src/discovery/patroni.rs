@@ -9,14 +9,16 @@
 //! move as soon as the leader is writable rather than at the next health round. The probe
 //! keeps the last word: a "leader" that is still in recovery takes no writes.
 //!
-//! The HTTP client is `hyper` 1 with `hyper-util`'s pooled client over plain HTTP: the
-//! crates `reqwest` is built on (and that axum applications already compile), without a TLS
-//! stack or a second runtime. Patroni's REST API over HTTPS is not supported yet.
+//! The HTTP client is `hyper` 1 with `hyper-util`'s pooled client: the crates `reqwest` is
+//! built on (and that axum applications already compile), without a second runtime. HTTPS
+//! endpoints go through `hyper-rustls` (rustls with ring: no OpenSSL), trusting the system's
+//! roots and any CA given to [`Builder::patroni_ca`](crate::Builder::patroni_ca).
 
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -114,7 +116,77 @@ pub(crate) struct PatroniSource {
     endpoints: Vec<http::Uri>,
     /// A database URL whose host and port are replaced by each member's.
     template: url::Url,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+}
+
+/// The client for `endpoints`: plain HTTP, and HTTPS trusting the system's roots (loaded only
+/// when an endpoint is HTTPS) plus `extra` CAs.
+fn client(
+    endpoints: &[http::Uri],
+    extra: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<Client<HttpsConnector<HttpConnector>, Empty<Bytes>>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    if endpoints.iter().any(|e| e.scheme_str() == Some("https")) {
+        let native = rustls_native_certs::load_native_certs();
+        for e in &native.errors {
+            tracing::debug!(error = %e, "a system root certificate could not be loaded");
+        }
+        roots.add_parsable_certificates(native.certs);
+    }
+    for ca in extra {
+        roots
+            .add(ca.clone())
+            .map_err(|e| format!("Patroni CA certificate: {e}"))?;
+    }
+    // ring rather than aws-lc-rs (rustls' default): it builds with the C compiler alone, in
+    // seconds, where aws-lc-rs adds a large C library to every build with the feature.
+    // rustls deprecates ring's provider for lacking post-quantum key exchange; for a status
+    // read from a cluster manager on the operator's own network, classical ECDHE is enough.
+    #[allow(deprecated)]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
+
+/// An error with its causes (`client error (Connect): invalid peer certificate:
+/// UnknownIssuer`): the HTTP client's own message names only the step that failed.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The certificates in a PEM text (a CA bundle), for [`Builder::patroni_ca`].
+///
+/// [`Builder::patroni_ca`]: crate::Builder::patroni_ca
+pub(crate) fn parse_pem(
+    pem: &[u8],
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not a PEM certificate: {e}"))?;
+    if certs.is_empty() {
+        return Err("no certificate in the PEM text".into());
+    }
+    Ok(certs)
 }
 
 impl std::fmt::Debug for PatroniSource {
@@ -128,15 +200,21 @@ impl std::fmt::Debug for PatroniSource {
 impl PatroniSource {
     /// `endpoints`: one or more `http://host:port` (comma-separated); `template`: a database
     /// URL (user, password, database, options) for every member.
-    pub(crate) fn new(endpoints: &str, template: &str) -> Result<PatroniSource, String> {
+    pub(crate) fn new(
+        endpoints: &str,
+        template: &str,
+        ca: &[rustls::pki_types::CertificateDer<'static>],
+    ) -> Result<PatroniSource, String> {
         let endpoints = endpoints
             .split(',')
             .map(str::trim)
             .filter(|e| !e.is_empty())
             .map(|e| {
                 let base = e.trim_end_matches('/');
-                if !base.starts_with("http://") {
-                    return Err(format!("{e}: Patroni endpoints are http:// URLs"));
+                if !base.starts_with("http://") && !base.starts_with("https://") {
+                    return Err(format!(
+                        "{e}: Patroni endpoints are http:// or https:// URLs"
+                    ));
                 }
                 format!("{base}/cluster")
                     .parse::<http::Uri>()
@@ -147,11 +225,21 @@ impl PatroniSource {
             return Err("no Patroni endpoint".into());
         }
         let template = template_url(template)?;
+        let client = client(&endpoints, ca)?;
         Ok(PatroniSource {
             endpoints,
             template,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client,
         })
+    }
+
+    /// Trusts `ca` too for its HTTPS endpoints.
+    pub(crate) fn trust(
+        &mut self,
+        ca: &[rustls::pki_types::CertificateDer<'static>],
+    ) -> Result<(), String> {
+        self.client = client(&self.endpoints, ca)?;
+        Ok(())
     }
 
     /// The members, from the first endpoint that answers within `timeout`.
@@ -163,7 +251,7 @@ impl PatroniSource {
                     .client
                     .get(uri.clone())
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| with_causes(&e))?;
                 if !response.status().is_success() {
                     return Err(format!("HTTP {}", response.status()));
                 }
@@ -275,7 +363,7 @@ mod tests {
                 "postgres://app:pw@10.0.0.1:5432/app",
             ),
         ] {
-            let s = PatroniSource::new("http://127.0.0.1:8008", template).unwrap();
+            let s = PatroniSource::new("http://127.0.0.1:8008", template, &[]).unwrap();
             assert_eq!(s.url_for(&m).unwrap(), want, "{template}");
         }
     }
@@ -323,6 +411,7 @@ mod tests {
         let s = PatroniSource::new(
             "http://127.0.0.1:8008/, http://127.0.0.1:8009",
             "postgres://app:pw@placeholder/app?sslmode=disable",
+            &[],
         )
         .unwrap();
         assert_eq!(s.endpoints.len(), 2);
@@ -353,7 +442,9 @@ mod tests {
             ..m
         };
         assert!(s.url_for(&bad).is_err());
-        assert!(PatroniSource::new("https://x:8008", "postgres://a@b/c").is_err());
-        assert!(PatroniSource::new("", "postgres://a@b/c").is_err());
+        assert!(PatroniSource::new("ftp://x:8008", "postgres://a@b/c", &[]).is_err());
+        assert!(PatroniSource::new("", "postgres://a@b/c", &[]).is_err());
+        assert!(PatroniSource::new("https://x:8008", "postgres://a@b/c", &[]).is_ok());
+        assert!(parse_pem(b"not pem").is_err());
     }
 }

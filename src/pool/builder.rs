@@ -44,6 +44,9 @@ pub(crate) struct Hooks<DB: Backend> {
     /// Patroni clusters whose members are members.
     #[cfg(feature = "patroni")]
     pub(crate) patroni: Vec<Arc<crate::discovery::patroni::PatroniSource>>,
+    /// CAs trusted for Patroni's HTTPS endpoints, besides the system's.
+    #[cfg(feature = "patroni")]
+    pub(crate) patroni_ca: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// How long `connect` waits for every replica to join the rotation.
     pub(crate) wait_for_replicas: Option<std::time::Duration>,
     /// How many simulated replicas to add on the primary's server.
@@ -64,6 +67,8 @@ impl<DB: Backend> Default for Hooks<DB> {
             dns: Vec::new(),
             #[cfg(feature = "patroni")]
             patroni: Vec::new(),
+            #[cfg(feature = "patroni")]
+            patroni_ca: Vec::new(),
             wait_for_replicas: None,
             simulated_replicas: 0,
             options: std::collections::HashMap::new(),
@@ -266,7 +271,11 @@ impl<DB: Backend> Builder<DB> {
     /// ```
     #[cfg(feature = "patroni")]
     pub fn patroni(mut self, endpoints: impl AsRef<str>, template: impl AsRef<str>) -> Self {
-        match crate::discovery::patroni::PatroniSource::new(endpoints.as_ref(), template.as_ref()) {
+        match crate::discovery::patroni::PatroniSource::new(
+            endpoints.as_ref(),
+            template.as_ref(),
+            &self.hooks.patroni_ca,
+        ) {
             Ok(source) => self.hooks.patroni.push(Arc::new(source)),
             Err(reason) => {
                 self.bad_url.get_or_insert(Error::InvalidUrl {
@@ -274,6 +283,42 @@ impl<DB: Backend> Builder<DB> {
                     url: redact::redact_url(template.as_ref()),
                     reason,
                 });
+            }
+        }
+        self
+    }
+
+    /// Trusts the CA certificate(s) in `pem` for Patroni endpoints given as `https://` URLs
+    /// ([`patroni`](Self::patroni), before or after this call), besides the system's roots:
+    /// the usual set-up, where Patroni's `restapi.certfile` is signed by the cluster's own
+    /// CA. TLS is rustls (no OpenSSL). A PEM text without a certificate fails `connect`.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = partypool::PgReplicaPool::builder()
+    ///     .patroni_ca(std::fs::read("/etc/patroni/ca.pem")?)
+    ///     .patroni("https://pg-1:8008,https://pg-2:8008", "postgres://app:secret@/app")
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "patroni")]
+    pub fn patroni_ca(mut self, pem: impl AsRef<[u8]>) -> Self {
+        match crate::discovery::patroni::parse_pem(pem.as_ref()) {
+            Ok(certs) => {
+                self.hooks.patroni_ca.extend(certs);
+                let ca = self.hooks.patroni_ca.clone();
+                for source in &mut self.hooks.patroni {
+                    let source =
+                        Arc::get_mut(source).expect("sources are shared only once connected");
+                    if let Err(reason) = source.trust(&ca) {
+                        self.bad_url.get_or_insert(Error::Config(reason));
+                    }
+                }
+            }
+            Err(reason) => {
+                self.bad_url
+                    .get_or_insert(Error::Config(format!("patroni_ca: {reason}")));
             }
         }
         self

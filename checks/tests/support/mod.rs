@@ -6,6 +6,7 @@ pub mod corpus;
 pub mod patroni;
 pub mod proxy;
 pub mod run;
+pub mod tls;
 
 pub use partypool::testing::{
     PgCluster, PgNode, SECRET, Watchdog, check, free_port, is_root, pg_bin, run_as_postgres,
