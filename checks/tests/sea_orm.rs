@@ -191,6 +191,21 @@ async fn entities_route_and_sessions_read_their_writes() {
     // Every write went to the primary by design: no replica refused one.
     let status = pool.status();
     assert!(status.nodes.iter().all(|n| n.misroutes == 0), "{status}");
+    // A stream inside a transaction: on its connection, seeing its own uncommitted write.
+    let txn = db.begin().await.unwrap();
+    new_note("uncommitted").insert(&txn).await.unwrap();
+    let streamed: Vec<note::Model> = note::Entity::find()
+        .stream(&txn)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(streamed.iter().any(|n| n.body == "uncommitted"));
+    // The stream has ended: the transaction's connection is free again.
+    assert!(!on_standby(&txn).await);
+    txn.rollback().await.unwrap();
+
     // Errors keep the server's message.
     let err = db
         .execute_unprepared("SELECT * FROM no_such_table")
@@ -198,5 +213,172 @@ async fn entities_route_and_sessions_read_their_writes() {
         .unwrap_err();
     assert!(err.to_string().contains("no_such_table"), "{err}");
     tokio::task::block_in_place(|| c.resume_replay(1));
+    pool.close().await;
+
+    // A connection the server refuses: `DbErr::Conn` keeps the driver's `sqlx::Error` (its
+    // SQLSTATE), and never shows the URL's password.
+    c.psql(0, "CREATE ROLE app LOGIN PASSWORD 'right-one'");
+    c.require_passwords(&["app"]);
+    let wrong = format!(
+        "postgres://app:wrong-8c1d2e@127.0.0.1:{}/postgres",
+        c.primary().port
+    );
+    let pool = PgReplicaPool::builder()
+        .primary(&wrong)
+        .connect_lazy()
+        .unwrap();
+    let err = pool.sea_orm().begin().await.unwrap_err();
+    let DbErr::Conn(sea_orm::RuntimeErr::SqlxError(source)) = &err else {
+        panic!("not the driver's error: {err:?}");
+    };
+    let code = source.as_database_error().and_then(|d| d.code());
+    assert_eq!(code.as_deref(), Some("28P01"), "{source}");
+    assert!(
+        !format!("{err} {err:?}").contains("wrong-8c1d2e"),
+        "{err:?}"
+    );
+    pool.close().await;
+}
+
+/// The same connection over MariaDB GTID replication: `SELECT @@port` says who answered.
+#[cfg(feature = "mysql")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_connections_route_and_transact() {
+    use partypool::MySqlReplicaPool;
+    use sea_orm::IsolationLevel;
+
+    let c = support::mariadb::MariaCluster::start(1);
+    let pool = MySqlReplicaPool::connect(
+        &c.primary_url(),
+        &[&c.url(1)],
+        Config::default().consistency_scope(partypool::Scope::Session),
+    )
+    .await
+    .unwrap();
+    let db: partypool::sea_orm::MySqlReplicaConnection = pool.sea_orm();
+    async fn who(db: &impl ConnectionTrait) -> u16 {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::MySql,
+                "SELECT @@port AS p",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<u64>("", "p").unwrap() as u16
+    }
+    let (primary, replica) = (c.node(0).port, c.node(1).port);
+    db.execute_unprepared(
+        "CREATE TABLE notes (id BIGINT AUTO_INCREMENT PRIMARY KEY, body TEXT NOT NULL)",
+    )
+    .await
+    .unwrap();
+    new_note("first").insert(&db).await.unwrap();
+    tokio::task::block_in_place(|| c.wait_replayed());
+    assert_eq!(who(&db).await, replica, "a read runs on the replica");
+    assert_eq!(note_bodies(&db).await, ["first"]);
+
+    // A transaction: the primary, with its own isolation level (set before it begins).
+    let txn = db
+        .begin_with_config(Some(IsolationLevel::RepeatableRead), None)
+        .await
+        .unwrap();
+    assert_eq!(who(&txn).await, primary);
+    new_note("in a transaction").insert(&txn).await.unwrap();
+    let inner = txn.begin().await.unwrap();
+    new_note("rolled back").insert(&inner).await.unwrap();
+    inner.rollback().await.unwrap();
+    let streamed: Vec<note::Model> = note::Entity::find()
+        .stream(&txn)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(streamed.len(), 2, "{streamed:?}");
+    txn.commit().await.unwrap();
+    tokio::task::block_in_place(|| c.wait_replayed());
+    assert_eq!(note_bodies(&db).await, ["first", "in a transaction"]);
+
+    // Read-only: the replica; with an isolation level, the primary (MySQL sets it before the
+    // transaction begins, before a replica is chosen).
+    let ro = db
+        .begin_with_config(None, Some(AccessMode::ReadOnly))
+        .await
+        .unwrap();
+    assert_eq!(who(&ro).await, replica);
+    ro.commit().await.unwrap();
+    let ro = db
+        .begin_with_config(
+            Some(IsolationLevel::ReadCommitted),
+            Some(AccessMode::ReadOnly),
+        )
+        .await
+        .unwrap();
+    assert_eq!(who(&ro).await, primary);
+    let err = ro
+        .execute_unprepared("INSERT INTO notes (body) VALUES ('no')")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("READ ONLY"),
+        "read-only for real: {err}"
+    );
+    ro.rollback().await.unwrap();
+    pool.close().await;
+}
+
+/// SQLite: a writer pool and reader pools on one WAL file; the journal says which ran what.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_connections_route_and_transact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.db");
+    let pool = partypool::SqliteReplicaPool::builder()
+        .primary(format!("sqlite://{}?mode=rwc", path.display()))
+        .replica(format!("sqlite://{}?mode=ro", path.display()))
+        .connect()
+        .await
+        .unwrap();
+    let db: partypool::sea_orm::SqliteReplicaConnection = pool.sea_orm();
+    db.execute_unprepared("PRAGMA journal_mode = WAL")
+        .await
+        .unwrap();
+    db.execute_unprepared(
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)",
+    )
+    .await
+    .unwrap();
+    let journal = pool.journal();
+    new_note("first").insert(&db).await.unwrap();
+    assert_eq!(note_bodies(&db).await, ["first"]);
+    let txn = db.begin().await.unwrap();
+    new_note("second").insert(&txn).await.unwrap();
+    let streamed: Vec<note::Model> = note::Entity::find()
+        .stream(&txn)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(streamed.len(), 2);
+    txn.commit().await.unwrap();
+    assert_eq!(note_bodies(&db).await, ["first", "second"]);
+    let entries = journal.entries();
+    let reads: Vec<_> = entries
+        .iter()
+        .filter(|e| e.sql.starts_with("SELECT"))
+        .collect();
+    let writes: Vec<_> = entries
+        .iter()
+        .filter(|e| e.sql.starts_with("INSERT"))
+        .collect();
+    assert!(
+        !reads.is_empty() && reads.iter().all(|e| e.node == "replica-1"),
+        "{entries:#?}"
+    );
+    assert!(
+        !writes.is_empty() && writes.iter().all(|e| e.node == "primary"),
+        "{entries:#?}"
+    );
     pool.close().await;
 }

@@ -244,6 +244,14 @@ impl<DB: Backend> ReplicaPool<DB> {
         self.begin_on_writer(None).await
     }
 
+    /// [`begin_with`](Self::begin_with) without looking at the task's session scope.
+    pub(crate) async fn begin_unscoped_with(
+        &self,
+        statement: impl SqlSafeStr,
+    ) -> Result<Transaction<'static, DB>, Error> {
+        self.begin_on_writer(Some(statement.into_sql_str())).await
+    }
+
     /// A transaction on the writer, begun with `statement` (else `BEGIN`). Its commit is the
     /// driver's: counted as a write, and held until its connection comes back (see
     /// `HighWater`). On a strict replica that took the writes, the connection is made

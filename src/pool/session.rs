@@ -109,6 +109,23 @@ impl<DB: Backend> Session<DB> {
         self.state.began_transaction();
         self.pool.begin_unscoped().await
     }
+
+    /// [`begin`](Self::begin) with a custom statement, e.g. `BEGIN ISOLATION LEVEL
+    /// SERIALIZABLE`: on the primary, and the session's reads see what it commits.
+    ///
+    /// ```no_run
+    /// # async fn demo(session: partypool::Session<sqlx::Postgres>) -> Result<(), Box<dyn std::error::Error>> {
+    /// let tx = session.begin_with("BEGIN ISOLATION LEVEL SERIALIZABLE").await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn begin_with(
+        &self,
+        statement: impl sqlx::SqlSafeStr,
+    ) -> Result<sqlx::Transaction<'static, DB>, Error> {
+        self.state.began_transaction();
+        self.pool.begin_unscoped_with(statement).await
+    }
 }
 
 impl<DB: Backend> fmt::Debug for Session<DB> {
