@@ -466,13 +466,28 @@ impl<DB: Backend> Node<DB> {
     /// statement one round trip to the source, not an error.
     pub(crate) async fn acquire(&self) -> Result<PoolConnection<DB>, sqlx::Error> {
         let seen = self.rotation.as_ref().map(|r| r.generation());
-        let e = match self.pool.acquire().await {
+        // Boxed: sqlx's acquire future is 3 KB, and every future of a statement that awaits
+        // it would carry (and move) that much more; one allocation costs less than the
+        // copies (measured: see BENCHMARKS.md, "the per-statement path").
+        let e = match Box::pin(self.pool.acquire()).await {
             Err(e) if DB::is_auth_failure(&e) => e,
             acquired => return acquired,
         };
         let (Some(rotation), Some(seen)) = (&self.rotation, seen) else {
             return Err(e);
         };
+        // Boxed: this rare path's state would otherwise sit inside every read's future
+        // (measured: moving it cost ~10,000 instructions per statement).
+        Box::pin(self.renewed(rotation, seen, e)).await
+    }
+
+    /// [`acquire`](Self::acquire) after a refused login: renew, then one more try.
+    async fn renewed(
+        &self,
+        rotation: &crate::credentials::Rotation,
+        seen: u64,
+        e: sqlx::Error,
+    ) -> Result<PoolConnection<DB>, sqlx::Error> {
         let limit = self.pool.options().get_acquire_timeout();
         match tokio::time::timeout(limit, rotation.renew(seen)).await {
             Ok(Ok(credential)) => {

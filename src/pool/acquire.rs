@@ -210,8 +210,13 @@ impl<DB: Backend> Shared<DB> {
         let (mut checkout, reconcile) = self.choose_reader(tried, session).await?;
         if let Some(ring) = checkout.node.simulated.clone() {
             let limit = self.cluster.settings.health_check_timeout;
-            checkout.reader =
-                crate::simulate::enter::<DB>(&ring, &mut checkout.conn, limit).await?;
+            // Boxed: only simulated replicas need this state (see `Node::acquire`).
+            checkout.reader = Box::pin(crate::simulate::enter::<DB>(
+                &ring,
+                &mut checkout.conn,
+                limit,
+            ))
+            .await?;
         }
         Ok((checkout, reconcile))
     }
@@ -276,10 +281,14 @@ impl<DB: Backend> Shared<DB> {
                     // replica has replayed it already, the read costs one round trip more,
                     // not two.
                     let snapshot = arc_swap::Guard::into_inner(cluster.snapshot());
-                    let (fetched, asked) = tokio::join!(
-                        refresh::primary_after(cluster, hw, seen),
-                        self.asked_replica_once(&snapshot, tried)
-                    );
+                    // Boxed: only reads after a write wait for both (see `Node::acquire`).
+                    let (fetched, asked) = Box::pin(async {
+                        tokio::join!(
+                            refresh::primary_after(cluster, hw, seen),
+                            self.asked_replica_once(&snapshot, tried)
+                        )
+                    })
+                    .await;
                     // The primary did not answer (it is going away: a write it acknowledged
                     // that no replica has is lost with it anyway): the newest position known.
                     let fetched = fetched.or_else(|| hw.last_known());
@@ -353,7 +362,10 @@ impl<DB: Backend> Shared<DB> {
             let Some((index, node)) = chosen else { break };
             // Not probed while the pool was idle: probed now, before it is trusted (a
             // suspended serverless replica wakes up on the probe's connection).
-            if cluster.snapshot().view.nodes[index].resting && !health::wake(cluster, index).await {
+            // (Boxed: a probe's state would otherwise sit inside every read's future.)
+            if cluster.snapshot().view.nodes[index].resting
+                && !Box::pin(health::wake(cluster, index)).await
+            {
                 tried.push(index);
                 continue;
             }
