@@ -203,7 +203,9 @@ pub struct Config {
     /// through the pool for this long, the health task stops probing the replicas, so they
     /// may suspend. The next read probes the replica it picks before trusting it (a
     /// suspended node is not down: it wakes on the probe's connection), and probing
-    /// resumes. The primary is still probed. Default: `None` (always probe).
+    /// resumes. The primary is still probed, and every node while the primary is down (a
+    /// promoted replica must be found). Needs `min_connections = 0`. Default: `None` (always
+    /// probe).
     #[serde(with = "humantime_serde")]
     pub idle_probe_after: Option<Duration>,
 }
@@ -423,6 +425,13 @@ impl Config {
         }
         if self.max_connections == 0 || self.primary_max_connections == Some(0) {
             return Err("max_connections must be at least 1".into());
+        }
+        if self.idle_probe_after.is_some() && self.min_connections > 0 {
+            return Err(
+                "idle_probe_after needs min_connections = 0: sqlx keeps min_connections open \
+                 on every node, so an idle replica would never be let go"
+                    .into(),
+            );
         }
         if self.ban_backoff.base.is_zero() || self.ban_backoff.base > self.ban_backoff.max {
             return Err("ban_backoff needs 0 < base <= max".into());

@@ -147,6 +147,9 @@ pub(crate) struct Rotation {
     fetched_at: Mutex<Option<Instant>>,
     /// One renewal at a time: logins refused together share it.
     renewing: tokio::sync::Mutex<()>,
+    /// Woken when a credential is fetched (the lazily connected pool's first probes wait
+    /// for the first one).
+    fetched: Notify,
 }
 
 /// A refused login renews the credential at most this often.
@@ -163,6 +166,7 @@ impl Rotation {
             generation: AtomicU64::new(0),
             fetched_at: Mutex::new(None),
             renewing: tokio::sync::Mutex::new(()),
+            fetched: Notify::new(),
         }
     }
 
@@ -183,6 +187,7 @@ impl Rotation {
                 *lock(&self.current) = Some((c.clone(), Instant::now()));
                 *lock(&self.fetched_at) = Some(Instant::now());
                 self.generation.fetch_add(1, Ordering::AcqRel);
+                self.fetched.notify_waiters();
                 Ok(c)
             }
             Err(e) => Err(self.scrub(&e.to_string())),
@@ -219,6 +224,16 @@ impl Rotation {
         self.changed.notified().await;
     }
 
+    /// Waits up to `limit` until a first credential was fetched.
+    pub(crate) async fn first_fetched(&self, limit: Duration) {
+        let fetched = self.fetched.notified();
+        tokio::pin!(fetched);
+        fetched.as_mut().enable();
+        if self.current().is_none() {
+            let _ = tokio::time::timeout(limit, fetched).await;
+        }
+    }
+
     /// The credential new connections use now, if one was fetched.
     pub(crate) fn current(&self) -> Option<Credential> {
         lock(&self.current).as_ref().map(|(c, _)| c.clone())
@@ -229,7 +244,7 @@ impl Rotation {
     pub(crate) fn refresh_in(&self) -> Duration {
         match &*lock(&self.current) {
             Some((c, at)) => {
-                let due = c.valid_for.map_or(DEFAULT_REFRESH, |l| l * 3 / 4);
+                let due = c.valid_for.map_or(DEFAULT_REFRESH, |l| l - l / 4);
                 due.saturating_sub(at.elapsed())
                     .max(Duration::from_millis(100))
             }
@@ -237,9 +252,12 @@ impl Rotation {
         }
     }
 
-    /// A node refused the credential (a wrong password): the task asks the source again.
-    pub(crate) fn refused(&self) {
-        self.refused.notify_one();
+    /// A probe's login with the credential of generation `seen` was refused: the task asks
+    /// the source again, unless a credential was fetched since (then the refusal is stale).
+    pub(crate) fn refused(&self, seen: u64) {
+        if seen == self.generation() {
+            self.refused.notify_one();
+        }
     }
 
     /// Resolves when a node refused the credential.
@@ -316,6 +334,16 @@ mod tests {
         );
         assert_eq!(r.scrub("pw-0 and pw-1"), "*** and ***");
         assert!(!format!("{r:?}").contains("pw-"));
+    }
+
+    #[test]
+    fn a_lifetime_without_end_does_not_overflow() {
+        let r = Rotation::new(|| async { Ok::<_, CredentialError>(Credential::new("x")) });
+        *lock(&r.current) = Some((
+            Credential::new("x").valid_for(Duration::MAX),
+            Instant::now(),
+        ));
+        assert!(r.refresh_in() > Duration::from_secs(3600 * 24 * 365));
     }
 
     #[test]

@@ -78,11 +78,12 @@ async fn probe_server<DB: Backend>(node: &Node<DB>, status: bool) -> Result<Prob
             Err(_) => drop(conn),
         }
     }
+    let seen = node.credential_generation();
     let connected = match &node.probe_options {
         Some(options) => options.connect().await,
         None => node.pool.connect_options().connect().await,
     };
-    let mut conn = connected.inspect_err(|e| node.connect_failed(e))?;
+    let mut conn = connected.inspect_err(|e| node.probe_connect_failed(e, seen))?;
     let probe = DB::probe(&mut conn, status).await;
     match probe {
         Ok(_) => node.keep_probe_connection(conn),
@@ -298,6 +299,13 @@ pub(crate) fn spawn<DB: Backend>(
         // immediate first tick.
         if !probe_now {
             probes.tick().await;
+        } else if let Some(rotation) = cluster
+            .upgrade()
+            .and_then(|c| c.snapshot().nodes.first().and_then(|n| n.rotation.clone()))
+        {
+            // A lazily connected pool with rotating credentials: its first probes log in with
+            // the first credential, not the URL's password.
+            rotation.first_fetched(settings.wake_timeout).await;
         }
         loop {
             tokio::select! {
@@ -344,8 +352,11 @@ impl Activity {
             busy |= c.in_flight > 0 || node.lending.any_held();
         }
         let now = Instant::now();
+        // While the writer is down every node is probed: the one promoted in its place must
+        // be found (writes waiting for a writer dispatch nothing).
+        let writer_down = !snapshot.view.nodes[snapshot.view.writer].healthy;
         let since = match self.seen {
-            Some((seen, since)) if seen == dispatched && !busy => since,
+            Some((seen, since)) if seen == dispatched && !busy && !writer_down => since,
             _ => now,
         };
         self.seen = Some((dispatched, since));

@@ -361,6 +361,23 @@ async fn failures_say_why_and_never_show_a_password() {
     assert!(text.contains("lease for *** cannot be renewed"), "{text}");
     assert_no_password_logged();
 
+    // A lazily built pool: its first probes wait for the first credential (they would
+    // otherwise log in without a password and mark the primary down).
+    let pool = PgReplicaPool::builder()
+        .primary(url(&c, 0))
+        .credentials(|| async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok::<_, CredentialError>(Credential::new(PW_ONE))
+        })
+        .config(Config::default().health_check_interval(Duration::from_secs(30)))
+        .connect_lazy()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let status = pool.status();
+    let primary = status.node("primary").unwrap();
+    assert!(primary.healthy && primary.last_error.is_none(), "{status}");
+    pool.close().await;
+
     // SQLite has no passwords: a configuration error, not a silent no-op.
     let dir = tempfile::tempdir().unwrap();
     let e = partypool::SqliteReplicaPool::builder()

@@ -117,3 +117,49 @@ async fn an_idle_pool_lets_replicas_rest_and_wakes_them_safely() {
     );
     pool.close().await;
 }
+
+/// Idle, then the primary dies and a replica is promoted while only writes arrive (they
+/// dispatch nothing while they wait for a writer): the pool still probes every node while
+/// the writer is down, finds the promoted one, and the write lands there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_pool_still_finds_a_promoted_writer() {
+    let c = PgCluster::start(1);
+    c.psql(0, "CREATE TABLE w (id int)");
+    c.wait_replayed();
+    let pool = PgReplicaPool::connect(
+        &c.primary_url(),
+        &[&c.url(1)],
+        Config::default()
+            .health_check_interval(Duration::from_millis(100))
+            .idle_probe_after(IDLE_AFTER)
+            .writer_wait(Duration::from_secs(10)),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(IDLE_AFTER + Duration::from_millis(300)).await;
+    let status = pool.status();
+    assert_eq!(
+        status.node("replica-1").unwrap().state,
+        partypool::NodeState::Resting,
+        "{status}"
+    );
+    tokio::task::block_in_place(|| {
+        c.kill(0);
+        c.promote(1);
+    });
+    let started = Instant::now();
+    let port: i32 = sqlx::query_scalar("INSERT INTO w VALUES (1) RETURNING inet_server_port()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        port,
+        i32::from(c.replica(1).port),
+        "on the promoted replica"
+    );
+    eprintln!(
+        "the write landed on the promoted replica after {:?}",
+        started.elapsed()
+    );
+    pool.close().await;
+}

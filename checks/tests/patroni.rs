@@ -32,8 +32,9 @@ async fn a_switchover_moves_the_writes_without_losing_any() {
     let c = support::run::blocking(|| PatroniCluster::start(3));
     let leader = c.leader();
     c.psql(&leader, "CREATE TABLE acked (k int NOT NULL)");
-    // Patroni's REST API over HTTPS (each member behind a TLS front whose certificate the
-    // test's own CA signed).
+    // Patroni's REST API over HTTPS: each member behind a TLS front whose certificate the
+    // test's own CA signed. Without the CA the certificate is not trusted: no member is
+    // found, and `connect` says why.
     let ca = support::tls::TestCa::new();
     let fronts: Vec<_> = c.members.iter().map(|m| ca.proxy(m.rest_port)).collect();
     let https = fronts
@@ -41,8 +42,6 @@ async fn a_switchover_moves_the_writes_without_losing_any() {
         .map(|f| format!("https://127.0.0.1:{}", f.port))
         .collect::<Vec<_>>()
         .join(",");
-    // Without the CA the certificate is not trusted: no member is found, and `connect` says
-    // why.
     let untrusted = PgReplicaPool::builder()
         .patroni(&https, c.template())
         .config(config())
@@ -50,9 +49,28 @@ async fn a_switchover_moves_the_writes_without_losing_any() {
         .await
         .unwrap_err();
     assert!(untrusted.to_string().contains("certificate"), "{untrusted}");
-    let pool = PgReplicaPool::builder()
+    // With it: the members, their roles and zones, and later discovery rounds.
+    let over_tls = PgReplicaPool::builder()
         .patroni(&https, c.template())
         .patroni_ca(&ca.pem)
+        .config(config())
+        .connect()
+        .await
+        .unwrap();
+    tokio::time::sleep(INTERVAL * 4).await;
+    let status = over_tls.status();
+    assert_eq!(status.nodes.len(), c.members.len(), "{status}");
+    for m in &c.members {
+        let n = status.node(&m.name).unwrap_or_else(|| panic!("{}: {status}", m.name));
+        assert_eq!(n.origin, Origin::Patroni);
+        assert_eq!(n.writer, m.name == leader, "{status}");
+        assert_eq!(n.zone, Some(format!("zone-{}", m.name)), "{status}");
+    }
+    over_tls.close().await;
+    drop(fronts);
+
+    let pool = PgReplicaPool::builder()
+        .patroni(c.endpoints(), c.template())
         .config(config())
         .connect()
         .await
@@ -167,7 +185,17 @@ async fn a_switchover_moves_the_writes_without_losing_any() {
         .iter()
         .find(|(_, port, _)| *port == port_of(&candidate))
         .map(|(_, _, at)| *at)
-        .expect("writes reached the new leader");
+        .unwrap_or_else(|| {
+            panic!(
+                "no write reached the new leader {candidate} ({}) in {:?} after it was writable; \
+                 {} acknowledged (on {:?}), {failed_writes} failed\n{}",
+                port_of(&candidate),
+                writable.elapsed(),
+                acked.len(),
+                acked.iter().map(|a| a.1).collect::<std::collections::BTreeSet<_>>(),
+                pool.status()
+            )
+        });
     let moved = on_new.saturating_duration_since(writable);
     // The application's view: from its last write on the old leader to its first on the new.
     let last_old = acked

@@ -199,3 +199,60 @@ async fn spans_and_metrics_follow_the_database_conventions() {
     );
     assert_eq!(states, ["idle".to_owned(), "used".to_owned()].into());
 }
+
+/// With partypool's spans filtered out, nothing partypool records lands in the application's
+/// span that is current around the call (which may declare the same attribute names).
+#[tokio::test]
+async fn nothing_is_recorded_into_the_application_span() {
+    use tracing::Instrument;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("app")))
+        .with(
+            Targets::new()
+                .with_target("app", LevelFilter::TRACE)
+                .with_target("partypool", LevelFilter::INFO),
+        );
+    let _default = tracing::subscriber::set_default(subscriber);
+    let dir = tempfile::tempdir().unwrap();
+    let pool = partypool::SqliteReplicaPool::builder()
+        .primary(format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("t.db").display()
+        ))
+        .connect()
+        .await
+        .unwrap();
+    let request = tracing::info_span!(
+        target: "app",
+        "request",
+        server.address = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        partypool.node.name = tracing::field::Empty,
+    );
+    let failed = sqlx::query("SELECT * FROM no_such_table")
+        .execute(&pool)
+        .instrument(request)
+        .await;
+    assert!(failed.is_err());
+    pool.close().await;
+    provider.force_flush().unwrap();
+    let spans = exporter.get_finished_spans().unwrap();
+    let request = spans
+        .iter()
+        .find(|s| s.name == "request")
+        .expect("the request span");
+    let a = attributes(request);
+    for key in ["server.address", "error.type", "partypool.node.name"] {
+        assert!(
+            !a.contains_key(key),
+            "{key} written into the application's span: {a:?}"
+        );
+    }
+    assert_eq!(request.status, Status::Unset);
+}

@@ -664,7 +664,13 @@ async fn reads_prefer_the_local_zone_and_spill_only_when_it_cannot_serve() {
     let busy = local.start_call();
     assert!(matches!(pick(&[], true), Some(2 | 3)));
     assert_eq!(pick(&[], false), Some(1));
-    drop((held, busy));
+    drop(busy);
+    // Held by the application (a read-only transaction): full as well.
+    local.lending.hold();
+    assert!(matches!(pick(&[], true), Some(2 | 3)));
+    drop(held);
+    local.lending.returned();
+    tokio::task::yield_now().await;
     // Down: the remote ones; back: the local one again.
     cluster.apply(&[down(1), Event::Round]);
     assert!(matches!(pick(&[], true), Some(2 | 3)));

@@ -310,13 +310,16 @@ impl<DB: Backend> Node<DB> {
     }
 
     /// Whether a read sent here now would wait for a connection: the pool is at its limit
-    /// with none idle, and partypool's calls on it are as many as its connections. (A pool
-    /// at its limit whose connections are on their way back — returned, not yet idle — is
-    /// not: measured, 8 tasks on a 10-connection pool find no idle connection 8% of the
-    /// time.)
+    /// with none idle, and partypool's calls on it are as many as its connections, or the
+    /// application holds some of them. (A pool at its limit whose connections are on their
+    /// way back — returned, not yet idle — is not: measured, 8 tasks on a 10-connection pool
+    /// find no idle connection 8% of the time.)
     pub(crate) fn is_saturated(&self) -> bool {
         !self.has_free_connection()
-            && self.in_flight.load(Ordering::Relaxed) >= self.pool.options().get_max_connections()
+            && (self.in_flight.load(Ordering::Relaxed) >= self.pool.options().get_max_connections()
+                // Connections the application holds (transactions, `acquire()`) are not
+                // calls of ours: with any out, the pool's own count decides, as before.
+                || self.lending.any_held())
     }
 
     /// Its replay position as last seen.
@@ -421,7 +424,6 @@ impl<DB: Backend> Node<DB> {
     /// alone never takes the node out (one terminated backend is not a dead server).
     pub(crate) fn record_error(&self, e: &sqlx::Error) -> bool {
         self.count_error();
-        self.connect_failed(e);
         DB::is_unavailable(e)
     }
 
@@ -491,7 +493,8 @@ impl<DB: Backend> Node<DB> {
         let limit = self.pool.options().get_acquire_timeout();
         match tokio::time::timeout(limit, rotation.renew(seen)).await {
             Ok(Ok(credential)) => {
-                self.use_credential(&credential);
+                // The newest (the task may have fetched one since this renewal).
+                self.use_credential(&rotation.current().unwrap_or(credential));
                 self.pool.acquire().await
             }
             Ok(Err(why)) => {
@@ -502,13 +505,21 @@ impl<DB: Backend> Node<DB> {
         }
     }
 
-    /// Looks at a failed connect or probe: a refused credential asks for a new one.
-    pub(crate) fn connect_failed(&self, e: &sqlx::Error) {
-        if let Some(r) = &self.rotation
+    /// A probe's connection, opened with the credential of generation `seen`, failed: a
+    /// refusal asks for a new credential, unless one was fetched since (the refusal is then
+    /// stale). Probes with a monitor credential never ask: rotation does not change theirs.
+    pub(crate) fn probe_connect_failed(&self, e: &sqlx::Error, seen: Option<u64>) {
+        if let (Some(r), Some(seen)) = (&self.rotation, seen)
+            && self.probe_options.is_none()
             && DB::is_auth_failure(e)
         {
-            r.refused();
+            r.refused(seen);
         }
+    }
+
+    /// The generation of the credential its new connections use now (rotating credentials).
+    pub(crate) fn credential_generation(&self) -> Option<u64> {
+        self.rotation.as_ref().map(|r| r.generation())
     }
 
     /// Resolves when this node next leaves the rotation after this call. Create it before

@@ -75,9 +75,14 @@ fn call_span<DB: Backend>(route: Route, sql: &str) -> tracing::Span {
     }
 }
 
-/// Records the node a call's attempt runs on into its span.
-fn record_node<DB: Backend>(node: &Node<DB>, standby: bool, choice: ReadChoice) {
-    let span = tracing::Span::current();
+/// Records the node a call's attempt runs on into its span (none when no subscriber wants
+/// it: then nothing, and never into the application's span that is current around it).
+fn record_node<DB: Backend>(
+    span: &tracing::Span,
+    node: &Node<DB>,
+    standby: bool,
+    choice: ReadChoice,
+) {
     if span.is_none() {
         return;
     }
@@ -99,8 +104,7 @@ fn record_node<DB: Backend>(node: &Node<DB>, standby: bool, choice: ReadChoice) 
 }
 
 /// Records a call's failure into its span.
-fn record_failure(e: &sqlx::Error) {
-    let span = tracing::Span::current();
+fn record_failure(span: &tracing::Span, e: &sqlx::Error) {
     if span.is_none() {
         return;
     }
@@ -217,9 +221,9 @@ where
         (route, read)
     }
 
-    fn misrouted(&self, node: &Node<DB>, sql: &SqlStr, e: &sqlx::Error) {
+    fn misrouted(&self, span: &tracing::Span, node: &Node<DB>, sql: &SqlStr, e: &sqlx::Error) {
         node.misrouted();
-        tracing::Span::current().record("partypool.misroute", true);
+        span.record("partypool.misroute", true);
         let code = e
             .as_database_error()
             .and_then(|d| d.code())
@@ -329,6 +333,9 @@ where
         let read = route.target == Target::Replica;
         let read_like = read || reads;
         let span = call_span::<DB>(route, query.sql.as_str());
+        // Recorded into by the attempts (a clone: `Span::none()` when disabled, so nothing
+        // lands in the application's span, which is the current one around ours).
+        let ours = span.clone();
         // Kept for the journal only while one is open.
         let journal_sql = self
             .journals
@@ -387,7 +394,7 @@ where
                         w
                     }),
                 };
-                record_node(&node, standby, choice);
+                record_node(&ours, &node, standby, choice);
                 let mut yielded = false;
                 let mut failure = None;
                 {
@@ -472,24 +479,24 @@ where
                     Next::Retry => {
                         tried.push(index);
                         attempts += 1;
-                        tracing::Span::current().record("partypool.retries", attempts);
+                        ours.record("partypool.retries", attempts);
                         pending = again.map(|q| (q, true));
                     }
                     Next::Misroute(e) => match again {
                         Some(q) => {
-                            self.misrouted(&node, &q.sql, &e);
+                            self.misrouted(&ours, &node, &q.sql, &e);
                             misrouted = true;
                             pending = Some((q, false));
                         }
                         None => {
                             note(false);
-                            record_failure(&e);
+                            record_failure(&ours, &e);
                             Err(e)?
                         }
                     },
                     Next::Fail(e) => {
                         note(false);
-                        record_failure(&e);
+                        record_failure(&ours, &e);
                         Err(e)?
                     }
                 }

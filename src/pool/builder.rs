@@ -235,6 +235,8 @@ impl<DB: Backend> Builder<DB> {
     /// ```
     pub fn dns(mut self, url: impl Into<String>) -> Self {
         let url = url.into();
+        // Its addresses take the URL's `zone` parameter, not `in_zone`.
+        self.last_added = self.members.len()..self.members.len();
         match DnsSource::parse(&url, Role::Discovered, DB::DEFAULT_PORT) {
             Ok(source) => self.hooks.dns.push(source),
             Err(reason) => {
@@ -271,6 +273,8 @@ impl<DB: Backend> Builder<DB> {
     /// ```
     #[cfg(feature = "patroni")]
     pub fn patroni(mut self, endpoints: impl AsRef<str>, template: impl AsRef<str>) -> Self {
+        // Its members take their zones from Patroni's tags, not `in_zone`.
+        self.last_added = self.members.len()..self.members.len();
         match crate::discovery::patroni::PatroniSource::new(
             endpoints.as_ref(),
             template.as_ref(),
@@ -339,7 +343,8 @@ impl<DB: Backend> Builder<DB> {
     }
 
     /// Puts the node(s) the previous call added (`primary`, `replica`, `node`, `nodes`, the
-    /// `_with` forms; every host of a multi-host URL) in `zone`: with
+    /// `_with` forms; every host of a multi-host URL) in `zone` (after `dns` or `patroni`,
+    /// nothing: DNS members take the URL's `zone` parameter, Patroni's their `zone` tag): with
     /// [`Config::prefer_zone`](crate::Config::prefer_zone) set, reads go to replicas of that
     /// zone first. The same as a `zone` parameter in the node's URL
     /// (`postgres://app@db-replica-1/app?zone=eu-west-1a`, taken out before the URL reaches

@@ -16,8 +16,9 @@ use crate::error::Error;
 /// [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// Refusals ask again at most this often (a wrong password refused by every new
-/// connection must not hammer the source).
+/// Refusals ask again at most this often, doubling (up to [`MAX_BACKOFF`]) while the
+/// answers keep being refused: a wrong password refused by every new connection must not
+/// hammer the source.
 const REFUSAL_SPACING: Duration = Duration::from_secs(1);
 
 /// Asks for the credential `connect` logs in with, bounded by `limit`.
@@ -40,6 +41,7 @@ pub(super) fn spawn<DB: Backend>(
     tokio::spawn(async move {
         let mut backoff = FIRST_BACKOFF;
         let mut last_ask: Option<Instant> = None;
+        let mut spacing = REFUSAL_SPACING;
         loop {
             let refused = tokio::select! {
                 _ = tokio::time::sleep(rotation.refresh_in()) => false,
@@ -55,7 +57,14 @@ pub(super) fn spawn<DB: Backend>(
                 }
             };
             if refused && let Some(at) = last_ask {
-                tokio::time::sleep(REFUSAL_SPACING.saturating_sub(at.elapsed())).await;
+                // Refused again soon after the last ask: the source's answer is refused too
+                // (a pg_hba rule, a user not replicated yet): ask less and less often.
+                spacing = if at.elapsed() < spacing * 2 {
+                    (spacing * 2).min(MAX_BACKOFF)
+                } else {
+                    REFUSAL_SPACING
+                };
+                tokio::time::sleep(spacing.saturating_sub(at.elapsed())).await;
             }
             if cluster.strong_count() == 0 {
                 break;
