@@ -61,7 +61,9 @@ async fn a_switchover_moves_the_writes_without_losing_any() {
     let status = over_tls.status();
     assert_eq!(status.nodes.len(), c.members.len(), "{status}");
     for m in &c.members {
-        let n = status.node(&m.name).unwrap_or_else(|| panic!("{}: {status}", m.name));
+        let n = status
+            .node(&m.name)
+            .unwrap_or_else(|| panic!("{}: {status}", m.name));
         assert_eq!(n.origin, Origin::Patroni);
         assert_eq!(n.writer, m.name == leader, "{status}");
         assert_eq!(n.zone, Some(format!("zone-{}", m.name)), "{status}");
@@ -192,7 +194,10 @@ async fn a_switchover_moves_the_writes_without_losing_any() {
                 port_of(&candidate),
                 writable.elapsed(),
                 acked.len(),
-                acked.iter().map(|a| a.1).collect::<std::collections::BTreeSet<_>>(),
+                acked
+                    .iter()
+                    .map(|a| a.1)
+                    .collect::<std::collections::BTreeSet<_>>(),
                 pool.status()
             )
         });
