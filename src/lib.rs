@@ -52,6 +52,7 @@ mod positions;
 mod redact;
 mod roles;
 pub mod route;
+mod sync;
 mod telemetry;
 mod topology;
 // backend

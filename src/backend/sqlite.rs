@@ -114,9 +114,6 @@ async fn commits(conn: &mut sqlx::SqliteConnection) -> Result<Arc<AtomicU64>, sq
         sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
             .fetch_one(&mut *conn)
             .await?;
-    let mut counts = COUNTS
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let mut counts = crate::sync::lock(COUNTS.get_or_init(Mutex::default));
     Ok(Arc::clone(counts.entry(file).or_default()))
 }

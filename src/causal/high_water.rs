@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use super::session_state::merge;
 use crate::positions::At;
+use crate::sync::lock;
 
 /// The identity of a cluster in the process: PostgreSQL's system identifier, or (MariaDB,
 /// which has none that all members share) the address of the primary the pool was built on.
@@ -63,10 +64,6 @@ pub(crate) struct HighWater {
     floor: Mutex<Option<At>>,
     /// Held while fetching: readers queue here and most find a fresh enough result.
     pub(crate) fetching: tokio::sync::Mutex<()>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl HighWater {

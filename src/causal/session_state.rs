@@ -35,7 +35,7 @@ struct Marks {
 
 impl SessionState {
     fn marks(&self) -> std::sync::MutexGuard<'_, Marks> {
-        self.marks.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.marks)
     }
 
     /// A write's position: positions only move forward on a timeline, and a newer timeline

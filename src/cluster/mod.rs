@@ -27,6 +27,7 @@ use crate::config::Backoff;
 use crate::node::Node;
 use crate::positions::At;
 use crate::status::NodeStatus;
+use crate::sync::lock;
 pub(crate) use decide::{Event, Observation, has_other_writable};
 pub(crate) use view::{NodeView, View};
 
@@ -337,8 +338,4 @@ fn status_row<DB: Backend>(
         origin: node.origin,
         zone: node.zone.clone(),
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -23,6 +23,7 @@ use crate::balance::{Load, PeakEwma};
 use crate::positions::{At, GtidSet, LogPosition};
 use crate::redact;
 use crate::roles::{Origin, Role};
+use crate::sync::lock;
 pub(crate) use metrics::NodeMetrics;
 pub(crate) use ring::{Held, Ring};
 
@@ -677,10 +678,6 @@ impl<DB: Backend> Drop for Busy<DB> {
 
 fn known(v: u64) -> Option<u64> {
     (v != UNKNOWN).then_some(v)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(all(test, feature = "sqlite"))]

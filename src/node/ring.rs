@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 
 use crate::backend::Probe;
 use crate::positions::LogPosition;
+use crate::sync::lock;
 
 /// One held snapshot.
 #[derive(Clone)]
@@ -51,10 +52,6 @@ pub(crate) struct Ring {
     ready: Notify,
     /// Why the last snapshot could not be taken, if it could not.
     failure: Mutex<Option<String>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Ring {

@@ -6,12 +6,13 @@
 use std::sync::Arc;
 
 use super::connect;
-use super::shared::{Shared, lock};
+use super::shared::Shared;
 use crate::backend::Backend;
 use crate::cluster::{Event, has_other_writable};
 use crate::discovery::{Plan, plan};
 use crate::error::Error;
 use crate::roles::{Origin, Role};
+use crate::sync::lock;
 use crate::topology::Member;
 use crate::{health, redact};
 

@@ -22,6 +22,7 @@ use crate::health;
 use crate::node::Node;
 use crate::refresh::Refresher;
 use crate::route::Router;
+use crate::sync::lock;
 use crate::topology::Member;
 
 /// Everything the pool handles share.
@@ -361,8 +362,4 @@ fn spawn_simulation<DB: Backend>(cluster: &Cluster<DB>) -> Option<JoinHandle<()>
         .collect();
     let ring = simulated.first().and_then(|n| n.simulated.clone())?;
     crate::simulate::spawn(&ring, &simulated)
-}
-
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -8,6 +8,7 @@ use sqlx::Executor;
 
 use super::exec_err;
 use crate::Backend;
+use crate::sync::lock;
 
 /// A transaction begun through a [`ReplicaConnection`](super::ReplicaConnection): on the
 /// primary, or (read-only access mode, not through a session) on a replica.
@@ -26,7 +27,7 @@ impl<DB: Backend> Drop for ReplicaTransaction<DB> {
     fn drop(&mut self) {
         // The transaction itself rolls back when its sqlx transaction drops.
         if self.depth > 0 && !self.finished {
-            let mut abandoned = self.abandoned.lock().unwrap_or_else(|e| e.into_inner());
+            let mut abandoned = lock(&self.abandoned);
             *abandoned = Some(abandoned.map_or(self.depth, |d| d.min(self.depth)));
         }
     }
@@ -80,11 +81,7 @@ where
         if guard.is_none() {
             return Err(finished());
         }
-        let abandoned = self
-            .abandoned
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let abandoned = lock(&self.abandoned).take();
         if let Some(depth) = abandoned {
             let conn: &mut DB::Connection = guard.as_mut().ok_or_else(finished)?;
             for sql in [
