@@ -143,9 +143,8 @@ pub(crate) struct Rotation {
     /// The current credential changed outside the task (a refused login renewed it): the
     /// task applies it to every node.
     changed: Notify,
-    /// How many credentials were fetched, and when the last one was.
+    /// How many credentials were fetched.
     generation: AtomicU64,
-    fetched_at: Mutex<Option<Instant>>,
     /// One renewal at a time: logins refused together share it.
     renewing: tokio::sync::Mutex<()>,
     /// Woken when a credential is fetched (the lazily connected pool's first probes wait
@@ -165,7 +164,6 @@ impl Rotation {
             refused: Notify::new(),
             changed: Notify::new(),
             generation: AtomicU64::new(0),
-            fetched_at: Mutex::new(None),
             renewing: tokio::sync::Mutex::new(()),
             fetched: Notify::new(),
         }
@@ -186,7 +184,6 @@ impl Rotation {
                     }
                 }
                 *lock(&self.current) = Some((c.clone(), Instant::now()));
-                *lock(&self.fetched_at) = Some(Instant::now());
                 self.generation.fetch_add(1, Ordering::AcqRel);
                 self.fetched.notify_waiters();
                 Ok(c)
@@ -211,7 +208,7 @@ impl Rotation {
         {
             return Ok(c);
         }
-        let since = lock(&self.fetched_at).map(|at| at.elapsed());
+        let since = lock(&self.current).as_ref().map(|(_, at)| at.elapsed());
         if let Some(since) = since.filter(|s| *s < RENEW_SPACING) {
             tokio::time::sleep(RENEW_SPACING - since).await;
         }

@@ -175,12 +175,18 @@ impl NodeStatus {
         }
     }
 
-    /// The state from the other fields.
-    pub(crate) fn state_of(healthy: bool, excluded: bool, lagging: bool) -> NodeState {
+    /// The state from the other fields (`resting`: not probed while the pool is idle).
+    pub(crate) fn state_of(
+        healthy: bool,
+        excluded: bool,
+        lagging: bool,
+        resting: bool,
+    ) -> NodeState {
         match (healthy, excluded, lagging) {
             (false, _, _) => NodeState::Down,
             (true, true, _) => NodeState::Excluded,
             (true, false, true) => NodeState::Lagging,
+            (true, false, false) if resting => NodeState::Resting,
             (true, false, false) => NodeState::Up,
         }
     }

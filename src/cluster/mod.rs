@@ -323,14 +323,12 @@ fn status_row<DB: Backend>(
         connections: node.pool.size(),
         idle: node.pool.num_idle(),
         last_error: view.last_error.clone(),
-        state: match NodeStatus::state_of(
+        state: NodeStatus::state_of(
             view.healthy,
             view.excluded(cluster, writer).is_some(),
             view.lagging,
-        ) {
-            crate::status::NodeState::Up if view.resting => crate::status::NodeState::Resting,
-            state => state,
-        },
+            view.resting,
+        ),
         excluded: view.excluded(cluster, writer),
         timeline: view.timeline,
         gtid_position: view.gtids.map(|g| g.to_string()),
