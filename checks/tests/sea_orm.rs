@@ -53,6 +53,17 @@ async fn note_bodies(db: &impl ConnectionTrait) -> Vec<String> {
         .collect()
 }
 
+/// Every note, streamed through `db` (a connection or a transaction).
+async fn stream_notes<C: ConnectionTrait + sea_orm::StreamTrait>(db: &C) -> Vec<note::Model> {
+    note::Entity::find()
+        .stream(db)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
 fn new_note(body: &str) -> note::ActiveModel {
     note::ActiveModel {
         body: Set(body.to_owned()),
@@ -104,13 +115,7 @@ async fn entities_route_and_sessions_read_their_writes() {
     assert!(on_standby(&db).await, "a read runs on the replica");
     assert_eq!(note::Entity::find().all(&db).await.unwrap().len(), 2);
     assert_eq!(note::Entity::find().count(&db).await.unwrap(), 2);
-    let streamed: Vec<note::Model> = note::Entity::find()
-        .stream(&db)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let streamed = stream_notes(&db).await;
     assert_eq!(streamed.len(), 2);
 
     // With replay paused the replica lags: the pool's reads miss a new write, the
@@ -194,13 +199,7 @@ async fn entities_route_and_sessions_read_their_writes() {
     // A stream inside a transaction: on its connection, seeing its own uncommitted write.
     let txn = db.begin().await.unwrap();
     new_note("uncommitted").insert(&txn).await.unwrap();
-    let streamed: Vec<note::Model> = note::Entity::find()
-        .stream(&txn)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let streamed = stream_notes(&txn).await;
     assert!(streamed.iter().any(|n| n.body == "uncommitted"));
     // The stream has ended: the transaction's connection is free again.
     assert!(!on_standby(&txn).await);
@@ -288,13 +287,7 @@ async fn mysql_connections_route_and_transact() {
     let inner = txn.begin().await.unwrap();
     new_note("rolled back").insert(&inner).await.unwrap();
     inner.rollback().await.unwrap();
-    let streamed: Vec<note::Model> = note::Entity::find()
-        .stream(&txn)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let streamed = stream_notes(&txn).await;
     assert_eq!(streamed.len(), 2, "{streamed:?}");
     txn.commit().await.unwrap();
     tokio::task::block_in_place(|| c.wait_replayed());
@@ -333,33 +326,33 @@ async fn mysql_connections_route_and_transact() {
 async fn sqlite_connections_route_and_transact() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notes.db");
+    // The file in WAL mode with its table before the read-only readers open it (a reader
+    // opened on a file that is not in WAL mode yet fails its probes for a while).
+    let setup = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "PRAGMA journal_mode = WAL; \
+         CREATE TABLE notes (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)",
+    )
+    .execute(&setup)
+    .await
+    .unwrap();
+    setup.close().await;
     let pool = partypool::SqliteReplicaPool::builder()
-        .primary(format!("sqlite://{}?mode=rwc", path.display()))
+        .primary(format!("sqlite://{}", path.display()))
         .replica(format!("sqlite://{}?mode=ro", path.display()))
+        .wait_for_replicas(std::time::Duration::from_secs(5))
         .connect()
         .await
         .unwrap();
     let db: partypool::sea_orm::SqliteReplicaConnection = pool.sea_orm();
-    db.execute_unprepared("PRAGMA journal_mode = WAL")
-        .await
-        .unwrap();
-    db.execute_unprepared(
-        "CREATE TABLE notes (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)",
-    )
-    .await
-    .unwrap();
     let journal = pool.journal();
     new_note("first").insert(&db).await.unwrap();
     assert_eq!(note_bodies(&db).await, ["first"]);
     let txn = db.begin().await.unwrap();
     new_note("second").insert(&txn).await.unwrap();
-    let streamed: Vec<note::Model> = note::Entity::find()
-        .stream(&txn)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let streamed = stream_notes(&txn).await;
     assert_eq!(streamed.len(), 2);
     txn.commit().await.unwrap();
     assert_eq!(note_bodies(&db).await, ["first", "second"]);
